@@ -1,0 +1,1 @@
+//! Flatten: squash a layer stack into one layer (filled in by the flatten work).

@@ -1,0 +1,8 @@
+//! ferry: carry container images across air gaps.
+//!
+//! Layout: `image` reads image sources, `bundle` writes/reads/verifies bundles,
+//! `seal` signs and encrypts, `flatten` squashes layers, `load` writes verified
+//! images to their targets; the binary (`main.rs`) only parses and prints.
+
+pub mod flatten;
+pub mod seal;

@@ -1,0 +1,1 @@
+//! Sealing: minisign signatures and age encryption (filled in by the sealing work).

@@ -1,0 +1,111 @@
+//! Transports move named files between this machine and a *location*: a local
+//! directory (a mounted USB key), an in-memory store (tests), or — in their own
+//! modules — FTP/FTPS, SFTP and HTTP(S)/WebDAV servers.
+//!
+//! This crate knows nothing about images or bundles: it moves bytes under names.
+//!
+//! Contract shared by every backend (checked by the conformance suite in
+//! `tests/conformance.rs`):
+//! - `put` streams bytes of unknown length under a *temporary* name
+//!   ([`partial_name`]); `Upload::commit` renames it into place. A reader never
+//!   sees a half-written file under its final name.
+//! - An interrupted upload leaves its temporary file; `put` with
+//!   [`PutMode::Resume`] reports how many bytes are already there
+//!   ([`Upload::resumed_from`]) and appends the rest.
+//! - `get` reads from an offset, so downloads resume.
+
+mod dir;
+mod error;
+mod location;
+mod memory;
+
+pub use dir::DirTransport;
+pub use error::{Result, TransportError};
+pub use location::{open, Location};
+pub use memory::MemoryTransport;
+
+use std::io::{Read, Write};
+
+/// Suffix of the temporary name an upload is written under before commit.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
+/// The temporary name under which `name` is uploaded before it is committed.
+pub fn partial_name(name: &str) -> String {
+    format!("{name}{PARTIAL_SUFFIX}")
+}
+
+/// What a backend (or the server behind it) can do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Commit may replace an existing file of the same name.
+    pub overwrite: bool,
+    /// Files can be deleted.
+    pub delete: bool,
+    /// Names in the location can be listed.
+    pub list: bool,
+    /// An interrupted upload can be continued (append at an offset).
+    pub resume_upload: bool,
+    /// Reads can start at an offset.
+    pub resume_download: bool,
+}
+
+impl Capabilities {
+    pub const ALL: Capabilities = Capabilities {
+        overwrite: true,
+        delete: true,
+        list: true,
+        resume_upload: true,
+        resume_download: true,
+    };
+}
+
+/// One file at a location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub name: String,
+    pub size: u64,
+}
+
+/// How `put` treats an earlier, interrupted upload of the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutMode {
+    /// Start from byte 0, discarding any partial upload.
+    Fresh,
+    /// Continue a partial upload if there is one: the caller must skip the
+    /// first [`Upload::resumed_from`] bytes of what it writes.
+    Resume,
+}
+
+/// A file being uploaded under its temporary name.
+pub trait Upload: Write + Send {
+    /// Bytes already present from an earlier attempt (0 for a fresh upload).
+    fn resumed_from(&self) -> u64;
+    /// Flush, make durable where the backend can, and rename into place.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// A place bundles are stored: one flat folder of named files.
+///
+/// Names are plain file names (no `/`); the location itself may be nested.
+pub trait Transport: Send + Sync {
+    /// The location, fit for messages: never contains a password.
+    fn describe(&self) -> String;
+    fn capabilities(&self) -> Capabilities;
+    /// Start uploading `name` (under its temporary name).
+    fn put(&self, name: &str, mode: PutMode) -> Result<Box<dyn Upload>>;
+    /// Read `name` from byte `offset`.
+    fn get(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>>;
+    /// Size of `name`, or `None` if it does not exist.
+    fn stat(&self, name: &str) -> Result<Option<u64>>;
+    /// Files at the location (temporary upload names included; callers filter).
+    fn list(&self) -> Result<Vec<Entry>>;
+    fn delete(&self, name: &str) -> Result<()>;
+}
+
+/// Refuse names that could leave the location.
+pub(crate) fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\\') || name.contains('\0') {
+        return Err(TransportError::InvalidName(name.to_string()));
+    }
+    Ok(())
+}
