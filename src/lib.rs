@@ -6,3 +6,16 @@
 
 pub mod flatten;
 pub mod seal;
+pub mod compress;
+pub mod digest;
+pub mod error;
+pub mod image;
+pub mod reference;
+pub mod size;
+
+pub use error::{Error, ErrorKind, Result};
+pub mod bundle;
+pub mod load;
+pub mod inspect;
+pub mod save;
+pub mod transfer;

@@ -1,1 +1,319 @@
-fn main() {}
+//! The `ferry` command: argument parsing and output only; the work is in the library.
+mod cli_progress;
+
+use clap::{Args, Parser, Subcommand};
+use cli_progress::CliProgress;
+use ferry::bundle::{self, SaveOptions};
+use ferry::compress::Compression;
+use ferry::error::{Error, Result};
+use ferry::image::{PlatformFilter, SourceOptions};
+use ferry::reference::ImageRef;
+use ferry_transports::Transport;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "ferry", version, about = "Carry container images across air gaps: save, seal, ship, verify, load.")]
+struct Cli {
+    /// No progress or status output.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Save images into a bundle at a location.
+    Save(SaveArgs),
+    /// Verify a bundle, then load its images into a target.
+    Load(LoadArgs),
+    /// Check a bundle's checksums, signature and every blob; write nothing.
+    Verify(VerifyArgs),
+    /// Show what a bundle holds.
+    Inspect(InspectArgs),
+    /// Copy a bundle to a location (atomic, resumable).
+    Push(PushArgs),
+    /// Download a bundle (resumable; checksums verified).
+    Pull(PullArgs),
+    /// List the complete bundles at a location.
+    Ls(LsArgs),
+}
+
+#[derive(Args)]
+struct SaveArgs {
+    /// Images: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG].
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Where to write the bundle: a directory or a URL.
+    #[arg(short, long)]
+    output: String,
+    /// Bundle name (file stem); default derived from the image name.
+    #[arg(short = 'n', long = "name")]
+    stem: Option<String>,
+    #[arg(long, default_value = "zstd", value_parser = ["zstd", "gzip", "none"])]
+    compress: String,
+    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
+    #[arg(long)]
+    level: Option<i32>,
+    /// Keep only these platforms (OS/ARCH[/VARIANT]); default keeps all.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// Split the artifact into parts of SIZE bytes (K, M, G, T suffixes) or `fat32`.
+    #[arg(long)]
+    split: Option<String>,
+}
+
+#[derive(Args)]
+struct SourceArgs {
+    /// The bundle: its .sha256 file, its artifact, a directory holding one bundle, or LOCATION/STEM.
+    source: String,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Target: oci:DIR[:REF], oci-archive:PATH, docker-archive:PATH (default docker-daemon:).
+    #[arg(long, default_value = "docker-daemon:")]
+    into: String,
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// The local (or remote) bundle to copy.
+    bundle: String,
+    /// Destination location: a directory or a URL.
+    location: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PullArgs {
+    /// LOCATION/STEM
+    source: String,
+    /// Directory to download into.
+    #[arg(short, long, default_value = ".")]
+    output: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    location: String,
+    #[arg(long)]
+    json: bool,
+}
+
+fn open_transport(location: &str) -> Result<Box<dyn Transport>> {
+    Ok(ferry_transports::open(location)?)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let progress = CliProgress::new(cli.quiet);
+    match run(cli.command, &progress) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            progress.clear();
+            eprintln!("ferry: error: {e}");
+            if let Some(hint) = e.hint() {
+                eprintln!("  hint: {hint}");
+            }
+            ExitCode::from(e.kind().exit_code() as u8)
+        }
+    }
+}
+
+fn run(command: Command, progress: &CliProgress) -> Result<()> {
+    match command {
+        Command::Save(a) => save(a, progress),
+        Command::Load(a) => load(a, progress),
+        Command::Verify(a) => {
+            let bundle = bundle::locate(&a.source.source, &open_transport)?;
+            let report = ferry::load::verify(&bundle, None, progress)?;
+            progress.say(&format!(
+                "verified {}: checksums, {} blobs ({} bytes) and every reference; images: {}",
+                bundle.describe(),
+                report.blobs,
+                report.content_bytes,
+                report.images.join(", ")
+            ));
+            Ok(())
+        }
+        Command::Inspect(a) => {
+            let bundle = bundle::locate(&a.source.source, &open_transport)?;
+            let info = ferry::inspect::inspect(&bundle, None)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&info).expect("json serializes"));
+            } else {
+                print_info(&info);
+            }
+            Ok(())
+        }
+        Command::Push(a) => {
+            let bundle = bundle::locate(&a.bundle, &open_transport)?;
+            let dest = open_transport(&a.location)?;
+            let report = ferry::transfer::copy_bundle(&bundle, &*dest, progress)?;
+            print_copy(&report, a.json, progress);
+            Ok(())
+        }
+        Command::Pull(a) => {
+            let bundle = bundle::locate(&a.source, &open_transport)?;
+            std::fs::create_dir_all(&a.output).map_err(|e| Error::io(format!("creating {}", a.output), e))?;
+            let dest = ferry_transports::DirTransport::new(&a.output);
+            let report = ferry::transfer::copy_bundle(&bundle, &dest, progress)?;
+            print_copy(&report, a.json, progress);
+            Ok(())
+        }
+        Command::Ls(a) => {
+            let t = open_transport(&a.location)?;
+            let list = ferry::transfer::list_bundles(&*t)?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&list).expect("json serializes"));
+            } else {
+                for b in list {
+                    let mut flags = vec![];
+                    if b.signed {
+                        flags.push("signed");
+                    }
+                    if b.encrypted {
+                        flags.push("encrypted");
+                    }
+                    println!("{}\t{}\t{} file(s)\t{}", b.stem, human(b.size), b.files.len(), flags.join(","));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
+    let images = a.images.iter().map(|s| ImageRef::parse(s)).collect::<Result<Vec<_>>>()?;
+    let compression = Compression::parse(&a.compress)?;
+    let level = a.level.unwrap_or(compression.default_level());
+    if compression == Compression::Zstd && !(1..=22).contains(&level) || compression == Compression::Gzip && !(0..=9).contains(&level) {
+        return Err(Error::usage(format!("--level {level} is out of range for {}", compression.name())));
+    }
+    let split = a.split.as_deref().map(ferry::size::parse_size).transpose()?;
+    let source = SourceOptions {
+        platforms: PlatformFilter::parse(&a.platforms)?,
+        spool_dir: ferry::save::spool_dir_for(&a.output),
+    };
+    let output: Arc<dyn Transport> = Arc::from(open_transport(&a.output)?);
+    let report = ferry::save::save(
+        &images,
+        output,
+        a.stem,
+        &source,
+        |stem| {
+            let mut o = SaveOptions::new(stem);
+            o.compression = compression;
+            o.level = level;
+            o.split = split;
+            o
+        },
+        progress,
+    )?;
+    let size: u64 = report.parts.iter().map(|p| p.size).sum();
+    progress.say(&format!(
+        "saved {} to {}/{}.sha256: {} image(s), {} blobs, {} in {} file(s) ({} uncompressed)",
+        report.images.join(", "),
+        report.location.trim_end_matches('/'),
+        report.stem,
+        report.images.len(),
+        report.blobs,
+        human(size),
+        report.parts.len(),
+        human(report.tar_bytes)
+    ));
+    Ok(())
+}
+
+fn load(a: LoadArgs, progress: &CliProgress) -> Result<()> {
+    let into = ImageRef::parse_target(&a.into)?;
+    let bundle = bundle::locate(&a.source.source, &open_transport)?;
+    let report = ferry::load::load(&bundle, &into, None, progress)?;
+    progress.say(&format!("loaded {} into {} ({} blobs verified)", report.images.join(", "), report.target, report.blobs));
+    Ok(())
+}
+
+fn print_copy(report: &ferry::transfer::CopyReport, json: bool, progress: &CliProgress) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("json serializes"));
+        return;
+    }
+    let sent: u64 = report.files.iter().map(|f| f.sent).sum();
+    let resumed = report.files.iter().filter(|f| f.resumed_from > 0).count();
+    progress.say(&format!(
+        "copied {} to {} ({} file(s), {} sent{})",
+        report.stem,
+        report.destination,
+        report.files.len(),
+        human(sent),
+        if resumed > 0 { format!(", {resumed} resumed") } else { String::new() }
+    ));
+}
+
+fn print_info(info: &ferry::inspect::BundleInfo) {
+    println!("bundle:      {}", info.bundle);
+    println!("format:      {}", info.format.as_deref().unwrap_or("?"));
+    if let Some(c) = &info.created {
+        println!("created:     {c} by {}", info.tool.as_deref().unwrap_or("?"));
+    }
+    println!("compression: {}", info.compression);
+    println!("encrypted:   {}", if info.encrypted { "yes (age)" } else { "no" });
+    println!("signed:      {}", if info.signed { "yes (minisign)" } else { "no" });
+    if let Some(f) = info.flattened {
+        println!("flattened:   {}", if f { "yes" } else { "no" });
+    }
+    println!("files:");
+    for p in &info.parts {
+        println!("  {}  {}", p.name, p.size.map(human).unwrap_or_else(|| "?".into()));
+    }
+    for img in info.images.iter().flatten() {
+        println!("image {} ({})", img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>"), img.digest);
+        for m in &img.manifests {
+            println!("  {} manifest {} config {} — {} layer(s), {}", m.platform.as_deref().unwrap_or("?"), m.digest.short(), m.config.short(), m.layers.len(), human(m.size));
+            for l in &m.layers {
+                println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), l.media_type);
+            }
+        }
+    }
+    for n in &info.notes {
+        println!("note: {n}");
+    }
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

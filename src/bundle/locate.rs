@@ -1,0 +1,133 @@
+//! Finding a bundle from what the user typed: `DIR/STEM.sha256`, the artifact,
+//! a directory holding exactly one bundle, or a remote `LOCATION/STEM`.
+use super::checksums::ChecksumFile;
+use super::names::{self, stem_of};
+use crate::error::{Error, Result};
+use ferry_transports::{Location, Transport};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct BundleSource {
+    pub transport: Arc<dyn Transport>,
+    pub stem: String,
+    pub checksums: ChecksumFile,
+    /// The exact bytes of `STEM.sha256` (what the signature covers).
+    pub checksum_bytes: Vec<u8>,
+    pub signature: Option<Vec<u8>>,
+}
+
+impl BundleSource {
+    pub fn describe(&self) -> String {
+        format!("{}/{}", self.transport.describe().trim_end_matches('/'), self.stem)
+    }
+
+    /// Artifact file names in order (one, or numbered parts).
+    pub fn artifact_names(&self) -> Vec<&str> {
+        self.checksums.lines.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    /// Total size of the artifact's files, if the location can tell.
+    pub fn artifact_size(&self) -> Option<u64> {
+        let mut total = 0;
+        for line in &self.checksums.lines {
+            total += self.transport.stat(&line.name).ok()??;
+        }
+        Some(total)
+    }
+
+    pub fn is_encrypted_by_name(&self) -> bool {
+        self.checksums.lines.first().map(|l| l.name.contains(".age")).unwrap_or(false)
+    }
+}
+
+pub type TransportOpener<'a> = &'a dyn Fn(&str) -> Result<Box<dyn Transport>>;
+
+/// Locate a bundle. `open` turns a location string into a transport.
+pub fn locate(source: &str, open: TransportOpener) -> Result<BundleSource> {
+    let (location, stem) = split_source(source)?;
+    let transport: Arc<dyn Transport> = Arc::from(open(&location)?);
+    let stem = match stem {
+        Some(s) => s,
+        None => only_stem(&*transport)?,
+    };
+    read_sidecars(transport, stem)
+}
+
+/// `(location, stem)`; the stem is `None` for a local directory to search.
+fn split_source(source: &str) -> Result<(String, Option<String>)> {
+    if Location::parse(source).is_remote() {
+        let trimmed = source.trim_end_matches('/');
+        let (loc, last) = trimmed.rsplit_once('/').ok_or_else(|| Error::usage(format!("{source}: give LOCATION/STEM")))?;
+        if loc.ends_with(':') || loc.ends_with("//") || last.contains('@') && !loc.contains("//") {
+            return Err(Error::usage(format!("{source}: give LOCATION/STEM, e.g. sftp://host/drop/mybundle")));
+        }
+        let stem = stem_of(last).unwrap_or(last).to_string();
+        return Ok((format!("{loc}/"), Some(stem)));
+    }
+    let path = Path::new(source);
+    if path.is_dir() {
+        return Ok((source.to_string(), None));
+    }
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = path.file_name().and_then(|f| f.to_str()).ok_or_else(|| Error::usage(format!("{source}: not a bundle")))?;
+    let stem = stem_of(file).unwrap_or(file);
+    if !path.exists() && !parent.join(names::checksum_name(stem)).exists() {
+        return Err(Error::usage(format!("{source}: no such bundle (expected {})", parent.join(names::checksum_name(stem)).display())));
+    }
+    Ok((parent.display().to_string(), Some(stem.to_string())))
+}
+
+/// The one complete bundle in a directory.
+fn only_stem(transport: &dyn Transport) -> Result<String> {
+    let stems: Vec<String> = transport
+        .list()?
+        .into_iter()
+        .filter_map(|e| e.name.strip_suffix(names::CHECKSUM_SUFFIX).map(str::to_string))
+        .collect();
+    match stems.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => Err(Error::usage(format!("{}: no complete bundle here (no STEM.sha256 file)", transport.describe()))),
+        many => Err(Error::usage(format!(
+            "{} holds {} bundles ({}): name one as {}/STEM",
+            transport.describe(),
+            many.len(),
+            many.join(", "),
+            transport.describe()
+        ))),
+    }
+}
+
+fn read_small(transport: &dyn Transport, name: &str) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    transport
+        .get(name, 0)?
+        .take(1 << 20)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(format!("reading {name} from {}", transport.describe()), e))?;
+    Ok(buf)
+}
+
+fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<BundleSource> {
+    let checksum_name = names::checksum_name(&stem);
+    let checksum_bytes = match read_small(&*transport, &checksum_name) {
+        Ok(b) => b,
+        Err(Error::Transport(e)) if e.is_not_found() => {
+            return Err(Error::usage(format!(
+                "{}: no bundle {stem} ({checksum_name} is missing: the bundle is incomplete or the name is wrong)",
+                transport.describe()
+            )))
+        }
+        Err(e) => return Err(e),
+    };
+    let checksums = ChecksumFile::parse(&checksum_bytes, &checksum_name)?;
+    let prefix = format!("{stem}.tar");
+    if let Some(bad) = checksums.lines.iter().find(|l| !l.name.starts_with(&prefix)) {
+        return Err(Error::integrity(format!("{checksum_name} lists {:?}, which is not an artifact of bundle {stem}", bad.name)));
+    }
+    let signature = match transport.stat(&names::signature_name(&stem))? {
+        Some(_) => Some(read_small(&*transport, &names::signature_name(&stem))?),
+        None => None,
+    };
+    Ok(BundleSource { transport, stem, checksums, checksum_bytes, signature })
+}

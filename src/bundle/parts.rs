@@ -1,0 +1,171 @@
+//! The artifact as one or more part files: written with splitting and
+//! checksumming as bytes stream, read back across parts without joining them.
+use super::checksums::ChecksumLine;
+use super::names::part_name;
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use ferry_transports::{PutMode, Transport, Upload};
+use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex};
+
+/// A finished part.
+#[derive(Debug, Clone)]
+pub struct PartRecord {
+    pub name: String,
+    pub size: u64,
+    pub digest: Digest,
+}
+
+struct OpenPart {
+    name: String,
+    upload: Box<dyn Upload>,
+    hasher: Hasher,
+    written: u64,
+}
+
+struct PartState {
+    transport: Arc<dyn Transport>,
+    artifact: String,
+    split: Option<u64>,
+    current: Option<OpenPart>,
+    done: Vec<PartRecord>,
+}
+
+impl PartState {
+    fn next_name(&self) -> String {
+        match self.split {
+            Some(_) => part_name(&self.artifact, self.done.len()),
+            None => self.artifact.clone(),
+        }
+    }
+
+    fn commit_current(&mut self) -> Result<()> {
+        if let Some(part) = self.current.take() {
+            part.upload.commit()?;
+            self.done.push(PartRecord { name: part.name, size: part.written, digest: part.hasher.finish() });
+        }
+        Ok(())
+    }
+}
+
+/// Writes the artifact into parts under temporary names, committing each when full.
+#[derive(Clone)]
+pub struct PartWriter(Arc<Mutex<PartState>>);
+
+impl PartWriter {
+    pub fn new(transport: Arc<dyn Transport>, artifact: String, split: Option<u64>) -> Self {
+        PartWriter(Arc::new(Mutex::new(PartState { transport, artifact, split, current: None, done: Vec::new() })))
+    }
+
+    /// Commit the last part and return every part's record.
+    pub fn finish(&self) -> Result<Vec<PartRecord>> {
+        let mut state = self.0.lock().unwrap();
+        state.commit_current()?;
+        Ok(state.done.clone())
+    }
+
+    /// After a failure: remove what was written (best effort).
+    pub fn abort(&self) {
+        let mut state = self.0.lock().unwrap();
+        if let Some(part) = state.current.take() {
+            drop(part.upload);
+            let _ = state.transport.delete(&ferry_transports::partial_name(&part.name));
+        }
+        for part in std::mem::take(&mut state.done) {
+            let _ = state.transport.delete(&part.name);
+        }
+    }
+}
+
+impl Write for PartWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut state = self.0.lock().unwrap();
+        if state.current.is_none() {
+            let name = state.next_name();
+            let upload = state.transport.put(&name, PutMode::Fresh).map_err(|e| Error::from(e).into_io())?;
+            state.current = Some(OpenPart { name, upload, hasher: Hasher::new(), written: 0 });
+        }
+        let limit = state.split.unwrap_or(u64::MAX);
+        let part = state.current.as_mut().expect("opened above");
+        let room = limit - part.written;
+        let n = (buf.len() as u64).min(room) as usize;
+        part.upload.write_all(&buf[..n])?;
+        part.hasher.update(&buf[..n]);
+        part.written += n as u64;
+        if part.written == limit {
+            state.commit_current().map_err(Error::into_io)?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.lock().unwrap().current.as_mut() {
+            Some(p) => p.upload.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Reads the artifact's parts in order as one stream, checking each part
+/// against `STEM.sha256` when it ends. A mismatch is an error of the stream.
+pub struct PartsReader {
+    transport: Arc<dyn Transport>,
+    parts: Vec<ChecksumLine>,
+    next: usize,
+    current: Option<(Box<dyn Read + Send>, Hasher, usize)>,
+    /// Total bytes read so far.
+    pub bytes: u64,
+}
+
+impl PartsReader {
+    pub fn new(transport: Arc<dyn Transport>, parts: Vec<ChecksumLine>) -> Self {
+        PartsReader { transport, parts, next: 0, current: None, bytes: 0 }
+    }
+
+    /// Read what is left, checking the checksums of the remaining parts. Used
+    /// after a failure downstream, to report a damaged part as the cause.
+    pub fn drain_and_check(&mut self) -> Result<()> {
+        io::copy(self, &mut io::sink()).map(|_| ()).map_err(|e| Error::io("reading the bundle", e))
+    }
+
+    fn open_next(&mut self) -> io::Result<bool> {
+        let Some(line) = self.parts.get(self.next) else { return Ok(false) };
+        let reader = self.transport.get(&line.name, 0).map_err(|e| {
+            if e.is_not_found() {
+                Error::integrity(format!("{}: part {} is missing", self.transport.describe(), line.name)).into_io()
+            } else {
+                Error::from(e).into_io()
+            }
+        })?;
+        self.current = Some((reader, Hasher::new(), self.next));
+        self.next += 1;
+        Ok(true)
+    }
+}
+
+impl Read for PartsReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(0);
+            }
+            let (reader, hasher, _) = self.current.as_mut().expect("opened above");
+            let n = reader.read(buf)?;
+            if n > 0 {
+                hasher.update(&buf[..n]);
+                self.bytes += n as u64;
+                return Ok(n);
+            }
+            let (_, hasher, idx) = self.current.take().expect("present");
+            let line = &self.parts[idx];
+            if hasher.finish().hex() != line.hex {
+                return Err(Error::integrity(format!(
+                    "{}: checksum mismatch in {} (the file is damaged, truncated or was replaced)",
+                    self.transport.describe(),
+                    line.name
+                ))
+                .into_io());
+            }
+        }
+    }
+}

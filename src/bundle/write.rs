@@ -1,0 +1,193 @@
+//! `ferry save`: stream an image set into a bundle at a location.
+//! Pipeline: blobs → tar → compress → [encrypt] → parts (+ sha256) → transport.
+use super::checksums::{ChecksumFile, ChecksumLine};
+use super::layout::{self, BundleMeta};
+use super::names;
+use super::parts::{PartRecord, PartWriter};
+use super::progress::Progress;
+use super::tarstream::TarWriter;
+use crate::compress::{self, Compression, FinishWrite};
+use crate::digest::HashingReader;
+use crate::error::{Error, Result};
+use crate::image::ImageSet;
+use ferry_transports::{PutMode, Transport};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wraps the compressed stream (e.g. in age encryption) before it is split.
+pub type Encryptor = Box<dyn FnOnce(PartWriter) -> Result<Box<dyn FinishWrite>>>;
+
+/// Makes `STEM.sha256.minisig` from the bytes of `STEM.sha256`.
+pub type Signer = Box<dyn FnOnce(&[u8], &BundleSummary) -> Result<Vec<u8>>>;
+
+pub struct SaveOptions {
+    pub stem: String,
+    pub compression: Compression,
+    pub level: i32,
+    pub split: Option<u64>,
+    pub created: SystemTime,
+    pub flattened: bool,
+    pub encryptor: Option<Encryptor>,
+    pub signer: Option<Signer>,
+}
+
+impl SaveOptions {
+    pub fn new(stem: impl Into<String>) -> Self {
+        SaveOptions {
+            stem: stem.into(),
+            compression: Compression::Zstd,
+            level: Compression::Zstd.default_level(),
+            split: None,
+            created: SystemTime::now(),
+            flattened: false,
+            encryptor: None,
+            signer: None,
+        }
+    }
+}
+
+/// What a signature's trusted comment names.
+#[derive(Debug, Clone)]
+pub struct BundleSummary {
+    pub stem: String,
+    pub images: Vec<String>,
+    pub created: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SaveReport {
+    pub location: String,
+    pub stem: String,
+    pub parts: Vec<PartRecord>,
+    pub images: Vec<String>,
+    pub blobs: usize,
+    /// Bytes of the inner tar (before compression).
+    pub tar_bytes: u64,
+    pub signed: bool,
+    pub encrypted: bool,
+}
+
+/// Counts bytes going into the compressor, for progress and the report.
+struct Counting<W> {
+    inner: W,
+    count: u64,
+}
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
+    names::check_stem(&opts.stem)?;
+    if set.images.is_empty() {
+        return Err(Error::usage("no images to save"));
+    }
+    let created = humantime::format_rfc3339_seconds(opts.created).to_string();
+    let encrypted = opts.encryptor.is_some();
+    let artifact = names::artifact_name(&opts.stem, opts.compression, encrypted);
+    let parts = PartWriter::new(transport.clone(), artifact.clone(), opts.split);
+
+    let result = (|| -> Result<(Vec<PartRecord>, u64)> {
+        let sealed: Box<dyn FinishWrite> = match opts.encryptor {
+            Some(encrypt) => encrypt(parts.clone())?,
+            None => compress::plain(parts.clone()),
+        };
+        let level = opts.level;
+        let encoder = compress::encoder(opts.compression, level, sealed)
+            .map_err(|e| Error::io(format!("starting {} compression", opts.compression.name()), e))?;
+        let mtime = opts.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut tar = TarWriter::new(Counting { inner: encoder, count: 0 }, mtime);
+        let io_err = |e: std::io::Error| Error::io(format!("writing {artifact} to {}", transport.describe()), e);
+
+        let meta = BundleMeta { created: created.clone(), flattened: opts.flattened, delta_base: None };
+        tar.add_bytes("oci-layout", layout::OCI_LAYOUT).map_err(io_err)?;
+        tar.add_bytes("index.json", &layout::index_json(set, &meta)).map_err(io_err)?;
+        tar.add_bytes("manifest.json", &layout::manifest_json(set)).map_err(io_err)?;
+        tar.add_dir("blobs/").map_err(io_err)?;
+        tar.add_dir("blobs/sha256/").map_err(io_err)?;
+
+        progress.start(&format!("writing {artifact}"), Some(set.total_size()));
+        for digest in layout::blob_order(set)? {
+            let blob = set.blob(&digest).expect("ordered from the set");
+            let source = blob.source.open().map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+            let mut reader = HashingReader::new(ProgressReader { inner: source, progress });
+            tar.add_reader(&digest.blob_path(), blob.size, &mut reader).map_err(io_err)?;
+            let (actual, _, _) = reader.finish();
+            if actual != digest {
+                return Err(Error::integrity(format!(
+                    "the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"
+                )));
+            }
+        }
+        let counting = tar.finish().map_err(io_err)?;
+        let tar_bytes = counting.count;
+        counting.inner.finish_box().map_err(io_err)?;
+        progress.finish();
+        Ok((parts.finish()?, tar_bytes))
+    })();
+
+    let (records, tar_bytes) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            parts.abort();
+            return Err(e);
+        }
+    };
+
+    let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
+    let checksums = ChecksumFile {
+        lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect(),
+    };
+    let checksum_text = checksums.render();
+    let summary = BundleSummary { stem: opts.stem.clone(), images: images.clone(), created };
+    let signed = opts.signer.is_some();
+    let publish = || -> Result<()> {
+        if let Some(sign) = opts.signer {
+            let sig = sign(checksum_text.as_bytes(), &summary)?;
+            put_small(&*transport, &names::signature_name(&opts.stem), &sig)?;
+        }
+        // Last: its presence means the bundle is complete.
+        put_small(&*transport, &names::checksum_name(&opts.stem), checksum_text.as_bytes())
+    };
+    if let Err(e) = publish() {
+        parts.abort();
+        return Err(e);
+    }
+    Ok(SaveReport {
+        location: transport.describe(),
+        stem: opts.stem,
+        parts: records,
+        images,
+        blobs: set.blobs().len(),
+        tar_bytes,
+        signed,
+        encrypted,
+    })
+}
+
+/// Write a small file atomically (temporary name, then rename).
+pub fn put_small(transport: &dyn Transport, name: &str, data: &[u8]) -> Result<()> {
+    let mut upload = transport.put(name, PutMode::Fresh)?;
+    upload.write_all(data).map_err(|e| Error::io(format!("writing {name} to {}", transport.describe()), e))?;
+    upload.commit()?;
+    Ok(())
+}
+
+struct ProgressReader<'a, R> {
+    inner: R,
+    progress: &'a dyn Progress,
+}
+impl<R: std::io::Read> std::io::Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}

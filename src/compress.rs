@@ -1,0 +1,191 @@
+//! Compression: detection by magic bytes, streaming decoders and encoders.
+use crate::error::{Error, Result};
+use std::io::{self, BufRead, BufReader, Read, Write};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+impl Compression {
+    pub fn parse(s: &str) -> Result<Compression> {
+        match s {
+            "zstd" => Ok(Compression::Zstd),
+            "gzip" => Ok(Compression::Gzip),
+            "none" => Ok(Compression::None),
+            other => Err(Error::usage(format!("unknown compression {other:?}: use zstd, gzip or none"))),
+        }
+    }
+
+    /// Identify a stream by its first bytes.
+    pub fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&ZSTD_MAGIC) {
+            Compression::Zstd
+        } else if head.starts_with(&GZIP_MAGIC) {
+            Compression::Gzip
+        } else {
+            Compression::None
+        }
+    }
+
+    /// File name extension of an artifact compressed this way.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Zstd => ".zst",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    pub fn default_level(self) -> i32 {
+        match self {
+            Compression::Zstd => 3,
+            Compression::Gzip => 6,
+            Compression::None => 0,
+        }
+    }
+}
+
+/// Peek at the first bytes of a stream without consuming them.
+pub fn peek<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
+    // fill_buf may return fewer bytes than the magic; that is fine for detection
+    // of anything but pathological readers, which BufReader is not.
+    Ok(reader.fill_buf()?.iter().take(8).copied().collect())
+}
+
+/// Wrap `reader` in the decoder its magic bytes call for.
+pub fn auto_decoder<'a, R: Read + Send + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+    let mut buffered = BufReader::with_capacity(1 << 20, reader);
+    let compression = Compression::detect(&peek(&mut buffered)?);
+    Ok((compression, decoder(compression, buffered)?))
+}
+
+pub fn decoder<'a, R: BufRead + Send + 'a>(compression: Compression, reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        // MultiGzDecoder: `cat a.gz b.gz` is valid gzip and pigz may write members.
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => {
+            let mut d = zstd::stream::read::Decoder::with_buffer(reader)?;
+            // Allow long-distance windows up to 2 GiB (zstd --long=31).
+            d.window_log_max(31)?;
+            Box::new(d)
+        }
+    })
+}
+
+/// A writer that must be finished to write its trailer (a compressor, an
+/// encryptor); finishing one finishes the writers below it.
+pub trait FinishWrite: Write + Send {
+    fn finish_box(self: Box<Self>) -> io::Result<()>;
+}
+
+/// The bottom of a chain: finishing only flushes.
+struct Plain<W: Write + Send>(W);
+impl<W: Write + Send> Write for Plain<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+impl<W: Write + Send> FinishWrite for Plain<W> {
+    fn finish_box(mut self: Box<Self>) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+pub fn plain<W: Write + Send + 'static>(out: W) -> Box<dyn FinishWrite> {
+    Box::new(Plain(out))
+}
+
+struct Gzip(flate2::write::GzEncoder<Box<dyn FinishWrite>>);
+impl Write for Gzip {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+impl FinishWrite for Gzip {
+    fn finish_box(self: Box<Self>) -> io::Result<()> {
+        self.0.finish()?.finish_box()
+    }
+}
+
+struct Zstd(zstd::stream::write::Encoder<'static, Box<dyn FinishWrite>>);
+impl Write for Zstd {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+impl FinishWrite for Zstd {
+    fn finish_box(self: Box<Self>) -> io::Result<()> {
+        self.0.finish()?.finish_box()
+    }
+}
+
+/// A compressing writer over `out`. zstd uses every core (`zstd -T0`).
+pub fn encoder(compression: Compression, level: i32, out: Box<dyn FinishWrite>) -> io::Result<Box<dyn FinishWrite>> {
+    Ok(match compression {
+        Compression::None => out,
+        Compression::Gzip => Box::new(Gzip(flate2::write::GzEncoder::new(out, flate2::Compression::new(level.clamp(0, 9) as u32)))),
+        Compression::Zstd => {
+            let mut e = zstd::stream::write::Encoder::new(out, level)?;
+            let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+            e.multithread(workers)?;
+            e.include_checksum(true)?;
+            Box::new(Zstd(e))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_each_compression() {
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+            impl Write for Shared {
+                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                    self.0.lock().unwrap().extend_from_slice(b);
+                    Ok(b.len())
+                }
+                fn flush(&mut self) -> io::Result<()> {
+                    Ok(())
+                }
+            }
+            let mut enc = encoder(c, c.default_level(), plain(Shared(buf.clone()))).unwrap();
+            enc.write_all(&data).unwrap();
+            enc.finish_box().unwrap();
+            let encoded = buf.lock().unwrap().clone();
+            let (detected, mut dec) = auto_decoder(&encoded[..]).unwrap();
+            assert_eq!(detected, c);
+            let mut out = Vec::new();
+            dec.read_to_end(&mut out).unwrap();
+            assert_eq!(out, data);
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! ferry's error type. Each variant knows its exit code (SPEC §3) and a hint
+//! telling the user what to do next.
+use ferry_transports::TransportError;
+use std::io;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The command line asks for something that cannot work.
+    #[error("{0}")]
+    Usage(String),
+    /// Checksum, signature, digest or decryption failure: the data is not what was promised.
+    #[error("{0}")]
+    Integrity(String),
+    /// An image source or bundle that is not in a format ferry understands.
+    #[error("{0}")]
+    Format(String),
+    /// Moving bytes to or from a location failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// The Docker Engine failed or could not be reached.
+    #[error("{0}")]
+    Engine(String),
+}
+
+/// What kind of failure, for exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Usage,
+    Integrity,
+    Transport,
+    Other,
+}
+
+impl ErrorKind {
+    /// Exit codes of SPEC §3.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Other => 1,
+            ErrorKind::Usage => 2,
+            ErrorKind::Integrity => 3,
+            ErrorKind::Transport => 4,
+        }
+    }
+}
+
+impl Error {
+    pub fn usage(msg: impl Into<String>) -> Self {
+        Error::Usage(msg.into())
+    }
+    pub fn integrity(msg: impl Into<String>) -> Self {
+        Error::Integrity(msg.into())
+    }
+    pub fn format(msg: impl Into<String>) -> Self {
+        Error::Format(msg.into())
+    }
+
+    /// Wrap an I/O error with what was being done. An error that ferry itself
+    /// smuggled through an `io::Error` (from inside a `Read`/`Write` adapter) is
+    /// unwrapped back to its own variant.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        match unwrap_io(source) {
+            Ok(err) => err,
+            Err(source) => Error::Io { context: context.into(), source },
+        }
+    }
+
+    /// Carry this error through an `io::Error` (for `Read`/`Write` adapters).
+    pub fn into_io(self) -> io::Error {
+        io::Error::other(self)
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Usage(_) => ErrorKind::Usage,
+            Error::Integrity(_) => ErrorKind::Integrity,
+            Error::Transport(_) => ErrorKind::Transport,
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// One line telling the user what to do about it.
+    pub fn hint(&self) -> Option<String> {
+        let hint = match self {
+            Error::Usage(_) => "see `ferry --help` and `ferry COMMAND --help`",
+            Error::Integrity(_) => {
+                "the bundle is damaged or was changed after it was made: copy it again from its origin; nothing was loaded"
+            }
+            Error::Format(_) => "check that the source is a docker-archive, oci-archive or oci directory (see docs/FORMAT.md)",
+            Error::Transport(TransportError::Auth { .. }) => {
+                "check the user name and password (URL, ~/.netrc or FERRY_*_PASSWORD) or the SSH key/agent"
+            }
+            Error::Transport(TransportError::HostKey { .. }) => {
+                "check the server's host key; add it to known_hosts (or pass --accept-new-host-key for a first contact)"
+            }
+            Error::Transport(_) => "check the location and that the server is reachable; `ferry push`/`pull` resume where they stopped",
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "check the path",
+            Error::Io { source, .. } if source.raw_os_error() == Some(28) => "free some disk space and run the command again",
+            Error::Io { .. } => return None,
+            Error::Engine(_) => "check that the Docker Engine runs and DOCKER_HOST points at its socket",
+        };
+        Some(hint.to_string())
+    }
+}
+
+/// If `e` carries a ferry `Error`, return it; otherwise give `e` back.
+pub fn unwrap_io(e: io::Error) -> std::result::Result<Error, io::Error> {
+    let is_ours = e.get_ref().map(|inner| inner.is::<Error>()).unwrap_or(false);
+    if !is_ours {
+        return Err(e);
+    }
+    let inner = e.into_inner().expect("checked above");
+    Ok(*inner.downcast::<Error>().expect("checked above"))
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::io("I/O error", e)
+    }
+}

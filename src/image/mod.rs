@@ -1,0 +1,220 @@
+//! Images in memory: which images, their descriptors, and where each blob's
+//! bytes can be read from. Blob *contents* stay where they are (a file range, a
+//! spool file); only small JSON documents are held in memory.
+pub mod archive;
+pub mod docker_archive;
+pub mod files;
+pub mod media_types;
+pub mod oci;
+pub mod platform;
+mod source;
+
+pub use platform::{Platform, PlatformFilter};
+pub use source::{open_source, SourceOptions};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::reference::ImageName;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Cursor, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// An OCI content descriptor. Unknown fields are kept.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    #[serde(default)]
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Descriptor {
+    pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
+        Descriptor {
+            media_type: media_type.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: None,
+            extra: Default::default(),
+        }
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+}
+
+/// An image manifest (OCI or Docker schema 2), the fields ferry follows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+}
+
+/// An image index / manifest list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    #[serde(default)]
+    pub media_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Where a blob's bytes are.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    /// Small documents (manifests, configs) held in memory.
+    Bytes(Arc<Vec<u8>>),
+    /// A byte range of a file: a blob in an OCI directory, an entry in an
+    /// uncompressed archive, a range of a spool file.
+    FileRange { path: PathBuf, offset: u64, len: u64 },
+}
+
+impl BlobSource {
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            BlobSource::Bytes(b) => Ok(Box::new(Cursor::new(ArcBytes(b.clone())))),
+            BlobSource::FileRange { path, offset, len } => {
+                let mut f = File::open(path)?;
+                f.seek(SeekFrom::Start(*offset))?;
+                Ok(Box::new(f.take(*len)))
+            }
+        }
+    }
+
+    /// Read it whole (only for small documents).
+    pub fn read_all(&self, limit: u64) -> Result<Vec<u8>> {
+        if let BlobSource::Bytes(b) = self {
+            return Ok(b.as_ref().clone());
+        }
+        let mut buf = Vec::new();
+        self.open()
+            .and_then(|r| r.take(limit + 1).read_to_end(&mut buf))
+            .map_err(|e| Error::io("reading image metadata", e))?;
+        if buf.len() as u64 > limit {
+            return Err(Error::format(format!("a metadata document is larger than {limit} bytes")));
+        }
+        Ok(buf)
+    }
+}
+
+struct ArcBytes(Arc<Vec<u8>>);
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Largest JSON document (manifest, index, config) ferry reads into memory.
+pub const MAX_DOCUMENT: u64 = 16 << 20;
+
+/// One blob of the set.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub source: BlobSource,
+}
+
+/// What `manifest.json` (the docker-archive view) says about one image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DockerView {
+    pub config: Digest,
+    pub layers: Vec<Digest>,
+}
+
+/// One image reference of the set.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Full name, if the source gave one (docker-archive RepoTags, containerd annotation).
+    pub name: Option<ImageName>,
+    /// `org.opencontainers.image.ref.name` as the source had it (often only a tag).
+    pub ref_name: Option<String>,
+    /// Manifest or index this reference points at.
+    pub descriptor: Descriptor,
+    /// The single-platform manifest `docker load` gets.
+    pub docker: Option<DockerView>,
+}
+
+impl Image {
+    /// How the image is shown to users.
+    pub fn display_name(&self) -> String {
+        match (&self.name, &self.ref_name) {
+            (Some(n), _) => n.familiar(),
+            (None, Some(r)) => r.clone(),
+            (None, None) => format!("<untagged {}>", self.descriptor.digest.short()),
+        }
+    }
+}
+
+/// Images plus every blob they need, each blob once.
+#[derive(Default)]
+pub struct ImageSet {
+    pub images: Vec<Image>,
+    blobs: Vec<Blob>,
+    by_digest: HashMap<Digest, usize>,
+    /// Temporary files the blob sources point into; removed on drop.
+    pub(crate) spools: Vec<tempfile::TempPath>,
+}
+
+impl ImageSet {
+    pub fn blobs(&self) -> &[Blob] {
+        &self.blobs
+    }
+
+    pub fn blob(&self, digest: &Digest) -> Option<&Blob> {
+        self.by_digest.get(digest).map(|&i| &self.blobs[i])
+    }
+
+    /// Add a blob unless one with the same digest is there already.
+    pub fn add_blob(&mut self, blob: Blob) {
+        if !self.by_digest.contains_key(&blob.digest) {
+            self.by_digest.insert(blob.digest.clone(), self.blobs.len());
+            self.blobs.push(blob);
+        }
+    }
+
+    /// Merge another set (several `save` sources into one bundle).
+    pub fn merge(&mut self, other: ImageSet) {
+        for blob in other.blobs {
+            self.add_blob(blob);
+        }
+        self.images.extend(other.images);
+        self.spools.extend(other.spools);
+    }
+
+    /// The JSON bytes of a small blob (manifest, index, config).
+    pub fn document(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let blob = self
+            .blob(digest)
+            .ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
+        blob.source.read_all(MAX_DOCUMENT)
+    }
+
+    pub fn total_size(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+/// Parse a JSON document with a message naming what it is.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| Error::format(format!("{what} is not valid: {e}")))
+}

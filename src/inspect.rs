@@ -1,0 +1,161 @@
+//! `ferry inspect`: what a bundle holds, read from its sidecars and the
+//! documents at the start of its artifact (layers are not read).
+use crate::bundle::read::Decryptor;
+use crate::bundle::verify::{Sink, Verified};
+use crate::bundle::{BundleSource, NoProgress};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
+use crate::bundle::layout::{ANN_CREATED, ANN_DELTA_BASE, ANN_FLATTENED, ANN_FORMAT, ANN_TOOL};
+use serde::Serialize;
+
+#[derive(Debug, Serialize)]
+pub struct BundleInfo {
+    pub bundle: String,
+    pub parts: Vec<PartInfo>,
+    pub compression: String,
+    pub encrypted: bool,
+    pub signed: bool,
+    pub format: Option<String>,
+    pub created: Option<String>,
+    pub tool: Option<String>,
+    pub flattened: Option<bool>,
+    pub delta_base: Option<String>,
+    /// `None` when the content could not be opened (encrypted, no identity).
+    pub images: Option<Vec<ImageInfo>>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PartInfo {
+    pub name: String,
+    pub size: Option<u64>,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImageInfo {
+    pub name: Option<String>,
+    pub ref_name: Option<String>,
+    pub digest: Digest,
+    pub media_type: String,
+    pub manifests: Vec<ManifestInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ManifestInfo {
+    pub digest: Digest,
+    pub platform: Option<String>,
+    pub config: Digest,
+    pub layers: Vec<LayerInfo>,
+    pub size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LayerInfo {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+struct DocumentsOnly;
+impl Sink for DocumentsOnly {
+    fn wants_layers(&self) -> bool {
+        false
+    }
+}
+
+pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<BundleInfo> {
+    let parts = bundle
+        .checksums
+        .lines
+        .iter()
+        .map(|l| PartInfo { name: l.name.clone(), size: bundle.transport.stat(&l.name).ok().flatten(), sha256: l.hex.clone() })
+        .collect();
+    let mut info = BundleInfo {
+        bundle: bundle.describe(),
+        parts,
+        compression: "unknown".into(),
+        encrypted: bundle.is_encrypted_by_name(),
+        signed: bundle.signature.is_some(),
+        format: None,
+        created: None,
+        tool: None,
+        flattened: None,
+        delta_base: None,
+        images: None,
+        notes: Vec::new(),
+    };
+    if info.encrypted && decryptor.is_none() {
+        info.notes.push("the content is encrypted: give -i IDENTITY to list its images".into());
+        return Ok(info);
+    }
+    let (v, compression, encrypted) = crate::load::verify_into(bundle, decryptor, &mut DocumentsOnly, None, &NoProgress)?;
+    info.compression = compression.name().into();
+    info.encrypted = encrypted;
+    fill_from(&mut info, &v);
+    Ok(info)
+}
+
+fn fill_from(info: &mut BundleInfo, v: &Verified) {
+    let Some(index) = &v.index else { return };
+    let ann = |k: &str| index.annotations.as_ref().and_then(|a| a.get(k)).cloned();
+    info.format = ann(ANN_FORMAT);
+    info.created = ann(ANN_CREATED);
+    info.tool = ann(ANN_TOOL);
+    info.flattened = ann(ANN_FLATTENED).map(|f| f == "true");
+    info.delta_base = ann(ANN_DELTA_BASE);
+    let manifest_info = |digest: &Digest, platform: Option<String>| -> Option<ManifestInfo> {
+        let (_, m) = v.manifests.iter().find(|(d, _)| d == digest)?;
+        let layers: Vec<LayerInfo> = m
+            .layers
+            .iter()
+            .map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone() })
+            .collect();
+        let platform = platform.or_else(|| {
+            let cfg: serde_json::Value = serde_json::from_slice(v.configs.get(&m.config.digest)?).ok()?;
+            Some(format!("{}/{}", cfg["os"].as_str()?, cfg["architecture"].as_str()?))
+        });
+        Some(ManifestInfo {
+            digest: digest.clone(),
+            platform,
+            config: m.config.digest.clone(),
+            size: layers.iter().map(|l| l.size).sum(),
+            layers,
+        })
+    };
+    let mut images = Vec::new();
+    for d in &index.manifests {
+        let mut manifests = Vec::new();
+        if let Some(m) = manifest_info(&d.digest, None) {
+            manifests.push(m);
+        } else {
+            // An index: its platform manifests, as far as the bundle has them.
+            collect_platforms(v, &d.digest, &mut |digest, platform| {
+                if let Some(m) = manifest_info(digest, platform) {
+                    manifests.push(m);
+                }
+            });
+        }
+        images.push(ImageInfo {
+            name: d.annotation(ANN_CONTAINERD_NAME).map(str::to_string),
+            ref_name: d.annotation(ANN_REF_NAME).map(str::to_string),
+            digest: d.digest.clone(),
+            media_type: d.media_type.clone(),
+            manifests,
+        });
+    }
+    info.images = Some(images);
+}
+
+/// The platform manifests below an index, with their platforms.
+fn collect_platforms(v: &Verified, index: &Digest, f: &mut dyn FnMut(&Digest, Option<String>)) {
+    let Some((_, idx)) = v.indexes.iter().find(|(d, _)| d == index) else { return };
+    for child in &idx.manifests {
+        if v.indexes.iter().any(|(d, _)| d == &child.digest) {
+            collect_platforms(v, &child.digest, f);
+        } else {
+            f(&child.digest, child.platform.as_ref().map(|p| p.to_string()));
+        }
+    }
+}
