@@ -1,0 +1,264 @@
+//! Helpers for ferry's integration tests: run the real binary, read fixtures,
+//! craft and damage bundles.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("fixtures").join(name)
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Run the ferry binary built for this test run.
+pub fn ferry(args: &[&str]) -> Run {
+    ferry_env(args, &[])
+}
+
+pub fn ferry_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out: Output = cmd.output().expect("run ferry");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Run ferry and insist it succeeds.
+pub fn ferry_ok(args: &[&str]) -> Run {
+    let r = ferry(args);
+    assert_eq!(r.code, 0, "ferry {args:?} failed:\n{}", r.stderr);
+    r
+}
+
+/// Run a shell command, insist it succeeds, return stdout.
+pub fn sh(script: &str) -> String {
+    let out = Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).output().expect("run bash");
+    assert!(
+        out.status.success(),
+        "`{script}` failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn require(bin: &str) {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false);
+    assert!(found || Path::new(bin).is_file(), "missing {bin}: run scripts/install-deps.sh");
+}
+
+/// Decompress any of none/gzip/zstd by magic bytes.
+pub fn decompress(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(data).unwrap().read_to_end(&mut out).unwrap();
+    } else if data.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).unwrap();
+    } else {
+        out = data.to_vec();
+    }
+    out
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Entries (path → bytes) of a tar held in memory, links resolved naively.
+pub fn tar_files(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, Vec<u8>, String)> {
+    let mut out = Vec::new();
+    let mut a = tar::Archive::new(tar_bytes);
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        let path = String::from_utf8_lossy(&e.path_bytes()).trim_start_matches("./").to_string();
+        let kind = e.header().entry_type();
+        let link = e.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push((path, kind, data, link));
+    }
+    out
+}
+
+/// The digests a source image must keep through the trip, computed without
+/// ferry: for OCI layouts every blob reachable from index.json; for legacy
+/// docker-archives each config's sha256 and its diff_ids.
+pub fn source_digests(path: &Path) -> Vec<String> {
+    let files: Vec<(String, Vec<u8>)> = if path.is_dir() {
+        walkdir::WalkDir::new(path)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().strip_prefix(path).unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    } else {
+        let raw = decompress(&std::fs::read(path).unwrap());
+        let entries = tar_files(&raw);
+        let find = |p: &str| entries.iter().find(|(n, ..)| n == p).map(|(_, _, d, _)| d.clone());
+        entries
+            .iter()
+            .map(|(n, k, d, link)| {
+                if k.is_symlink() {
+                    let base = n.rsplit_once('/').map(|(b, _)| b).unwrap_or("");
+                    let target = link.trim_start_matches("../");
+                    let _ = base;
+                    (n.clone(), find(target).unwrap_or_default())
+                } else {
+                    (n.clone(), d.clone())
+                }
+            })
+            .collect()
+    };
+    let get = |p: &str| files.iter().find(|(n, _)| n == p).map(|(_, d)| d.clone());
+    let mut digests = Vec::new();
+    if let Some(index) = get("index.json") {
+        let mut queue: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&index).unwrap()["manifests"]
+            .as_array()
+            .unwrap()
+            .clone();
+        while let Some(d) = queue.pop() {
+            let digest = d["digest"].as_str().unwrap().to_string();
+            let doc = get(&format!("blobs/sha256/{}", &digest[7..])).expect("blob present in source");
+            digests.push(digest);
+            let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
+            if let Some(m) = v["manifests"].as_array() {
+                queue.extend(m.iter().cloned());
+            }
+            if v.get("config").is_some() {
+                digests.push(v["config"]["digest"].as_str().unwrap().to_string());
+                for l in v["layers"].as_array().unwrap() {
+                    digests.push(l["digest"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    } else {
+        let manifest: serde_json::Value = serde_json::from_slice(&get("manifest.json").unwrap()).unwrap();
+        for e in manifest.as_array().unwrap() {
+            let config = get(e["Config"].as_str().unwrap()).unwrap();
+            digests.push(format!("sha256:{}", sha256_hex(&config)));
+            let v: serde_json::Value = serde_json::from_slice(&config).unwrap();
+            for d in v["rootfs"]["diff_ids"].as_array().unwrap() {
+                digests.push(d.as_str().unwrap().to_string());
+            }
+        }
+    }
+    digests.sort();
+    digests.dedup();
+    digests
+}
+
+/// A fixture as listed in fixtures/fixtures.json.
+pub struct Fixture {
+    pub file: String,
+    pub format: String,
+    pub refs: Vec<(String, Option<String>)>,
+    pub docker20_loadable: bool,
+    pub platforms: Vec<String>,
+}
+
+impl Fixture {
+    pub fn image_ref(&self) -> String {
+        format!("{}:{}", self.format, fixture(&self.file).display())
+    }
+}
+
+pub fn fixtures() -> Vec<Fixture> {
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("fixtures/fixtures.json")).unwrap()).unwrap();
+    v["fixtures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| Fixture {
+            file: f["file"].as_str().unwrap().into(),
+            format: match f["format"].as_str().unwrap() {
+                "oci-dir" => "oci".into(),
+                other => other.to_string(),
+            },
+            refs: f["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| (i["ref"].as_str().unwrap().to_string(), i["run_output"].as_str().map(str::to_string)))
+                .collect(),
+            docker20_loadable: f["docker20_loadable"].as_bool().unwrap_or(false),
+            platforms: f["platforms"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect(),
+        })
+        .collect()
+}
+
+/// Blob digests present in an OCI layout directory.
+pub fn layout_blobs(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| format!("sha256:{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Write `tar` entries with raw names (no sanitising: for hostile inputs).
+pub struct RawTar(pub Vec<u8>);
+
+impl RawTar {
+    pub fn new() -> Self {
+        RawTar(Vec::new())
+    }
+    pub fn entry(&mut self, name: &str, kind: tar::EntryType, data: &[u8], link: &str) -> &mut Self {
+        self.entry_sized(name, kind, data, data.len() as u64, link)
+    }
+    /// An entry whose header claims `size` (data is written as given, padded).
+    pub fn entry_sized(&mut self, name: &str, kind: tar::EntryType, data: &[u8], size: u64, link: &str) -> &mut Self {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_size(size);
+        h.set_mode(0o644);
+        h.set_entry_type(kind);
+        h.set_cksum();
+        self.0.extend_from_slice(h.as_bytes());
+        self.0.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        self.0.extend(std::iter::repeat(0).take(pad));
+        self
+    }
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.0);
+        v.extend_from_slice(&[0u8; 1024]);
+        v
+    }
+}
+
+pub fn zstd_bytes(data: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(data, 3).unwrap()
+}
+
+/// Write a bundle by hand: artifact + STEM.sha256 (for crafted inputs).
+pub fn write_bundle(dir: &Path, stem: &str, artifact: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let name = format!("{stem}.tar.zst");
+    std::fs::write(dir.join(&name), artifact).unwrap();
+    let mut f = std::fs::File::create(dir.join(format!("{stem}.sha256"))).unwrap();
+    writeln!(f, "{}  {name}", sha256_hex(artifact)).unwrap();
+}
