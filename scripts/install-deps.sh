@@ -8,7 +8,7 @@ PACKAGES=(
   docker.io podman buildah skopeo umoci containerd
   vsftpd openssh-server openssh-client nginx-light
   age minisign lftp busybox-static curl zstd gzip
-  uidmap iptables python3
+  uidmap iptables python3 bsdutils pkg-config libssl-dev
 )
 # Commands that must resolve afterwards (absolute paths where a PATH lookup could
 # find something else, e.g. a newer docker client in /usr/local/bin).

@@ -19,6 +19,8 @@ pub enum Error {
     /// Moving bytes to or from a location failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(transparent)]
+    Seal(#[from] crate::seal::SealError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -28,6 +30,9 @@ pub enum Error {
     /// The Docker Engine failed or could not be reached.
     #[error("{0}")]
     Engine(String),
+    /// The Docker Engine does not have the image asked for.
+    #[error("{0}")]
+    ImageNotFound(String),
 }
 
 /// What kind of failure, for exit codes.
@@ -68,7 +73,11 @@ impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         match unwrap_io(source) {
             Ok(err) => err,
-            Err(source) => Error::Io { context: context.into(), source },
+            Err(source) => match crate::seal::SealError::from_io(&source) {
+                // A decryption failure found while streaming (wrong key, truncated or edited stream).
+                Some(seal) if seal.is_integrity_failure() => Error::Integrity(format!("decryption failed: {seal}")),
+                _ => Error::Io { context: context.into(), source },
+            },
         }
     }
 
@@ -82,6 +91,7 @@ impl Error {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Integrity(_) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
+            Error::Seal(e) if e.is_integrity_failure() => ErrorKind::Integrity,
             _ => ErrorKind::Other,
         }
     }
@@ -101,10 +111,17 @@ impl Error {
                 "check the server's host key; add it to known_hosts (or pass --accept-new-host-key for a first contact)"
             }
             Error::Transport(_) => "check the location and that the server is reachable; `ferry push`/`pull` resume where they stopped",
+            Error::Seal(e) if e.is_integrity_failure() => {
+                "the bundle's signature or encryption does not check out with the keys given: nothing was loaded"
+            }
+            Error::Seal(_) => "check the key files and the password/passphrase (FERRY_KEY_PASSWORD, FERRY_PASSPHRASE)",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "check the path",
             Error::Io { source, .. } if source.raw_os_error() == Some(28) => "free some disk space and run the command again",
             Error::Io { .. } => return None,
-            Error::Engine(_) => "check that the Docker Engine runs and DOCKER_HOST points at its socket",
+            Error::Engine(_) => {
+                "check that the Docker Engine (or `podman system service`) runs and that DOCKER_HOST points at its socket, e.g. unix:///var/run/docker.sock"
+            }
+            Error::ImageNotFound(_) => "`docker images` lists what the daemon has; a name without a tag means NAME:latest",
         };
         Some(hint.to_string())
     }

@@ -19,3 +19,4 @@ pub mod load;
 pub mod inspect;
 pub mod save;
 pub mod transfer;
+pub mod trust;

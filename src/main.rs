@@ -38,6 +38,8 @@ enum Command {
     Pull(PullArgs),
     /// List the complete bundles at a location.
     Ls(LsArgs),
+    /// Make a minisign key pair (ferry.key, ferry.pub) and an age identity (ferry.age).
+    Keygen(KeygenArgs),
 }
 
 #[derive(Args)]
@@ -62,6 +64,44 @@ struct SaveArgs {
     /// Split the artifact into parts of SIZE bytes (K, M, G, T suffixes) or `fat32`.
     #[arg(long)]
     split: Option<String>,
+    /// Sign STEM.sha256 with this minisign secret key (password: prompt or FERRY_KEY_PASSWORD).
+    #[arg(long = "sign", value_name = "SECRET_KEY")]
+    sign: Option<std::path::PathBuf>,
+    /// Encrypt to this age recipient (age1..., ssh-ed25519 ..., ssh-rsa ...); repeatable.
+    #[arg(short = 'r', long = "recipient")]
+    recipients: Vec<String>,
+    /// Encrypt to the recipients listed in this file; repeatable.
+    #[arg(short = 'R', long = "recipients-file")]
+    recipient_files: Vec<std::path::PathBuf>,
+    /// Encrypt with a passphrase (prompt, or FERRY_PASSPHRASE).
+    #[arg(long)]
+    passphrase: bool,
+}
+
+#[derive(Args, Default)]
+struct TrustArgs {
+    /// Trusted minisign public key (file or base64 string); repeatable.
+    #[arg(short = 'k', long = "key")]
+    keys: Vec<String>,
+    /// age identity file or SSH private key to decrypt with; repeatable.
+    #[arg(short = 'i', long = "identity")]
+    identities: Vec<std::path::PathBuf>,
+}
+
+impl TrustArgs {
+    fn options(&self, allow_unsigned: bool) -> ferry::trust::TrustOptions {
+        ferry::trust::TrustOptions {
+            keys: self.keys.clone(),
+            identities: self.identities.clone(),
+            allow_unsigned,
+            prompt_allowed: prompt_allowed(),
+        }
+    }
+}
+
+fn prompt_allowed() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdin().is_terminal()
 }
 
 #[derive(Args)]
@@ -79,12 +119,19 @@ struct LoadArgs {
     into: String,
     #[arg(long = "platform")]
     platforms: Vec<String>,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Load a bundle that is unsigned or whose signer is not checked.
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 #[derive(Args)]
 struct VerifyArgs {
     #[command(flatten)]
     source: SourceArgs,
+    #[command(flatten)]
+    trust: TrustArgs,
 }
 
 #[derive(Args)]
@@ -93,6 +140,19 @@ struct InspectArgs {
     source: SourceArgs,
     #[arg(long)]
     json: bool,
+    /// Identity to open an encrypted bundle's content with.
+    #[arg(short = 'i', long = "identity")]
+    identities: Vec<std::path::PathBuf>,
+}
+
+#[derive(Args)]
+struct KeygenArgs {
+    /// Directory for ferry.key, ferry.pub and ferry.age.
+    #[arg(short, long, default_value = ".")]
+    output: std::path::PathBuf,
+    /// Do not protect the secret key with a password (unattended use).
+    #[arg(long)]
+    no_password: bool,
 }
 
 #[derive(Args)]
@@ -149,10 +209,24 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
         Command::Load(a) => load(a, progress),
         Command::Verify(a) => {
             let bundle = bundle::locate(&a.source.source, &open_transport)?;
-            let report = ferry::load::verify(&bundle, None, progress)?;
+            let trust = a.trust.options(false);
+            let signature = trust.check_signature(&bundle, false)?;
+            if bundle.is_encrypted_by_name() && a.trust.identities.is_empty() {
+                let size = ferry::load::verify_checksums(&bundle, progress)?;
+                progress.say(&format!(
+                    "verified {}: {}; checksums of {} file(s) ({size} bytes) match; the content is encrypted and was not opened (give -i to check every blob)",
+                    bundle.describe(),
+                    signature.describe(),
+                    bundle.checksums.lines.len()
+                ));
+                return Ok(());
+            }
+            let decryptor = if bundle.is_encrypted_by_name() { Some(trust.decryptor()?) } else { None };
+            let report = ferry::load::verify(&bundle, decryptor, progress)?;
             progress.say(&format!(
-                "verified {}: checksums, {} blobs ({} bytes) and every reference; images: {}",
+                "verified {}: {}; checksums, {} blobs ({} bytes) and every reference; images: {}",
                 bundle.describe(),
+                signature.describe(),
                 report.blobs,
                 report.content_bytes,
                 report.images.join(", ")
@@ -161,7 +235,9 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
         }
         Command::Inspect(a) => {
             let bundle = bundle::locate(&a.source.source, &open_transport)?;
-            let info = ferry::inspect::inspect(&bundle, None)?;
+            let trust = ferry::trust::TrustOptions { identities: a.identities.clone(), prompt_allowed: prompt_allowed(), ..Default::default() };
+            let decryptor = if a.identities.is_empty() { None } else { Some(trust.decryptor()?) };
+            let info = ferry::inspect::inspect(&bundle, decryptor)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&info).expect("json serializes"));
             } else {
@@ -182,6 +258,22 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
             let dest = ferry_transports::DirTransport::new(&a.output);
             let report = ferry::transfer::copy_bundle(&bundle, &dest, progress)?;
             print_copy(&report, a.json, progress);
+            Ok(())
+        }
+        Command::Keygen(a) => {
+            let password = if a.no_password { None } else { ferry::seal::new_key_password(prompt_allowed())? };
+            if !a.no_password && password.is_none() {
+                return Err(Error::usage(
+                    "no password for the secret key: set FERRY_KEY_PASSWORD, run on a terminal, or pass --no-password",
+                ));
+            }
+            std::fs::create_dir_all(&a.output).map_err(|e| Error::io(format!("creating {}", a.output.display()), e))?;
+            let k = ferry::seal::generate(&a.output, password.as_ref())?;
+            println!("minisign key id: {}", k.key_id);
+            println!("public key:      {} (give it to consumers: -k)", k.public_key_path.display());
+            println!("secret key:      {} ({})", k.secret_key_path.display(), if k.password_protected { "password-protected" } else { "no password" });
+            println!("age identity:    {} (consumers decrypt with -i)", k.age_identity_path.display());
+            println!("age recipient:   {}", k.age_recipient);
             Ok(())
         }
         Command::Ls(a) => {
@@ -218,6 +310,14 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
         platforms: PlatformFilter::parse(&a.platforms)?,
         spool_dir: ferry::save::spool_dir_for(&a.output),
     };
+    let seal = ferry::save::SealOptions {
+        sign_key: a.sign.clone(),
+        recipients: a.recipients.clone(),
+        recipient_files: a.recipient_files.clone(),
+        passphrase: a.passphrase,
+        prompt_allowed: prompt_allowed(),
+    };
+    let (encryptor, signer) = seal.prepare()?;
     let output: Arc<dyn Transport> = Arc::from(open_transport(&a.output)?);
     let report = ferry::save::save(
         &images,
@@ -229,13 +329,15 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
             o.compression = compression;
             o.level = level;
             o.split = split;
+            o.encryptor = encryptor;
+            o.signer = signer;
             o
         },
         progress,
     )?;
     let size: u64 = report.parts.iter().map(|p| p.size).sum();
     progress.say(&format!(
-        "saved {} to {}/{}.sha256: {} image(s), {} blobs, {} in {} file(s) ({} uncompressed)",
+        "saved {} to {}/{}.sha256: {} image(s), {} blobs, {} in {} file(s) ({} uncompressed){}{}",
         report.images.join(", "),
         report.location.trim_end_matches('/'),
         report.stem,
@@ -243,7 +345,9 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
         report.blobs,
         human(size),
         report.parts.len(),
-        human(report.tar_bytes)
+        human(report.tar_bytes),
+        if report.signed { ", signed" } else { "" },
+        if report.encrypted { ", encrypted" } else { "" }
     ));
     Ok(())
 }
@@ -251,8 +355,18 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
 fn load(a: LoadArgs, progress: &CliProgress) -> Result<()> {
     let into = ImageRef::parse_target(&a.into)?;
     let bundle = bundle::locate(&a.source.source, &open_transport)?;
-    let report = ferry::load::load(&bundle, &into, None, progress)?;
-    progress.say(&format!("loaded {} into {} ({} blobs verified)", report.images.join(", "), report.target, report.blobs));
+    let trust = a.trust.options(a.allow_unsigned);
+    // The signature over STEM.sha256 is checked before any artifact byte is read.
+    let signature = trust.check_signature(&bundle, true)?;
+    let decryptor = Some(trust.decryptor()?);
+    let report = ferry::load::load(&bundle, &into, decryptor, progress)?;
+    progress.say(&format!(
+        "loaded {} into {} ({} blobs verified; {})",
+        report.images.join(", "),
+        report.target,
+        report.blobs,
+        signature.describe()
+    ));
     Ok(())
 }
 

@@ -47,3 +47,65 @@ pub fn save(
     names::check_stem(&stem)?;
     write_bundle(&set, output, make_options(stem), progress)
 }
+
+/// `--sign`, `-r`, `-R`, `--passphrase`: how the bundle is sealed.
+#[derive(Debug, Clone, Default)]
+pub struct SealOptions {
+    pub sign_key: Option<std::path::PathBuf>,
+    pub recipients: Vec<String>,
+    pub recipient_files: Vec<std::path::PathBuf>,
+    pub passphrase: bool,
+    pub prompt_allowed: bool,
+}
+
+/// age encryption at the end of the compression chain.
+struct AgeLayer(crate::seal::EncryptWriter<crate::bundle::parts::PartWriter>);
+impl std::io::Write for AgeLayer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+impl crate::compress::FinishWrite for AgeLayer {
+    fn finish_box(self: Box<Self>) -> std::io::Result<()> {
+        let mut parts = self.0.finish()?;
+        std::io::Write::flush(&mut parts)
+    }
+}
+
+impl SealOptions {
+    /// Load keys and ask for secrets now, before any long work starts.
+    pub fn prepare(&self) -> Result<(Option<crate::bundle::write::Encryptor>, Option<crate::bundle::write::Signer>)> {
+        use crate::seal::{self, Recipient};
+        let mut recipients: Vec<Recipient> =
+            self.recipients.iter().map(|r| r.parse::<Recipient>().map_err(Error::from)).collect::<Result<_>>()?;
+        for f in &self.recipient_files {
+            recipients.extend(seal::load_recipients_file(f)?);
+        }
+        if self.passphrase && !recipients.is_empty() {
+            return Err(Error::usage("--passphrase cannot be combined with -r/-R (age allows one or the other)"));
+        }
+        let encryptor: Option<crate::bundle::write::Encryptor> = if self.passphrase {
+            let pass = seal::passphrase(true, self.prompt_allowed)?;
+            Some(Box::new(move |parts| Ok(Box::new(AgeLayer(seal::encrypt_writer_passphrase(&pass, parts)?)) as _)))
+        } else if !recipients.is_empty() {
+            Some(Box::new(move |parts| Ok(Box::new(AgeLayer(seal::encrypt_writer(&recipients, parts)?)) as _)))
+        } else {
+            None
+        };
+        let signer: Option<crate::bundle::write::Signer> = match &self.sign_key {
+            Some(path) => {
+                let key = seal::SecretKey::from_file_interactive(path, self.prompt_allowed)?;
+                Some(Box::new(move |data: &[u8], summary: &crate::bundle::write::BundleSummary| {
+                    let created = humantime::parse_rfc3339(&summary.created).unwrap_or_else(|_| std::time::SystemTime::now());
+                    let comment = seal::bundle_trusted_comment(&summary.stem, &summary.images, created);
+                    Ok(seal::sign(data, &key, &comment, None)?)
+                }))
+            }
+            None => None,
+        };
+        Ok((encryptor, signer))
+    }
+}

@@ -42,7 +42,7 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
 /// the target nor any staging directory may be left.
 fn refused(case: &Case, expect: &str) {
     for args in [
-        vec!["load".to_string(), case.bundle.display().to_string(), "--into".into(), format!("oci:{}", case.target.display())],
+        vec!["load".to_string(), "--allow-unsigned".into(), case.bundle.display().to_string(), "--into".into(), format!("oci:{}", case.target.display())],
         vec!["verify".to_string(), case.bundle.display().to_string()],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -237,7 +237,7 @@ fn checksum_file_naming_other_files_is_refused() {
 fn incomplete_bundle_without_checksum_file() {
     let case = split_bundle();
     std::fs::remove_file(case.bundle.join("m.sha256")).unwrap();
-    let r = ferry(&["load", case.bundle.to_str().unwrap(), "--into", &format!("oci:{}", case.target.display())]);
+    let r = ferry(&["load", "--allow-unsigned", case.bundle.to_str().unwrap(), "--into", &format!("oci:{}", case.target.display())]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no complete bundle"), "{}", r.stderr);
     assert!(!case.target.exists());
@@ -246,7 +246,7 @@ fn incomplete_bundle_without_checksum_file() {
 #[test]
 fn failed_load_leaves_an_existing_layout_as_it_was() {
     let good = split_bundle();
-    ferry_ok(&["load", good.bundle.to_str().unwrap(), "--into", &format!("oci:{}", good.target.display())]);
+    ferry_ok(&["load", "--allow-unsigned", good.bundle.to_str().unwrap(), "--into", &format!("oci:{}", good.target.display())]);
     let before = std::fs::read(good.target.join("index.json")).unwrap();
     let blobs_before = layout_blobs(&good.target);
     let bad = rebuilt(|mut tar| {
@@ -254,7 +254,7 @@ fn failed_load_leaves_an_existing_layout_as_it_was() {
         tar[off + len - 1] ^= 0xff;
         tar
     });
-    let r = ferry(&["load", bad.bundle.to_str().unwrap(), "--into", &format!("oci:{}", good.target.display())]);
+    let r = ferry(&["load", "--allow-unsigned", bad.bundle.to_str().unwrap(), "--into", &format!("oci:{}", good.target.display())]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert_eq!(std::fs::read(good.target.join("index.json")).unwrap(), before);
     assert_eq!(layout_blobs(&good.target), blobs_before);
@@ -268,7 +268,7 @@ fn archive_targets_leave_nothing_on_failure() {
         tar
     });
     let out = case.target.with_extension("tar");
-    let r = ferry(&["load", case.bundle.to_str().unwrap(), "--into", &format!("docker-archive:{}", out.display())]);
+    let r = ferry(&["load", "--allow-unsigned", case.bundle.to_str().unwrap(), "--into", &format!("docker-archive:{}", out.display())]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(!out.exists());
     let names: Vec<String> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();

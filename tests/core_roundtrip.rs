@@ -14,7 +14,7 @@ fn check_fixture(fx: &Fixture, work: &std::path::Path) {
 
     // oci: target keeps every source digest; skopeo reads it.
     let oci = work.join(format!("{stem}-oci"));
-    ferry_ok(&["load", sums.to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
+    ferry_ok(&["load", "--allow-unsigned", sums.to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
     let have = layout_blobs(&oci);
     for d in source_digests(&fixture(&fx.file)) {
         assert!(have.contains(&d), "{}: digest {d} of the source is missing after the trip", fx.file);
@@ -36,7 +36,7 @@ fn check_fixture(fx: &Fixture, work: &std::path::Path) {
             let (r, _) = &fx.refs[0];
             ferry_ok(&["save", &format!("{}:{r}", fx.image_ref()), "-o", single.to_str().unwrap(), "-n", "one"]);
             let renamed = work.join("renamed-oci");
-            ferry_ok(&["load", single.to_str().unwrap(), "--into", &format!("oci:{}:renamed", renamed.display())]);
+            ferry_ok(&["load", "--allow-unsigned", single.to_str().unwrap(), "--into", &format!("oci:{}:renamed", renamed.display())]);
             (renamed, "renamed".to_string())
         }
     };
@@ -51,12 +51,12 @@ fn check_fixture(fx: &Fixture, work: &std::path::Path) {
 
     // oci-archive: and docker-archive: targets are the verified inner tar.
     let oa = work.join(format!("{stem}.oci.tar"));
-    ferry_ok(&["load", out.join(format!("{stem}.tar.zst")).to_str().unwrap(), "--into", &format!("oci-archive:{}", oa.display())]);
+    ferry_ok(&["load", "--allow-unsigned", out.join(format!("{stem}.tar.zst")).to_str().unwrap(), "--into", &format!("oci-archive:{}", oa.display())]);
     if oci_typed && !fx.file.starts_with("containerd") {
         sh(&format!("skopeo inspect --raw oci-archive:{}:{first_tag} >/dev/null", oa.display()));
     }
     let da = work.join(format!("{stem}.docker.tar"));
-    ferry_ok(&["load", out.to_str().unwrap(), "--into", &format!("docker-archive:{}", da.display())]);
+    ferry_ok(&["load", "--allow-unsigned", out.to_str().unwrap(), "--into", &format!("docker-archive:{}", da.display())]);
     if fx.platforms.len() == 1 {
         let (first_ref, _) = &fx.refs[0];
         sh(&format!("skopeo inspect --raw docker-archive:{}:{first_ref} >/dev/null", da.display()));
@@ -91,7 +91,7 @@ fn compressed_and_plain_sources_give_the_same_content() {
         let out = work.path().join(format!("o{i}"));
         ferry_ok(&["save", &format!("docker-archive:{}", src.display()), "-o", out.to_str().unwrap(), "-n", "b"]);
         let oci = work.path().join(format!("oci{i}"));
-        ferry_ok(&["load", out.to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
+        ferry_ok(&["load", "--allow-unsigned", out.to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
         digests.push(layout_blobs(&oci));
     }
     assert_eq!(digests[0], digests[1]);
@@ -177,7 +177,7 @@ fn split_bundles_have_right_sized_parts_and_load() {
     }
     sh(&format!("cd {} && sha256sum -c s.sha256", out.display()));
     let oci = work.path().join("oci");
-    ferry_ok(&["load", out.join("s.sha256").to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
+    ferry_ok(&["load", "--allow-unsigned", out.join("s.sha256").to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
     for d in source_digests(&fixture("multi.docker.tar.gz")) {
         assert!(layout_blobs(&oci).contains(&d));
     }

@@ -54,6 +54,16 @@ pub fn verify_into(
     }
 }
 
+/// Checksums only (an encrypted bundle without an identity): reads every
+/// artifact file once.
+pub fn verify_checksums(bundle: &BundleSource, progress: &dyn Progress) -> Result<u64> {
+    let mut parts = crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone());
+    progress.start(&format!("checking {}", bundle.describe()), bundle.artifact_size());
+    parts.drain_and_check()?;
+    progress.finish();
+    Ok(parts.bytes)
+}
+
 /// `ferry verify`: every check, nothing written.
 pub fn verify(bundle: &BundleSource, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
     let (v, compression, encrypted) = verify_into(bundle, decryptor, &mut NullSink, None, progress)?;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the tests need, then
+# runs every test of the workspace against real servers and tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+export CARGO_TERM_COLOR=never
+# Tests start their own dockerd/vsftpd/sshd/nginx on loopback; two jobs suit 2 cores.
+cargo build --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked -- --test-threads="${FERRY_TEST_THREADS:-2}"
+if [ -x bench/run.sh ]; then
+  # The benchmark harness in its small mode, so it cannot rot (numbers not asserted).
+  bash bench/run.sh --small
+fi

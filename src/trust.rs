@@ -1,0 +1,118 @@
+//! The consuming side of sealing: which signers are trusted, which identities
+//! decrypt, and the signature check that comes before anything else (SPEC §4).
+use crate::bundle::read::Decryptor;
+use crate::bundle::BundleSource;
+use crate::error::{Error, Result};
+use crate::seal::{self, AgeInput, BundleComment, Identity, PublicKey, SignatureInfo};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default)]
+pub struct TrustOptions {
+    /// `-k`: minisign public key files or base64 strings.
+    pub keys: Vec<String>,
+    /// `-i`: age identity files or SSH private keys.
+    pub identities: Vec<PathBuf>,
+    /// `--allow-unsigned` (load only).
+    pub allow_unsigned: bool,
+    /// Whether a passphrase may be asked for on the terminal.
+    pub prompt_allowed: bool,
+}
+
+/// What the signature check found.
+#[derive(Debug, Clone)]
+pub enum SignatureStatus {
+    /// Signed by a trusted key.
+    Trusted(SignatureInfo),
+    /// Signed, but no key was given to check it against.
+    Unchecked { signer: String },
+    Unsigned,
+}
+
+impl SignatureStatus {
+    pub fn describe(&self) -> String {
+        match self {
+            SignatureStatus::Trusted(i) => format!("signed by trusted key {}", i.key_id),
+            SignatureStatus::Unchecked { signer } => format!("signed by key {signer}, not checked (no -k given)"),
+            SignatureStatus::Unsigned => "unsigned".into(),
+        }
+    }
+}
+
+impl TrustOptions {
+    pub fn public_keys(&self) -> Result<Vec<PublicKey>> {
+        self.keys.iter().map(|k| PublicKey::load(k).map_err(Error::from)).collect()
+    }
+
+    pub fn load_identities(&self) -> Result<Vec<Identity>> {
+        let mut all = Vec::new();
+        for path in &self.identities {
+            all.extend(seal::load_identities(path)?);
+        }
+        Ok(all)
+    }
+
+    /// Check `STEM.sha256.minisig` first. `require` is true for `load`: an
+    /// unsigned bundle or an unchecked signature is refused unless allowed.
+    pub fn check_signature(&self, bundle: &BundleSource, require: bool) -> Result<SignatureStatus> {
+        let keys = self.public_keys()?;
+        let Some(sig) = &bundle.signature else {
+            if !keys.is_empty() {
+                return Err(Error::integrity(format!(
+                    "{} is not signed ({}.sha256.minisig is missing) but a trusted key was given: refused",
+                    bundle.describe(),
+                    bundle.stem
+                )));
+            }
+            if require && !self.allow_unsigned {
+                return Err(Error::integrity(format!(
+                    "{} is not signed: refusing to load it (give --allow-unsigned to load it anyway)",
+                    bundle.describe()
+                )));
+            }
+            return Ok(SignatureStatus::Unsigned);
+        };
+        if keys.is_empty() {
+            let signer = seal::signer_key_id(sig).map(|k| k.to_string()).unwrap_or_else(|_| "?".into());
+            if require && !self.allow_unsigned {
+                return Err(Error::integrity(format!(
+                    "{} is signed by key {signer}, but no trusted key was given: pass -k ferry.pub (or --allow-unsigned)",
+                    bundle.describe()
+                )));
+            }
+            return Ok(SignatureStatus::Unchecked { signer });
+        }
+        let info = seal::verify(&bundle.checksum_bytes, sig, &keys)?;
+        // A valid signature of another bundle (renamed files) is refused too.
+        match BundleComment::parse(&info.trusted_comment) {
+            Some(c) if c.stem == bundle.stem => {}
+            Some(c) => {
+                return Err(Error::integrity(format!(
+                    "the signature is for bundle {:?}, not {:?}: refused",
+                    c.stem, bundle.stem
+                )))
+            }
+            None => {} // signed with plain minisign: the signature still covers STEM.sha256
+        }
+        Ok(SignatureStatus::Trusted(info))
+    }
+
+    /// A decryptor using the identities (or a passphrase for scrypt bundles).
+    pub fn decryptor(&self) -> Result<Decryptor> {
+        let identities = self.load_identities()?;
+        let prompt = self.prompt_allowed;
+        Ok(Box::new(move |reader| {
+            let input = AgeInput::open(reader)?;
+            if identities.is_empty() && !input.is_passphrase() {
+                return Err(Error::integrity(format!(
+                    "the bundle is encrypted to {}: give the matching identity with -i",
+                    input.header()
+                )));
+            }
+            Ok(Box::new(input.decrypt_auto(&identities, prompt)?))
+        }))
+    }
+
+    pub fn can_decrypt(&self) -> bool {
+        !self.identities.is_empty() || std::env::var_os(seal::PASSPHRASE_ENV).is_some() || self.prompt_allowed
+    }
+}
