@@ -13,6 +13,9 @@ pub enum Error {
     /// Checksum, signature, digest or decryption failure: the data is not what was promised.
     #[error("{0}")]
     Integrity(String),
+    /// No trusted signature where one is required (unsigned, or no key given).
+    #[error("{0}")]
+    Authenticity(String),
     /// An image source or bundle that is not in a format ferry understands.
     #[error("{0}")]
     Format(String),
@@ -89,7 +92,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Usage(_) => ErrorKind::Usage,
-            Error::Integrity(_) => ErrorKind::Integrity,
+            Error::Integrity(_) | Error::Authenticity(_) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
             Error::Seal(e) if e.is_integrity_failure() => ErrorKind::Integrity,
             _ => ErrorKind::Other,
@@ -102,6 +105,9 @@ impl Error {
             Error::Usage(_) => "see `ferry --help` and `ferry COMMAND --help`",
             Error::Integrity(_) => {
                 "the bundle is damaged or was changed after it was made: copy it again from its origin; nothing was loaded"
+            }
+            Error::Authenticity(_) => {
+                "give the publisher's public key with -k ferry.pub; --allow-unsigned skips the check (not recommended)"
             }
             Error::Format(_) => "check that the source is a docker-archive, oci-archive or oci directory (see docs/FORMAT.md)",
             Error::Transport(TransportError::Auth { .. }) => {

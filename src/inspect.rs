@@ -16,6 +16,12 @@ pub struct BundleInfo {
     pub compression: String,
     pub encrypted: bool,
     pub signed: bool,
+    /// Key id that claims the signature (checked only by `verify -k`/`load -k`).
+    pub signer: Option<String>,
+    /// The signature's trusted comment, as written (not verified here).
+    pub trusted_comment: Option<String>,
+    /// age recipients, read from the header without any key.
+    pub recipients: Option<String>,
     pub format: Option<String>,
     pub created: Option<String>,
     pub tool: Option<String>,
@@ -78,6 +84,9 @@ pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<Bu
         compression: "unknown".into(),
         encrypted: bundle.is_encrypted_by_name(),
         signed: bundle.signature.is_some(),
+        signer: None,
+        trusted_comment: None,
+        recipients: None,
         format: None,
         created: None,
         tool: None,
@@ -86,6 +95,22 @@ pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<Bu
         images: None,
         notes: Vec::new(),
     };
+    if let Some(sig) = &bundle.signature {
+        if let Ok(u) = crate::seal::read_unverified(sig) {
+            info.signer = Some(u.key_id.to_string());
+            info.trusted_comment = Some(u.trusted_comment);
+        }
+    }
+    if let Some(first) = bundle.checksums.lines.first() {
+        let mut head = Vec::new();
+        if let Ok(r) = bundle.transport.get(&first.name, 0) {
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(r, 64 * 1024), &mut head);
+        }
+        if crate::seal::is_age(&head) {
+            info.encrypted = true;
+            info.recipients = crate::seal::describe_recipients(&head).ok().map(|h| h.to_string());
+        }
+    }
     if info.encrypted && decryptor.is_none() {
         info.notes.push("the content is encrypted: give -i IDENTITY to list its images".into());
         return Ok(info);

@@ -394,8 +394,17 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
         println!("created:     {c} by {}", info.tool.as_deref().unwrap_or("?"));
     }
     println!("compression: {}", info.compression);
-    println!("encrypted:   {}", if info.encrypted { "yes (age)" } else { "no" });
-    println!("signed:      {}", if info.signed { "yes (minisign)" } else { "no" });
+    match &info.recipients {
+        Some(r) => println!("encrypted:   yes (age: {r})"),
+        None => println!("encrypted:   {}", if info.encrypted { "yes (age)" } else { "no" }),
+    }
+    match &info.signer {
+        Some(k) => println!("signed:      yes (minisign key {k}; check with verify -k)"),
+        None => println!("signed:      {}", if info.signed { "yes (minisign)" } else { "no" }),
+    }
+    if let Some(c) = &info.trusted_comment {
+        println!("comment:     {c}");
+    }
     if let Some(f) = info.flattened {
         println!("flattened:   {}", if f { "yes" } else { "no" });
     }

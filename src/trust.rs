@@ -57,14 +57,14 @@ impl TrustOptions {
         let keys = self.public_keys()?;
         let Some(sig) = &bundle.signature else {
             if !keys.is_empty() {
-                return Err(Error::integrity(format!(
+                return Err(Error::Authenticity(format!(
                     "{} is not signed ({}.sha256.minisig is missing) but a trusted key was given: refused",
                     bundle.describe(),
                     bundle.stem
                 )));
             }
             if require && !self.allow_unsigned {
-                return Err(Error::integrity(format!(
+                return Err(Error::Authenticity(format!(
                     "{} is not signed: refusing to load it (give --allow-unsigned to load it anyway)",
                     bundle.describe()
                 )));
@@ -74,7 +74,7 @@ impl TrustOptions {
         if keys.is_empty() {
             let signer = seal::signer_key_id(sig).map(|k| k.to_string()).unwrap_or_else(|_| "?".into());
             if require && !self.allow_unsigned {
-                return Err(Error::integrity(format!(
+                return Err(Error::Authenticity(format!(
                     "{} is signed by key {signer}, but no trusted key was given: pass -k ferry.pub (or --allow-unsigned)",
                     bundle.describe()
                 )));

@@ -2,7 +2,8 @@
 //! tars, as written by `docker save` (20.10: `<id>/layer.tar`, duplicates as
 //! symlinks), podman and skopeo (`<hex>.tar`). Docker 25+ archives are also OCI
 //! layouts and are read by [`super::oci`] instead, which keeps manifest digests.
-use super::archive::ArchiveIndex;
+//! Any [`SourceFiles`] will do: an archive on disk, or a Docker Engine export
+//! spooled by `crate::engine`.
 use super::files::SourceFiles;
 use super::media_types as mt;
 use super::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet};
@@ -34,7 +35,7 @@ struct Rootfs {
 }
 
 /// Add the images of a legacy docker-archive (all, or those tagged `reference`).
-pub fn read_docker_archive(archive: &ArchiveIndex, reference: Option<&str>, set: &mut ImageSet) -> Result<()> {
+pub fn read_docker_archive(archive: &dyn SourceFiles, reference: Option<&str>, set: &mut ImageSet) -> Result<()> {
     let what = format!("{}: manifest.json", archive.describe());
     let entries: Vec<ManifestEntry> = parse_json(&archive.read_small("manifest.json")?, &what)?;
     let wanted = reference.map(|r| ImageName::parse(r).map(|n| n.full()).unwrap_or_else(|| r.to_string()));
@@ -72,7 +73,7 @@ pub fn read_docker_archive(archive: &ArchiveIndex, reference: Option<&str>, set:
 }
 
 /// Add one image's config and layers, and a synthesized OCI manifest for it.
-fn add_entry(archive: &ArchiveIndex, entry: &ManifestEntry, set: &mut ImageSet) -> Result<(Descriptor, DockerView)> {
+fn add_entry(archive: &dyn SourceFiles, entry: &ManifestEntry, set: &mut ImageSet) -> Result<(Descriptor, DockerView)> {
     let config_bytes = archive.read_small(&entry.config)?;
     let config_digest = Digest::of_bytes(&config_bytes);
     let rootfs: ConfigRootfs = parse_json(&config_bytes, &format!("{}: config {}", archive.describe(), entry.config))?;

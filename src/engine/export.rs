@@ -1,0 +1,292 @@
+//! `save docker-daemon:NAME...`: one `/images/get` call for every name, read as
+//! it streams. Docker 20.10 writes each image's layer dirs first and
+//! `manifest.json` last, so layer tars go to one spool file (offsets recorded)
+//! while small JSON entries stay in memory; the result is then read as any
+//! docker-archive (or OCI layout, for Docker 25+ exports).
+use super::client::Engine;
+use crate::bundle::Progress;
+use crate::error::{Error, Result};
+use crate::image::archive::normalize;
+use crate::image::files::SourceFiles;
+use crate::image::{docker_archive, oci, BlobSource, ImageSet, SourceOptions, MAX_DOCUMENT};
+use crate::reference::ImageName;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Chunks in flight between the runtime and the reader.
+const CHANNEL_DEPTH: usize = 16;
+
+/// Export `names` from the daemon `DOCKER_HOST` names into an image set.
+pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
+    let engine = Engine::connect()?;
+    let mut wanted: Vec<String> = Vec::new();
+    let mut ids: Vec<String> = Vec::new();
+    for name in names {
+        let name = daemon_name(name)?;
+        let id = resolve(&engine, &name)?;
+        if !wanted.contains(&name) {
+            wanted.push(name);
+        }
+        ids.push(id);
+    }
+    let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let spool = tempfile::Builder::new()
+        .prefix(".ferry-spool-")
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
+    let (file, spool_path) = spool.into_parts();
+    let label = format!("exporting {} from {}", wanted.join(", "), engine.host.url);
+    let files = stream_export(&engine, &wanted, file, spool_path.to_path_buf(), &label, progress)?;
+
+    let mut set = ImageSet::default();
+    if files.exists("index.json") && files.exists("oci-layout") {
+        // Docker 25+ exports an OCI layout (with manifest.json beside it).
+        oci::read_layout(&files, None, &opts.platforms, &mut set)?;
+    } else if files.exists("manifest.json") {
+        docker_archive::read_docker_archive(&files, None, &mut set)?;
+    } else {
+        return Err(Error::Engine(format!("the export from {} holds no manifest.json", engine.host.url)));
+    }
+    set.spools.push(spool_path);
+    // Keep the order the user gave (it names the bundle).
+    let position = |img: &crate::image::Image| {
+        img.docker
+            .as_ref()
+            .and_then(|d| ids.iter().position(|id| id == d.config.as_str()))
+            .unwrap_or(usize::MAX)
+    };
+    set.images.sort_by_key(position);
+    Ok(set)
+}
+
+/// The name Docker is asked for: `NAME` means `NAME:latest` (as skopeo's
+/// docker-daemon: does); IDs and digests are passed as they are.
+fn daemon_name(name: &str) -> Result<String> {
+    let is_hex = |s: &str| s.len() >= 12 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    if name.starts_with("sha256:") || name.contains('@') || is_hex(name) {
+        return Ok(name.to_string());
+    }
+    ImageName::parse(name)
+        .map(|n| n.familiar())
+        .ok_or_else(|| Error::usage(format!("docker-daemon:{name} is not a valid image name")))
+}
+
+/// The image ID of `name`, or a clear "not found".
+fn resolve(engine: &Engine, name: &str) -> Result<String> {
+    match engine.block_on(engine.docker().inspect_image(name)) {
+        Ok(info) => info.id.ok_or_else(|| Error::Engine(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url))),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(Error::ImageNotFound(format!(
+            "image {name} not found in the Docker Engine at {}",
+            engine.host.describe()
+        ))),
+        Err(e) => Err(engine.error(&format!("looking up image {name}"), &e)),
+    }
+}
+
+/// One entry of the export.
+enum Entry {
+    Bytes(Arc<Vec<u8>>),
+    Spooled { offset: u64, len: u64 },
+    Symlink(String),
+    Hardlink(String),
+    Other,
+}
+
+/// The export's files: small ones in memory, the rest in the spool file.
+pub(super) struct ExportFiles {
+    describe: String,
+    spool: PathBuf,
+    entries: HashMap<String, Entry>,
+}
+
+impl ExportFiles {
+    fn resolve(&self, path: &str) -> Result<(&Entry, String)> {
+        let mut current = normalize(path);
+        for _ in 0..16 {
+            let entry = self
+                .entries
+                .get(&current)
+                .ok_or_else(|| Error::format(format!("{}: no entry {current:?}", self.describe)))?;
+            match entry {
+                Entry::Symlink(target) => {
+                    let base = current.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    current = join_relative(base, target)
+                        .ok_or_else(|| Error::format(format!("{}: link {current:?} points outside the export", self.describe)))?;
+                }
+                Entry::Hardlink(target) => current = normalize(target),
+                Entry::Other => return Err(Error::format(format!("{}: {current:?} is not a file", self.describe))),
+                _ => return Ok((entry, current)),
+            }
+        }
+        Err(Error::format(format!("{}: too many links at {path:?}", self.describe)))
+    }
+}
+
+impl SourceFiles for ExportFiles {
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.resolve(path).is_ok()
+    }
+    fn locate(&self, path: &str) -> Result<(BlobSource, u64)> {
+        match self.resolve(path)?.0 {
+            Entry::Bytes(b) => Ok((BlobSource::Bytes(b.clone()), b.len() as u64)),
+            Entry::Spooled { offset, len } => {
+                Ok((BlobSource::FileRange { path: self.spool.clone(), offset: *offset, len: *len }, *len))
+            }
+            _ => unreachable!("resolve returns files only"),
+        }
+    }
+}
+
+/// Join a link target to its directory, refusing to climb above the root.
+fn join_relative(base: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = if target.starts_with('/') { Vec::new() } else { base.split('/').filter(|s| !s.is_empty()).collect() };
+    for comp in target.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+/// Small metadata files of an export, kept in memory.
+fn is_document(name: &str) -> bool {
+    name == "manifest.json" || name == "repositories" || name == "index.json" || name == "oci-layout" || name.ends_with("json") || name.ends_with("VERSION")
+}
+
+/// Reads the export's bytes as the runtime thread receives them.
+struct ChannelReader<'a> {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes>>,
+    current: Bytes,
+    progress: &'a dyn Progress,
+}
+
+impl Read for ChannelReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e.into_io()),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        let _ = self.current.split_to(n);
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+fn stream_export(
+    engine: &Engine,
+    names: &[String],
+    spool_file: File,
+    spool_path: PathBuf,
+    label: &str,
+    progress: &dyn Progress,
+) -> Result<ExportFiles> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes>>(CHANNEL_DEPTH);
+    let docker = engine.streaming();
+    let doing = format!("exporting {}", names.join(", "));
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            engine.block_on(async move {
+                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+                let mut stream = docker.export_images(&refs);
+                while let Some(item) = stream.next().await {
+                    let item = item.map_err(|e| engine.error(&doing, &e));
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        break;
+                    }
+                }
+            })
+        });
+        progress.start(label, None);
+        let reader = ChannelReader { rx, current: Bytes::new(), progress };
+        let result = read_export(reader, spool_file, spool_path, &engine.host.url);
+        progress.finish();
+        // The reader (and so the receiver) is gone: the worker cannot block.
+        worker.join().expect("export thread does not panic");
+        result
+    })
+}
+
+fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf, host: &str) -> Result<ExportFiles> {
+    let describe = format!("the export from the Docker Engine at {host}");
+    let bad = |e: io::Error| match crate::error::unwrap_io(e) {
+        Ok(ours) => ours,
+        Err(e) => Error::Engine(format!("{describe} is not a valid tar stream: {e}")),
+    };
+    let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
+    let mut offset = 0u64;
+    let mut entries = HashMap::new();
+    let mut archive = tar::Archive::new(reader);
+    {
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
+            let size = entry.size();
+            let link = || entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            let kind = entry.header().entry_type();
+            let value = match kind {
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    if is_document(&name) && size <= MAX_DOCUMENT {
+                        let mut buf = Vec::with_capacity(size as usize);
+                        entry.read_to_end(&mut buf).map_err(bad)?;
+                        Entry::Bytes(Arc::new(buf))
+                    } else {
+                        let len = io::copy(&mut entry, &mut spool).map_err(|e| match crate::error::unwrap_io(e) {
+                            Ok(ours) => ours,
+                            Err(e) => Error::io(format!("spooling {name} to {}", spool_path.display()), e),
+                        })?;
+                        let at = offset;
+                        offset += len;
+                        Entry::Spooled { offset: at, len }
+                    }
+                }
+                tar::EntryType::Symlink => Entry::Symlink(link()),
+                tar::EntryType::Link => Entry::Hardlink(link()),
+                _ => Entry::Other,
+            };
+            entries.insert(name, value);
+        }
+    }
+    // Read to the end: the stream must finish cleanly (an error mid-export shows up here).
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(bad)?;
+    let file = spool.into_inner().map_err(|e| Error::io(format!("writing {}", spool_path.display()), e.into_error()))?;
+    file.sync_data().map_err(|e| Error::io(format!("writing {}", spool_path.display()), e))?;
+    Ok(ExportFiles { describe, spool: spool_path, entries })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_default_to_latest_and_ids_pass() {
+        assert_eq!(daemon_name("busybox").unwrap(), "busybox:latest");
+        assert_eq!(daemon_name("ferry/x:1").unwrap(), "ferry/x:1");
+        assert_eq!(daemon_name("localhost:5000/a").unwrap(), "localhost:5000/a:latest");
+        assert_eq!(daemon_name("sha256:abcd").unwrap(), "sha256:abcd");
+        assert_eq!(daemon_name("0123456789ab").unwrap(), "0123456789ab");
+    }
+
+    #[test]
+    fn links_resolve_inside_the_export() {
+        assert_eq!(join_relative("abc", "../def/layer.tar").as_deref(), Some("def/layer.tar"));
+        assert_eq!(join_relative("", "../x"), None);
+    }
+}
