@@ -16,13 +16,22 @@
 
 mod dir;
 mod error;
+mod ftp;
+mod http;
 mod location;
 mod memory;
+mod options;
+mod remote;
+mod sftp;
 
 pub use dir::DirTransport;
 pub use error::{Result, TransportError};
-pub use location::{open, Location};
+pub use ftp::FtpTransport;
+pub use http::HttpTransport;
+pub use location::{open, open_with, Location};
 pub use memory::MemoryTransport;
+pub use options::{FtpPassive, SshAgent, TransportOptions};
+pub use sftp::SftpTransport;
 
 use std::io::{Read, Write};
 
