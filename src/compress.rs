@@ -1,6 +1,7 @@
 //! Compression: detection by magic bytes, streaming decoders and encoders.
 use crate::error::{Error, Result};
 use std::io::{self, BufRead, BufReader, Read, Write};
+use zstd::stream::raw::{CParameter, InBuffer, Operation, OutBuffer};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
@@ -128,18 +129,55 @@ impl FinishWrite for Gzip {
     }
 }
 
-struct Zstd(zstd::stream::write::Encoder<'static, Box<dyn FinishWrite>>);
-impl Write for Zstd {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+/// zstd on its worker threads, drained promptly into a large buffer. (The
+/// `zstd` crate's writer drains at most 32 KiB per call: finished jobs then
+/// wait with their 8 MiB output buffers, and peak memory grows by tens of MiB.)
+struct Zstd {
+    enc: zstd::stream::raw::Encoder<'static>,
+    out: Box<dyn FinishWrite>,
+    buf: Box<[u8]>,
+}
+
+/// Compressed bytes taken from zstd per call.
+const ZSTD_OUT_BUFFER: usize = 2 << 20;
+
+impl Zstd {
+    /// Run one step of `op` into the buffer and pass on what it produced;
+    /// `true` if the buffer was filled (more may be waiting).
+    fn step(
+        &mut self,
+        op: impl FnOnce(&mut zstd::stream::raw::Encoder<'static>, &mut OutBuffer<'_, [u8]>) -> io::Result<usize>,
+    ) -> io::Result<(usize, bool)> {
+        let mut dst = OutBuffer::around(&mut self.buf[..]);
+        let hint = op(&mut self.enc, &mut dst)?;
+        let n = dst.pos();
+        if n > 0 {
+            self.out.write_all(&self.buf[..n])?;
+        }
+        Ok((hint, n == self.buf.len()))
     }
 }
+
+impl Write for Zstd {
+    fn write(&mut self, input: &[u8]) -> io::Result<usize> {
+        let mut src = InBuffer::around(input);
+        loop {
+            let (_, full) = self.step(|enc, dst| enc.run(&mut src, dst))?;
+            if src.pos() == input.len() && !full {
+                return Ok(input.len());
+            }
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        while self.step(|enc, dst| enc.flush(dst))?.0 != 0 {}
+        self.out.flush()
+    }
+}
+
 impl FinishWrite for Zstd {
-    fn finish_box(self: Box<Self>) -> io::Result<()> {
-        self.0.finish()?.finish_box()
+    fn finish_box(mut self: Box<Self>) -> io::Result<()> {
+        while self.step(|enc, dst| enc.finish(dst, true))?.0 != 0 {}
+        self.out.finish_box()
     }
 }
 
@@ -149,11 +187,11 @@ pub fn encoder(compression: Compression, level: i32, out: Box<dyn FinishWrite>) 
         Compression::None => out,
         Compression::Gzip => Box::new(Gzip(flate2::write::GzEncoder::new(out, flate2::Compression::new(level.clamp(0, 9) as u32)))),
         Compression::Zstd => {
-            let mut e = zstd::stream::write::Encoder::new(out, level)?;
+            let mut enc = zstd::stream::raw::Encoder::new(level)?;
             let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-            e.multithread(workers)?;
-            e.include_checksum(true)?;
-            Box::new(Zstd(e))
+            enc.set_parameter(CParameter::NbWorkers(workers))?;
+            enc.set_parameter(CParameter::ChecksumFlag(true))?;
+            Box::new(Zstd { enc, out, buf: vec![0u8; ZSTD_OUT_BUFFER].into_boxed_slice() })
         }
     })
 }

@@ -30,12 +30,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// The Docker Engine failed or could not be reached.
+    /// The Docker Engine could not be reached (or the connection was lost).
     #[error("{0}")]
     Engine(String),
+    /// The Docker Engine answered with an error (refused a load, failed an export).
+    #[error("{0}")]
+    EngineFailed(String),
     /// The Docker Engine does not have the image asked for.
     #[error("{0}")]
     ImageNotFound(String),
+    /// An image whose content is unsafe to apply (a layer entry escaping the
+    /// root, a hostile hard link): refused, like a failed integrity check.
+    #[error("{0}")]
+    UnsafeImage(String),
 }
 
 /// What kind of failure, for exit codes.
@@ -92,7 +99,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Usage(_) => ErrorKind::Usage,
-            Error::Integrity(_) | Error::Authenticity(_) => ErrorKind::Integrity,
+            Error::Integrity(_) | Error::Authenticity(_) | Error::UnsafeImage(_) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
             Error::Seal(e) if e.is_integrity_failure() => ErrorKind::Integrity,
             _ => ErrorKind::Other,
@@ -127,7 +134,9 @@ impl Error {
             Error::Engine(_) => {
                 "check that the Docker Engine (or `podman system service`) runs and that DOCKER_HOST points at its socket, e.g. unix:///var/run/docker.sock"
             }
+            Error::EngineFailed(_) => "the Docker Engine's log (e.g. `journalctl -u docker`) may say more",
             Error::ImageNotFound(_) => "`docker images` lists what the daemon has; a name without a tag means NAME:latest",
+            Error::UnsafeImage(_) => "nothing was written; do not use this image: get it again from a source you trust",
         };
         Some(hint.to_string())
     }

@@ -16,6 +16,7 @@ pub mod size;
 pub use error::{Error, ErrorKind, Result};
 pub mod bundle;
 pub mod load;
+pub mod engine;
 pub mod inspect;
 pub mod save;
 pub mod transfer;

@@ -18,9 +18,30 @@ struct Cli {
     /// No progress or status output.
     #[arg(short, long, global = true)]
     quiet: bool,
+    #[command(flatten)]
+    net: NetArgs,
     #[command(subcommand)]
     command: Command,
 }
+
+/// Options of network locations (ftp://, ftps://, sftp://, http://, https://).
+#[derive(Args)]
+struct NetArgs {
+    /// known_hosts file for SFTP (default ~/.ssh/known_hosts).
+    #[arg(long, global = true, value_name = "FILE")]
+    known_hosts: Option<std::path::PathBuf>,
+    /// Accept and record the host key of an SFTP server not yet in known_hosts (a changed key is always refused).
+    #[arg(long, global = true)]
+    accept_new_host_key: bool,
+    /// Extra CA certificate (PEM) to trust for FTPS and HTTPS.
+    #[arg(long, global = true, value_name = "FILE")]
+    ca_cert: Option<std::path::PathBuf>,
+    /// SSH private key for SFTP (default: the agent, then ~/.ssh/id_*); repeatable.
+    #[arg(long = "ssh-key", global = true, value_name = "FILE")]
+    ssh_keys: Vec<std::path::PathBuf>,
+}
+
+static TRANSPORT_OPTIONS: std::sync::OnceLock<ferry_transports::TransportOptions> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -40,6 +61,8 @@ enum Command {
     Ls(LsArgs),
     /// Make a minisign key pair (ferry.key, ferry.pub) and an age identity (ferry.age).
     Keygen(KeygenArgs),
+    /// Squash an image's layers into one (the filesystem a container sees) and write it to a target.
+    Flatten(FlattenArgs),
 }
 
 #[derive(Args)]
@@ -76,6 +99,23 @@ struct SaveArgs {
     /// Encrypt with a passphrase (prompt, or FERRY_PASSPHRASE).
     #[arg(long)]
     passphrase: bool,
+    /// Flatten each image to one layer (see docs/FLATTEN.md).
+    #[arg(long)]
+    flatten: bool,
+}
+
+#[derive(Args)]
+struct FlattenArgs {
+    /// Image to flatten: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG].
+    source: String,
+    /// Where to write it: docker-archive:PATH[:NAME], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:[NAME[:TAG]].
+    target: String,
+    /// Keep only these platforms of a multi-platform image (OS/ARCH[/VARIANT]); default keeps all.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// Print what was flattened as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Default)]
@@ -184,11 +224,19 @@ struct LsArgs {
 }
 
 fn open_transport(location: &str) -> Result<Box<dyn Transport>> {
-    Ok(ferry_transports::open(location)?)
+    Ok(ferry_transports::open_with(location, TRANSPORT_OPTIONS.get_or_init(Default::default))?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let mut net = ferry_transports::TransportOptions::default();
+    net.known_hosts = cli.net.known_hosts.clone().or(net.known_hosts);
+    net.accept_new_host_key = cli.net.accept_new_host_key;
+    net.ca_cert = cli.net.ca_cert.clone();
+    if !cli.net.ssh_keys.is_empty() {
+        net.identity_files = cli.net.ssh_keys.clone();
+    }
+    let _ = TRANSPORT_OPTIONS.set(net);
     let progress = CliProgress::new(cli.quiet);
     match run(cli.command, &progress) {
         Ok(()) => ExitCode::SUCCESS,
@@ -206,6 +254,7 @@ fn main() -> ExitCode {
 fn run(command: Command, progress: &CliProgress) -> Result<()> {
     match command {
         Command::Save(a) => save(a, progress),
+        Command::Flatten(a) => flatten(a, progress),
         Command::Load(a) => load(a, progress),
         Command::Verify(a) => {
             let bundle = bundle::locate(&a.source.source, &open_transport)?;
@@ -331,6 +380,7 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
             o.split = split;
             o.encryptor = encryptor;
             o.signer = signer;
+            o.flattened = a.flatten;
             o
         },
         progress,
@@ -349,6 +399,21 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
         if report.signed { ", signed" } else { "" },
         if report.encrypted { ", encrypted" } else { "" }
     ));
+    Ok(())
+}
+
+fn flatten(a: FlattenArgs, progress: &CliProgress) -> Result<()> {
+    let source = ImageRef::parse(&a.source)?;
+    let target = ImageRef::parse_target(&a.target)?;
+    let platforms = PlatformFilter::parse(&a.platforms)?;
+    let report = ferry::flatten::image::flatten_command(&source, &target, platforms, progress)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("json serializes"));
+    }
+    progress.say(&format!("flattened {} into {}", report.summary(), ferry::flatten::output::describe_target(&target)));
+    for note in &report.dropped {
+        progress.say(&format!("note: left out {note} (it describes the unflattened image)"));
+    }
     Ok(())
 }
 

@@ -8,17 +8,26 @@ use std::sync::Arc;
 
 /// Read all images into one set.
 pub fn collect_images(images: &[ImageRef], source: &SourceOptions) -> Result<ImageSet> {
+    collect_images_with_progress(images, source, &crate::bundle::NoProgress)
+}
+
+/// Read all images into one set; all docker-daemon: images come from one
+/// export call (shared layers once), placed where the first of them was named.
+pub fn collect_images_with_progress(images: &[ImageRef], source: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
+    let daemon_names: Vec<String> =
+        images.iter().filter_map(|i| if let ImageRef::DockerDaemon(n) = i { Some(n.clone()) } else { None }).collect();
+    let mut from_daemon =
+        if daemon_names.is_empty() { None } else { Some(crate::engine::export_images(&daemon_names, source, progress)?) };
     let mut set = ImageSet::default();
     for image in images {
-        let one = match image {
+        match image {
             ImageRef::DockerDaemon(_) => {
-                return Err(Error::usage(
-                    "docker-daemon: sources are not available in this build; save from docker-archive:, oci-archive: or oci:",
-                ))
+                if let Some(one) = from_daemon.take() {
+                    set.merge(one);
+                }
             }
-            _ => open_source(image, source)?,
-        };
-        set.merge(one);
+            _ => set.merge(open_source(image, source)?),
+        }
     }
     Ok(set)
 }
@@ -42,10 +51,16 @@ pub fn save(
     if let Some(dir) = &source.spool_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    let set = collect_images(images, source)?;
+    let mut set = collect_images_with_progress(images, source, progress)?;
     let stem = stem.unwrap_or_else(|| names::default_stem(&set.images.iter().map(|i| i.display_name()).collect::<Vec<_>>()));
     names::check_stem(&stem)?;
-    write_bundle(&set, output, make_options(stem), progress)
+    let options = make_options(stem);
+    if options.flattened {
+        // `--flatten`: the flattened layers are spooled next to the output (else in the temp dir).
+        let tmp = source.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+        set = crate::flatten::image::flatten_image_set(set, &tmp, progress)?.0;
+    }
+    write_bundle(&set, output, options, progress)
 }
 
 /// `--sign`, `-r`, `-R`, `--passphrase`: how the bundle is sealed.

@@ -5,15 +5,18 @@
 use crate::bundle::names;
 use crate::bundle::{BundleSource, Progress};
 use crate::digest::Hasher;
-use crate::error::{Error, Result};
-use ferry_transports::{partial_name, PutMode, Transport};
+use crate::error::{unwrap_io, Error, Result};
+use ferry_transports::{partial_name, PutMode, Transport, TransportError};
 use serde::Serialize;
-use std::io::{Read, Write};
+use std::io::{self, Read, Write};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CopyReport {
     pub destination: String,
     pub stem: String,
+    /// Whether the destination can continue an interrupted upload. When it cannot
+    /// (HTTP/WebDAV has no append), a copy that was interrupted starts over.
+    pub resume_upload: bool,
     pub files: Vec<CopiedFile>,
 }
 
@@ -36,7 +39,7 @@ pub fn copy_bundle(bundle: &BundleSource, dest: &dyn Transport, progress: &dyn P
         files.push(copy_bytes(dest, &names::signature_name(&bundle.stem), sig)?);
     }
     files.push(copy_bytes(dest, &names::checksum_name(&bundle.stem), &bundle.checksum_bytes)?);
-    Ok(CopyReport { destination: dest.describe(), stem: bundle.stem.clone(), files })
+    Ok(CopyReport { destination: dest.describe(), stem: bundle.stem.clone(), resume_upload: dest.capabilities().resume_upload, files })
 }
 
 fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFile> {
@@ -51,24 +54,62 @@ fn copy_file(bundle: &BundleSource, dest: &dyn Transport, name: &str, expect_hex
         // Already complete there (an earlier push that stopped later): check it in place.
         if let Some(hex) = expect_hex {
             let mut h = Hasher::new();
-            hash_into(&mut *dest.get(name, 0)?, &mut h, None, name)?;
+            hash_into(&mut *dest.get(name, 0)?, &mut h, None, name, dest)?;
             if h.finish().hex() == hex {
                 return Ok(CopiedFile { name: name.into(), sent: 0, size, resumed_from: size });
             }
         }
     }
-    let mut upload = dest.put(name, PutMode::Resume)?;
-    let mut offset = upload.resumed_from();
+    match copy_attempt(bundle, dest, name, size, expect_hex, PutMode::Resume, progress)? {
+        Attempt::Done(f) => Ok(f),
+        // What an earlier attempt left was damaged: start over once, from byte 0.
+        Attempt::Mismatch { resumed_from, .. } if resumed_from > 0 => {
+            match copy_attempt(bundle, dest, name, size, expect_hex, PutMode::Fresh, progress)? {
+                Attempt::Done(f) => Ok(f),
+                Attempt::Mismatch { error, .. } => Err(error),
+            }
+        }
+        Attempt::Mismatch { error, .. } => Err(error),
+    }
+}
+
+enum Attempt {
+    Done(CopiedFile),
+    /// The bytes copied do not match `STEM.sha256`; the temporary file was discarded
+    /// where the destination allows it.
+    Mismatch { resumed_from: u64, error: Error },
+}
+
+fn copy_attempt(
+    bundle: &BundleSource,
+    dest: &dyn Transport,
+    name: &str,
+    size: u64,
+    expect_hex: Option<&str>,
+    mode: PutMode,
+    progress: &dyn Progress,
+) -> Result<Attempt> {
+    let src = &*bundle.transport;
+    let temp = partial_name(name);
+    // Hash what an earlier attempt left *before* the upload is opened: a server may lock
+    // a file while it is being appended to (vsftpd's lock_upload_files), so reading it
+    // during the upload would wait for ever.
     let mut hasher = Hasher::new();
-    if offset > size {
+    let mut hashed = 0u64;
+    if mode == PutMode::Resume && dest.capabilities().resume_upload {
+        if let Some(there) = dest.stat(&temp)?.filter(|&n| n > 0 && n <= size) {
+            hashed = hash_into(&mut dest.get(&temp, 0)?.take(there), &mut hasher, None, name, dest)?;
+        }
+    }
+    let mut upload = dest.put(name, mode)?;
+    let mut offset = upload.resumed_from();
+    if offset != hashed {
+        // The temporary file changed since it was hashed, is longer than the file, or the
+        // destination cannot append: start over.
         drop(upload);
         upload = dest.put(name, PutMode::Fresh)?;
         offset = 0;
-    }
-    if offset > 0 {
-        // Hash what is already there so the whole file is checked before commit.
-        let mut there = dest.get(&partial_name(name), 0)?.take(offset);
-        hash_into(&mut there, &mut hasher, None, name)?;
+        hasher = Hasher::new();
     }
     progress.start(&format!("copying {name}"), Some(size));
     progress.advance(offset);
@@ -77,12 +118,12 @@ fn copy_file(bundle: &BundleSource, dest: &dyn Transport, name: &str, expect_hex
         let mut buf = vec![0u8; 1 << 20];
         let mut sent = 0u64;
         loop {
-            let n = reader.read(&mut buf).map_err(|e| Error::io(format!("reading {name} from {}", src.describe()), e))?;
+            let n = reader.read(&mut buf).map_err(|e| transfer_error(src, format!("reading {name}"), e))?;
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
-            upload.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing {name} to {}", dest.describe()), e))?;
+            upload.write_all(&buf[..n]).map_err(|e| transfer_error(dest, format!("writing {name}"), e))?;
             sent += n as u64;
             progress.advance(n as u64);
         }
@@ -93,29 +134,53 @@ fn copy_file(bundle: &BundleSource, dest: &dyn Transport, name: &str, expect_hex
         let actual = hasher.finish();
         if actual.hex() != hex {
             drop(upload);
-            let _ = dest.delete(&partial_name(name));
-            return Err(Error::integrity(format!(
+            let _ = dest.delete(&temp);
+            let error = Error::integrity(format!(
                 "{name}: checksum mismatch after copying from {} (the source is damaged or changed during the copy); the copy was discarded",
                 src.describe()
-            )));
+            ));
+            return Ok(Attempt::Mismatch { resumed_from: offset, error });
         }
     }
     upload.commit()?;
-    Ok(CopiedFile { name: name.into(), sent, size, resumed_from: offset })
+    Ok(Attempt::Done(CopiedFile { name: name.into(), sent, size, resumed_from: offset }))
 }
 
-fn hash_into(r: &mut dyn Read, h: &mut Hasher, progress: Option<&dyn Progress>, name: &str) -> Result<()> {
+/// Hash `r` to its end; returns the number of bytes read.
+fn hash_into(r: &mut dyn Read, h: &mut Hasher, progress: Option<&dyn Progress>, name: &str, from: &dyn Transport) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
     loop {
-        let n = r.read(&mut buf).map_err(|e| Error::io(format!("reading {name}"), e))?;
+        let n = r.read(&mut buf).map_err(|e| transfer_error(from, format!("reading {name}"), e))?;
         if n == 0 {
-            return Ok(());
+            return Ok(total);
         }
+        total += n as u64;
         h.update(&buf[..n]);
         if let Some(p) = progress {
             p.advance(n as u64);
         }
     }
+}
+
+/// A read or write of a file at a location failed mid-transfer (connection lost, server
+/// gone): a transport failure (exit 4). A full local disk keeps its own error and hint;
+/// an error ferry carried through `io::Error` keeps its kind.
+fn transfer_error(at: &dyn Transport, context: String, e: io::Error) -> Error {
+    let e = match unwrap_io(e) {
+        Ok(ours) => return ours,
+        Err(e) => e,
+    };
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        return Error::io(format!("{context} at {}", at.describe()), e);
+    }
+    let location = at.describe();
+    // Backends prefix their I/O errors with the location already: say it once.
+    let e = match e.to_string().strip_prefix(&format!("{location}: ")) {
+        Some(rest) => io::Error::new(e.kind(), rest.to_string()),
+        None => e,
+    };
+    Error::Transport(TransportError::io(location, context, e))
 }
 
 /// A complete bundle at a location.

@@ -7,6 +7,7 @@ pub mod names;
 pub mod parts;
 pub mod progress;
 pub mod read;
+pub mod pipeline;
 pub mod tarstream;
 pub mod verify;
 pub mod write;

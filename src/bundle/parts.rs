@@ -5,7 +5,7 @@ use super::names::part_name;
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use ferry_transports::{PutMode, Transport, Upload};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::{Arc, Mutex};
 
 /// A finished part.
@@ -112,20 +112,73 @@ pub struct PartsReader {
     transport: Arc<dyn Transport>,
     parts: Vec<ChecksumLine>,
     next: usize,
-    current: Option<(Box<dyn Read + Send>, Hasher, usize)>,
+    current: Option<(Box<dyn BufRead + Send>, Hasher, usize)>,
+    /// Read each part on its own thread (checksum-only verification: reading
+    /// overlaps hashing).
+    read_ahead: bool,
+    /// The first checksum mismatch found, kept for [`PartsReader::drain_and_check`].
+    mismatch: Option<String>,
     /// Total bytes read so far.
     pub bytes: u64,
 }
 
+/// Small: reads of the pipeline's large buffers go straight to the part's reader.
+const PART_BUFFER: usize = 64 << 10;
+
 impl PartsReader {
     pub fn new(transport: Arc<dyn Transport>, parts: Vec<ChecksumLine>) -> Self {
-        PartsReader { transport, parts, next: 0, current: None, bytes: 0 }
+        PartsReader { transport, parts, next: 0, current: None, read_ahead: false, mismatch: None, bytes: 0 }
+    }
+
+    /// Read every part on a thread of its own, in large buffers.
+    pub fn with_read_ahead(mut self) -> Self {
+        self.read_ahead = true;
+        self
     }
 
     /// Read what is left, checking the checksums of the remaining parts. Used
-    /// after a failure downstream, to report a damaged part as the cause.
+    /// after a failure downstream, to report a damaged part as the cause, and
+    /// for checksum-only verification. Hashes straight from the reader's buffers.
     pub fn drain_and_check(&mut self) -> Result<()> {
-        io::copy(self, &mut io::sink()).map(|_| ()).map_err(|e| Error::io("reading the bundle", e))
+        if let Some(m) = &self.mismatch {
+            return Err(Error::integrity(m.clone()));
+        }
+        let ctx = |e| Error::io("reading the bundle", e);
+        loop {
+            if self.current.is_none() && !self.open_next().map_err(ctx)? {
+                return Ok(());
+            }
+            let (reader, hasher, _) = self.current.as_mut().expect("opened above");
+            let chunk = match reader.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ctx(e)),
+            };
+            let n = chunk.len();
+            if n > 0 {
+                hasher.update(chunk);
+                reader.consume(n);
+                self.bytes += n as u64;
+            } else {
+                self.end_part().map_err(ctx)?;
+            }
+        }
+    }
+
+    /// The current part ended: check it against `STEM.sha256`.
+    fn end_part(&mut self) -> io::Result<()> {
+        let (_, hasher, idx) = self.current.take().expect("present");
+        let line = &self.parts[idx];
+        if hasher.finish().hex() != line.hex {
+            let msg = format!(
+                "{}: checksum mismatch in {} (the file is damaged, truncated or was replaced)",
+                self.transport.describe(),
+                line.name
+            );
+            self.mismatch.get_or_insert_with(|| msg.clone());
+            return Err(Error::integrity(msg).into_io());
+        }
+        Ok(())
     }
 
     fn open_next(&mut self) -> io::Result<bool> {
@@ -137,6 +190,11 @@ impl PartsReader {
                 Error::from(e).into_io()
             }
         })?;
+        let reader: Box<dyn BufRead + Send> = if self.read_ahead {
+            Box::new(super::pipeline::ReadAhead::spawn("ferry-read-part", reader)?)
+        } else {
+            Box::new(BufReader::with_capacity(PART_BUFFER, reader))
+        };
         self.current = Some((reader, Hasher::new(), self.next));
         self.next += 1;
         Ok(true)
@@ -156,16 +214,7 @@ impl Read for PartsReader {
                 self.bytes += n as u64;
                 return Ok(n);
             }
-            let (_, hasher, idx) = self.current.take().expect("present");
-            let line = &self.parts[idx];
-            if hasher.finish().hex() != line.hex {
-                return Err(Error::integrity(format!(
-                    "{}: checksum mismatch in {} (the file is damaged, truncated or was replaced)",
-                    self.transport.describe(),
-                    line.name
-                ))
-                .into_io());
-            }
+            self.end_part()?;
         }
     }
 }

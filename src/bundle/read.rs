@@ -1,10 +1,15 @@
 //! Opening the artifact stream of a bundle: parts (checksummed as they are
 //! read) → [age decryption] → decompression (detected by magic bytes).
+//!
+//! Three stages on three threads, joined by bounded channels of large buffers
+//! ([`ReadAhead`]): reading and checksumming the parts; decrypting and
+//! decompressing; and the caller's verification of the tar stream.
 use super::locate::BundleSource;
 use super::parts::PartsReader;
+use super::pipeline::ReadAhead;
 use crate::compress::{self, Compression};
 use crate::error::{Error, Result};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
 
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
@@ -28,7 +33,8 @@ impl SharedParts {
         if matches!(downstream, Error::Integrity(_)) && downstream.to_string().contains("checksum mismatch") {
             return downstream;
         }
-        match self.0.lock().unwrap().drain_and_check() {
+        // The reading thread may still be between two reads; the lock orders us after it.
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).drain_and_check() {
             Err(e @ Error::Integrity(_)) => e,
             _ => downstream,
         }
@@ -45,20 +51,33 @@ pub struct ArtifactStream {
 pub fn open_artifact(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<ArtifactStream> {
     let lines = bundle.checksums.lines.clone();
     let parts = SharedParts(Arc::new(Mutex::new(PartsReader::new(bundle.transport.clone(), lines))));
-    let mut raw = BufReader::with_capacity(1 << 20, parts.clone());
+    let mut raw = ReadAhead::spawn("ferry-read", parts.clone()).map_err(|e| Error::io("starting a reader thread", e))?;
     let head = raw.fill_buf().map_err(|e| parts.explain(Error::io(format!("reading {}", bundle.describe()), e)))?;
     let encrypted = head.starts_with(AGE_MAGIC);
-    let plain: Box<dyn Read + Send> = if encrypted {
+    let mut plain = if encrypted {
         let decrypt = decryptor.ok_or_else(|| {
             Error::integrity(format!(
                 "{} is encrypted: give the identity it was encrypted to with -i IDENTITY (or --passphrase)",
                 bundle.describe()
             ))
         })?;
-        decrypt(Box::new(raw))?
+        let decrypted = decrypt(Box::new(raw))?;
+        ReadAhead::spawn("ferry-decrypt", decrypted).map_err(|e| Error::io("starting a reader thread", e))?
     } else {
-        Box::new(raw)
+        raw
     };
-    let (compression, reader) = compress::auto_decoder(plain).map_err(|e| parts.explain(Error::io("reading the artifact", e)))?;
+    // Decompress straight from the previous stage's buffers (no copy).
+    let explain = |e| parts.explain(Error::io("reading the artifact", e));
+    let compression = Compression::detect(&compress::peek(&mut plain).map_err(explain)?);
+    let decoder = compress::decoder(compression, plain).map_err(explain)?;
+    let reader = decompressing_stage(compression, decoder)?;
     Ok(ArtifactStream { parts, reader, compression, encrypted })
+}
+
+/// Decompression on its own thread; an uncompressed stream needs none.
+fn decompressing_stage(compression: Compression, decoder: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+    Ok(match compression {
+        Compression::None => decoder,
+        _ => Box::new(ReadAhead::spawn("ferry-decompress", decoder).map_err(|e| Error::io("starting a reader thread", e))?),
+    })
 }

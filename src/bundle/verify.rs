@@ -73,6 +73,9 @@ pub struct Verified {
     pub partial: bool,
 }
 
+/// Bytes read from a blob at a time.
+const COPY_BUFFER: usize = 1 << 20;
+
 /// Trailing bytes tolerated after the end-of-archive marker (tar padding).
 const MAX_TRAILING: u64 = 1 << 20;
 
@@ -93,6 +96,8 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
     let mut have_layout = false;
     let mut reserved = false;
     let mut archive = tar::Archive::new(reader);
+    // One copy buffer for every blob: no allocation per entry.
+    let mut buf = vec![0u8; COPY_BUFFER];
     let bad = |m: String| Error::integrity(m);
     {
         let entries = archive.entries().map_err(|e| Error::io("reading the artifact", e))?;
@@ -174,7 +179,6 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     let mut hasher = Hasher::new();
                     {
                         let mut out = sink.begin_blob(&digest, size)?;
-                        let mut buf = vec![0u8; 1 << 20];
                         loop {
                             let n = entry.read(&mut buf).map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
                             if n == 0 {

@@ -89,8 +89,12 @@ impl Engine {
             .block_on(docker.version())
             .ok()
             .map(|v| {
-                let name = v.platform.map(|p| p.name).filter(|n| !n.is_empty()).unwrap_or_else(|| "Docker Engine".into());
-                format!("{name} {}", v.version.unwrap_or_default()).trim().to_string()
+                // Podman names itself in a component; Docker's first component is "Engine".
+                let podman = v.components.iter().flatten().find(|c| c.name.contains("Podman"));
+                match podman {
+                    Some(c) => format!("{} {}", c.name, c.version),
+                    None => format!("Docker Engine {}", v.version.unwrap_or_default()).trim().to_string(),
+                }
             })
             .unwrap_or_else(|| "Docker Engine".into());
         Ok(Engine { rt, docker, host, api: (version.major_version, version.minor_version), server })
@@ -125,9 +129,11 @@ impl Engine {
         use bollard::errors::Error as B;
         match e {
             B::DockerResponseServerError { status_code, message } => {
-                Error::Engine(format!("{doing}: the Docker Engine at {} answered {status_code}: {message}", self.host.url))
+                Error::EngineFailed(format!("{doing}: the Docker Engine at {} answered {status_code}: {message}", self.host.url))
             }
-            B::DockerStreamError { error } => Error::Engine(format!("{doing}: the Docker Engine at {} said: {error}", self.host.url)),
+            B::DockerStreamError { error } => {
+                Error::EngineFailed(format!("{doing}: the Docker Engine at {} said: {error}", self.host.url))
+            }
             _ => Error::Engine(format!("{doing}: lost the connection to the Docker Engine at {}: {}", self.host.url, chain(e))),
         }
     }

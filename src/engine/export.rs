@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
     } else if files.exists("manifest.json") {
         docker_archive::read_docker_archive(&files, None, &mut set)?;
     } else {
-        return Err(Error::Engine(format!("the export from {} holds no manifest.json", engine.host.url)));
+        return Err(Error::EngineFailed(format!("the export from {} holds no manifest.json", engine.host.url)));
     }
     set.spools.push(spool_path);
     // Keep the order the user gave (it names the bundle).
@@ -79,7 +79,7 @@ fn daemon_name(name: &str) -> Result<String> {
 /// The image ID of `name`, or a clear "not found".
 fn resolve(engine: &Engine, name: &str) -> Result<String> {
     match engine.block_on(engine.docker().inspect_image(name)) {
-        Ok(info) => info.id.ok_or_else(|| Error::Engine(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url))),
+        Ok(info) => info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url))),
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(Error::ImageNotFound(format!(
             "image {name} not found in the Docker Engine at {}",
             engine.host.describe()
@@ -228,7 +228,7 @@ fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf,
     let describe = format!("the export from the Docker Engine at {host}");
     let bad = |e: io::Error| match crate::error::unwrap_io(e) {
         Ok(ours) => ours,
-        Err(e) => Error::Engine(format!("{describe} is not a valid tar stream: {e}")),
+        Err(e) => Error::EngineFailed(format!("{describe} is not a valid tar stream: {e}")),
     };
     let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
     let mut offset = 0u64;

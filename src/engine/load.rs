@@ -97,10 +97,43 @@ impl HoldBack {
     }
 }
 
+impl Drop for HoldBack {
+    /// Never end the body cleanly unless it was released.
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
 /// A zstd layer being converted to gzip.
 struct Conversion {
-    decoder: Option<zstd::stream::write::Decoder<'static, flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>>,
+    decoder: Option<zstd::stream::write::Decoder<'static, Bounded<flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>>>,
     error: Option<io::Error>,
+}
+
+/// Refuses to take more than `left` bytes: a layer that decompresses to more
+/// than the spool directory can hold is refused (a decompression bomb).
+struct Bounded<W> {
+    inner: W,
+    left: u64,
+    dir: PathBuf,
+}
+
+impl<W: Write> Write for Bounded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.len() as u64 > self.left {
+            return Err(Error::integrity(format!(
+                "a zstd layer decompresses to more than the free space in {}: refused (decompression bomb?)",
+                self.dir.display()
+            ))
+            .into_io());
+        }
+        let n = self.inner.write(buf)?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 enum Current {
@@ -111,7 +144,7 @@ enum Current {
     Undecided { digest: Digest, size: u64, head: Vec<u8> },
     /// Sent as it is: the header is out, data follows.
     Pass { size: u64 },
-    Convert { digest: Digest, conversion: Conversion },
+    Convert { digest: Digest, conversion: Box<Conversion> },
 }
 
 /// Streams verified blobs into the tar sent to `/images/load`.
@@ -124,11 +157,12 @@ pub struct DaemonSink {
     current: Current,
     /// zstd layer → its gzip conversion.
     converted: HashMap<Digest, Digest>,
-    notes: Vec<String>,
+    /// For messages: "Docker Engine 20.10.24 (API 1.41)".
+    daemon: String,
 }
 
 impl DaemonSink {
-    fn new(tx: tokio::sync::mpsc::Sender<BodyItem>, convert_zstd: bool, spool_dir: PathBuf) -> Self {
+    fn new(tx: tokio::sync::mpsc::Sender<BodyItem>, convert_zstd: bool, spool_dir: PathBuf, daemon: String) -> Self {
         DaemonSink {
             out: HoldBack { pending: Vec::with_capacity(HOLD_BACK + CHUNK), tx: Some(tx), broken: false },
             convert_zstd,
@@ -137,7 +171,7 @@ impl DaemonSink {
             wanted: HashSet::new(),
             current: Current::None,
             converted: HashMap::new(),
-            notes: Vec::new(),
+            daemon,
         }
     }
 
@@ -174,7 +208,9 @@ impl DaemonSink {
         if self.convert_zstd && head.starts_with(&ZSTD_MAGIC) {
             let file = tempfile::tempfile_in(&self.spool_dir)?;
             let gz = flate2::write::GzEncoder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)), flate2::Compression::fast());
-            let mut conversion = Conversion { decoder: Some(zstd::stream::write::Decoder::new(gz)?), error: None };
+            let free = crate::load::free_space(&self.spool_dir).unwrap_or(u64::MAX);
+            let gz = Bounded { inner: gz, left: free.saturating_sub(64 << 20), dir: self.spool_dir.clone() };
+            let mut conversion = Box::new(Conversion { decoder: Some(zstd::stream::write::Decoder::new(gz)?), error: None });
             if let Err(e) = conversion.decoder.as_mut().expect("just made").write_all(&head) {
                 conversion.error = Some(e);
             }
@@ -188,14 +224,17 @@ impl DaemonSink {
     }
 
     /// Finish a conversion: write the gzip entry and remember its digest.
-    fn finish_conversion(&mut self, digest: Digest, mut conversion: Conversion) -> Result<()> {
-        let failed = |e: io::Error| Error::format(format!("layer {digest} is not a valid zstd stream; cannot convert it for Docker: {e}"));
+    fn finish_conversion(&mut self, digest: Digest, mut conversion: Box<Conversion>) -> Result<()> {
+        let failed = |e: io::Error| match crate::error::unwrap_io(e) {
+            Ok(ours) => ours,
+            Err(e) => Error::format(format!("layer {digest} is not a valid zstd stream; cannot convert it for Docker: {e}")),
+        };
         if let Some(e) = conversion.error.take() {
             return Err(failed(e));
         }
         let mut decoder = conversion.decoder.take().expect("set until finished");
         decoder.flush().map_err(failed)?;
-        let gz = decoder.into_inner();
+        let gz = decoder.into_inner().inner;
         let hashing = gz.finish().map_err(|e| Error::io("writing a converted layer", e))?;
         let (gz_digest, gz_size, buffered) = hashing.finish();
         let mut file = buffered.into_inner().map_err(|e| Error::io("writing a converted layer", e.into_error()))?;
@@ -214,14 +253,6 @@ impl DaemonSink {
             left -= n as u64;
         }
         self.out.write(tarw::padding(gz_size)).map_err(send)?;
-        self.notes.push(format!(
-            "converted zstd layer {} to gzip ({} as {}): {} speaks API {} and cannot read zstd layers",
-            digest.short(),
-            digest.short(),
-            gz_digest.short(),
-            "the Docker Engine",
-            "< 1.42"
-        ));
         self.converted.insert(digest, gz_digest);
         Ok(())
     }
@@ -338,7 +369,7 @@ pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, pro
     let docker = engine.streaming();
     let host = engine.host.url.clone();
 
-    let (verified, compression, encrypted, notes) = std::thread::scope(|scope| -> Result<_> {
+    let (verified, compression, encrypted) = std::thread::scope(|scope| -> Result<_> {
         let engine = &engine;
         let worker = scope.spawn(move || {
             engine.block_on(async move {
@@ -346,7 +377,7 @@ pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, pro
                 let options = bollard::query_parameters::ImportImageOptions { quiet: false, ..Default::default() };
                 let mut responses = docker.import_image_stream(options, body, None);
                 while let Some(item) = responses.next().await {
-                    let info = item.map_err(|e| engine.error("loading the images", &e))?;
+                    let info = item.map_err(|e| engine.error("loading the images (nothing was tagged)", &e))?;
                     if let Some(detail) = &info.progress_detail {
                         if let Some(current) = detail.current {
                             let _ = events_tx.send(Event::Progress {
@@ -366,10 +397,21 @@ pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, pro
         });
 
         let spool_dir = std::env::temp_dir();
-        let mut sink = DaemonSink::new(tx, convert, spool_dir);
+        let daemon = format!("{} (API {})", engine.server, engine.api_version());
+        let mut sink = DaemonSink::new(tx, convert, spool_dir, daemon);
         let result = verify_into(bundle, decryptor, &mut sink, None, progress);
         let broken = sink.out.broken;
-        let notes = std::mem::take(&mut sink.notes);
+        let mut notes = Vec::new();
+        if !sink.converted.is_empty() {
+            let mut pairs: Vec<String> = sink.converted.iter().map(|(z, g)| format!("{} -> {}", z.short(), g.short())).collect();
+            pairs.sort();
+            notes.push(format!(
+                "converted {} zstd layer(s) to gzip ({}): {} cannot read zstd layers (API 1.42 / Docker 23+ can); image IDs and diff_ids are unchanged",
+                pairs.len(),
+                pairs.join(", "),
+                sink.daemon
+            ));
+        }
         drop(sink); // ends the body if it is not ended yet
         match result {
             Err(e) => {
@@ -386,11 +428,10 @@ pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, pro
                 }
                 show_daemon_progress(&events, progress);
                 worker.join().expect("load thread does not panic")?;
-                Ok((v, c, enc, notes))
+                Ok((v, c, enc))
             }
         }
     })?;
-    let _ = notes;
 
     // Every image is in the daemon: tag them as the bundle records.
     let entries = &verified.docker_manifest;
@@ -398,7 +439,7 @@ pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, pro
     for entry in entries {
         let id = blob_digest(&entry.config).expect("verified").to_string();
         engine.block_on(engine.docker().inspect_image(&id)).map_err(|e| {
-            Error::Engine(format!(
+            Error::EngineFailed(format!(
                 "the Docker Engine at {host} accepted the upload but has no image {id} afterwards ({}); nothing was tagged",
                 super::client::chain(&e)
             ))

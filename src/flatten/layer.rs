@@ -116,25 +116,7 @@ pub(crate) fn read_layer(
         spool_err: None,
     };
     let mut archive = tar::Archive::new(tee);
-    let mut ops = Vec::new();
-    let parsed: Result<()> = (|| {
-        let entries = archive.entries().map_err(|source| FlattenError::Tar {
-            layer,
-            entry: None,
-            source,
-        })?;
-        for entry in entries {
-            let mut entry = entry.map_err(|source| FlattenError::Tar {
-                layer,
-                entry: None,
-                source,
-            })?;
-            if let Some(op) = parse_entry(layer, &mut entry)? {
-                ops.push(op);
-            }
-        }
-        Ok(())
-    })();
+    let parsed = parse_entries(layer, &mut archive, 0);
     let mut tee = archive.into_inner();
     if let Some(source) = tee.spool_err.take() {
         return Err(FlattenError::Io {
@@ -142,7 +124,7 @@ pub(crate) fn read_layer(
             source,
         });
     }
-    parsed?;
+    let ops = parsed?;
     // Consume the rest of the stream (end-of-archive blocks, padding) so that
     // a caller hashing the stream while we read it sees all of it.
     io::copy(&mut tee.inner, &mut io::sink()).map_err(|source| FlattenError::Tar {
@@ -155,6 +137,47 @@ pub(crate) fn read_layer(
         source: e.into_error(),
     })?;
     Ok((spool, ops))
+}
+
+/// Read one layer whose exact bytes also lie at `base` in `file` (an
+/// uncompressed layer stored in a file): the stream is parsed and read to its
+/// end, but nothing is spooled; file contents are later read from `file`.
+pub(crate) fn read_layer_in_file(
+    layer: usize,
+    input: Box<dyn Read + Send + '_>,
+    file: File,
+    base: u64,
+) -> Result<(File, Vec<Op>)> {
+    let mut archive = tar::Archive::new(BufReader::with_capacity(IO_BUF, input));
+    let ops = parse_entries(layer, &mut archive, base)?;
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|source| FlattenError::Tar {
+        layer,
+        entry: None,
+        source,
+    })?;
+    Ok((file, ops))
+}
+
+/// Parse every entry; file content offsets are stream positions plus `base`.
+fn parse_entries<R: Read>(layer: usize, archive: &mut tar::Archive<R>, base: u64) -> Result<Vec<Op>> {
+    let mut ops = Vec::new();
+    let entries = archive.entries().map_err(|source| FlattenError::Tar {
+        layer,
+        entry: None,
+        source,
+    })?;
+    for entry in entries {
+        let mut entry = entry.map_err(|source| FlattenError::Tar {
+            layer,
+            entry: None,
+            source,
+        })?;
+        if let Some(op) = parse_entry(layer, &mut entry, base)? {
+            ops.push(op);
+        }
+    }
+    Ok(ops)
 }
 
 /// Like Go's archive/tar (and so Docker): an empty numeric field reads as 0.
@@ -170,7 +193,7 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>) -> Result<Option<Op>> {
+fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) -> Result<Option<Op>> {
     let raw_path = entry.path_bytes().into_owned();
     let name = lossy(&raw_path);
     let ty = entry.header().entry_type();
@@ -302,7 +325,7 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>) -> Result<O
         EntryType::Regular | EntryType::Continuous => {
             meta.size = entry.size();
             PutKind::File {
-                offset: entry.raw_file_position(),
+                offset: base + entry.raw_file_position(),
             }
         }
         EntryType::Symlink => PutKind::Symlink(link_target()),

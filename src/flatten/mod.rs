@@ -40,11 +40,15 @@
 //!
 //! Each layer stream is read once and spooled to an unnamed temporary file in
 //! `tmp_dir` (so disk use is at most the layers' total size; spools no longer
-//! needed are dropped before writing). Only tar headers are held in memory;
+//! needed are dropped before writing) — unless the caller says where the same
+//! bytes are stored uncompressed ([`LayerInput::file`]): then file contents
+//! are read from there and nothing is spooled. Only tar headers are held in memory;
 //! the output is written by copying file contents out of the spools.
 
 mod config;
 mod error;
+pub mod image;
+pub mod output;
 mod layer;
 mod path;
 mod tree;
@@ -53,6 +57,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
+use std::fs::File;
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -83,11 +88,36 @@ pub fn flatten_layers<W: Write>(
     out: W,
     tmp_dir: &Path,
 ) -> Result<FlattenStats> {
+    let inputs = layers.into_iter().map(|stream| LayerInput { stream, file: None }).collect();
+    flatten_layer_inputs(inputs, out, tmp_dir)
+}
+
+/// One layer for [`flatten_layer_inputs`].
+pub struct LayerInput {
+    /// The layer's uncompressed tar stream; read once, to its end.
+    pub stream: Box<dyn Read + Send>,
+    /// The same bytes, stored at this offset of this file (an uncompressed
+    /// layer kept in a file): file contents are then read from there and the
+    /// layer is not spooled. The caller guarantees that the file holds exactly
+    /// the bytes the stream yields (e.g. by hashing the stream).
+    pub file: Option<(File, u64)>,
+}
+
+/// [`flatten_layers`], where a layer already stored uncompressed in a file
+/// needs no temporary copy.
+pub fn flatten_layer_inputs<W: Write>(
+    layers: Vec<LayerInput>,
+    out: W,
+    tmp_dir: &Path,
+) -> Result<FlattenStats> {
     let n = layers.len();
     let mut tree = tree::Tree::default();
     let mut spools = Vec::with_capacity(n);
     for (i, input) in layers.into_iter().enumerate() {
-        let (spool, ops) = layer::read_layer(i, input, tmp_dir)?;
+        let (spool, ops) = match input.file {
+            Some((file, base)) => layer::read_layer_in_file(i, input.stream, file, base)?,
+            None => layer::read_layer(i, input.stream, tmp_dir)?,
+        };
         spools.push(Some(spool));
         tree.apply_layer(i, ops)?;
     }

@@ -57,7 +57,8 @@ pub fn verify_into(
 /// Checksums only (an encrypted bundle without an identity): reads every
 /// artifact file once.
 pub fn verify_checksums(bundle: &BundleSource, progress: &dyn Progress) -> Result<u64> {
-    let mut parts = crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone());
+    let mut parts =
+        crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone()).with_read_ahead();
     progress.start(&format!("checking {}", bundle.describe()), bundle.artifact_size());
     parts.drain_and_check()?;
     progress.finish();
@@ -100,7 +101,10 @@ pub fn load(bundle: &BundleSource, into: &ImageRef, decryptor: Option<Decryptor>
                 }
             }
         }
-        ImageRef::DockerDaemon(_) => Err(Error::usage("loading into docker-daemon: is handled by the engine")),
+        ImageRef::DockerDaemon(name) if name.is_empty() => crate::engine::load_into_daemon(bundle, decryptor, progress),
+        ImageRef::DockerDaemon(name) => Err(Error::usage(format!(
+            "--into docker-daemon:{name}: the daemon target takes no name (images keep the names the bundle records); use --into docker-daemon:"
+        ))),
     }
 }
 

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Docker Engine benchmark: on an image of >= 1 GB built here,
+#   ferry save IMG -o DIR           vs  docker save IMG | zstd -3 -T0 > f
+#   ferry load DIR (into a daemon)  vs  zstd -d < f | docker load
+# Two private daemons (scripts/dockerd.sh): a producer and an empty consumer.
+# Prints the times, the ratios (ferry / docker) and the sizes.
+#
+#   bench/engine.sh                 # builds target/release/ferry if missing
+#   FERRY=path/to/ferry bench/engine.sh
+#   DOCKERD_STORAGE_DRIVER=vfs bench/engine.sh   (default overlay2)
+#
+# Needs root, docker.io (20.10), zstd, busybox-static; ~8 GB free in /tmp.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DOCKER=/usr/bin/docker
+FERRY=${FERRY:-$ROOT/target/release/ferry}
+export DOCKERD_STORAGE_DRIVER=${DOCKERD_STORAGE_DRIVER:-overlay2}
+IMG=ferry-bench/big:1
+
+if [ ! -x "$FERRY" ]; then
+  (cd "$ROOT" && cargo build --release --bin ferry)
+fi
+for c in "$DOCKER" /usr/sbin/dockerd zstd /bin/busybox; do
+  command -v "$c" >/dev/null || { echo "missing $c: run scripts/install-deps.sh" >&2; exit 1; }
+done
+
+WORK=$(mktemp -d /tmp/fbench.XXXXXX)
+P=$WORK/p
+C=$WORK/c
+cleanup() {
+  bash "$ROOT/scripts/dockerd.sh" stop "$P" >/dev/null 2>&1 || true
+  bash "$ROOT/scripts/dockerd.sh" stop "$C" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PH=$(bash "$ROOT/scripts/dockerd.sh" start "$P")
+CH=$(bash "$ROOT/scripts/dockerd.sh" start "$C")
+prod() { DOCKER_HOST=$PH "$DOCKER" "$@"; }
+cons() { DOCKER_HOST=$CH "$DOCKER" "$@"; }
+
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+
+echo "== building $IMG (storage driver $DOCKERD_STORAGE_DRIVER)" >&2
+mkdir -p "$WORK/rootfs/bin" "$WORK/rootfs/tmp" "$WORK/ctx"
+cp /bin/busybox "$WORK/rootfs/bin/busybox"
+for a in sh cat head cp ls du; do ln -s busybox "$WORK/rootfs/bin/$a"; done
+tar --numeric-owner --owner=0 --group=0 -C "$WORK/rootfs" -cf "$WORK/rootfs.tar" .
+prod import "$WORK/rootfs.tar" ferry-bench/base:1 >/dev/null
+# Real files (compressible: shared libraries, docs) and random data (not compressible).
+cp -a /usr/share "$WORK/ctx/share"
+cp -a /usr/lib/x86_64-linux-gnu "$WORK/ctx/lib"
+cat >"$WORK/ctx/Dockerfile" <<'EOF'
+FROM ferry-bench/base:1
+COPY share /opt/share
+COPY lib /opt/lib
+RUN head -c 200000000 /dev/urandom > /opt/random1
+RUN head -c 200000000 /dev/urandom > /opt/random2
+CMD ["du", "-s", "/opt"]
+EOF
+DOCKER_BUILDKIT=0 prod build -q -t "$IMG" "$WORK/ctx" >/dev/null
+rm -rf "$WORK/ctx" "$WORK/rootfs"
+SIZE=$(prod image inspect -f '{{.Size}}' "$IMG")
+LAYERS=$(prod image inspect -f '{{len .RootFS.Layers}}' "$IMG")
+if [ "$SIZE" -lt 1000000000 ]; then
+  echo "image is only $SIZE bytes; need >= 1 GB" >&2
+  exit 1
+fi
+
+echo "== save" >&2
+prod save "$IMG" >/dev/null   # warm the page cache for both contenders
+t0=$(now)
+prod save "$IMG" | zstd -3 -T0 -q >"$WORK/docker.tar.zst"
+t1=$(now)
+DOCKER_HOST=$PH "$FERRY" -q save "$IMG" -o "$WORK/bundle" -n big
+t2=$(now)
+docker_save=$(secs "$t0" "$t1")
+ferry_save=$(secs "$t1" "$t2")
+
+echo "== load" >&2
+t0=$(now)
+DOCKER_HOST=$CH "$FERRY" -q load "$WORK/bundle" --allow-unsigned
+t1=$(now)
+ferry_load=$(secs "$t0" "$t1")
+test "$(cons image inspect -f '{{.Id}}' "$IMG")" = "$(prod image inspect -f '{{.Id}}' "$IMG")"
+cons rmi -f "$IMG" >/dev/null
+test -z "$(cons images -aq)"
+t0=$(now)
+zstd -d -q <"$WORK/docker.tar.zst" | cons load -q >/dev/null
+t1=$(now)
+docker_load=$(secs "$t0" "$t1")
+
+bundle_size=$(du -cb "$WORK"/bundle/big.* | tail -1 | cut -f1)
+docker_size=$(stat -c %s "$WORK/docker.tar.zst")
+cat <<EOF
+image:  $IMG, $SIZE bytes uncompressed, $LAYERS layers (storage driver $DOCKERD_STORAGE_DRIVER)
+sizes:  ferry bundle $bundle_size bytes; docker save | zstd -3 $docker_size bytes
+save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $(ratio "$ferry_save" "$docker_save")
+load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $(ratio "$ferry_load" "$docker_load")
+machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(prod version -f 'Docker {{.Server.Version}} (API {{.Server.APIVersion}})'), $(zstd --version | head -1)
+EOF
