@@ -359,7 +359,54 @@ fn flatten_targets_and_multi_platform() {
     assert_eq!(m[0]["RepoTags"], serde_json::json!(["ferry/arm:1"]));
     // Flattening a flattened image changes nothing in the layer.
     assert_eq!(docker_manifest(&one)[0]["Layers"], m[0]["Layers"]);
+    // A target name with several images is a usage error, found before any work.
+    let r = ferry(&["flatten", &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()), &format!("docker-archive:{}:x/y:1", work.path().join("multi.tar").display())]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("names one image"), "{}", r.stderr);
     assert_no_leftovers(work.path(), &["docker20-whiteout.docker.tar.gz.flat.tar", "skopeo-gzip.oci.flat.tar", "skopeo-zstd.oci.tar.flat.tar", "layout", "arm.tar", "again.tar"]);
+
+    // Two images with the same layers (different configs) flatten to one
+    // layer, stored once in the archive.
+    let dir = work.path().join("twins");
+    std::fs::create_dir_all(&dir).unwrap();
+    let layer1 = RawTar::new().entry("a", tar::EntryType::Regular, b"a", "").finish();
+    let layer2 = RawTar::new().entry("b", tar::EntryType::Regular, b"b", "").entry(".wh.a", tar::EntryType::Regular, b"", "").finish();
+    let diff_ids: Vec<String> = [&layer1, &layer2].iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
+    let config = |label: &str| {
+        serde_json::to_vec(&serde_json::json!({"os": "linux", "architecture": "amd64", "config": {"Labels": {"x": label}}, "rootfs": {"type": "layers", "diff_ids": diff_ids}})).unwrap()
+    };
+    let manifest = serde_json::to_vec(&serde_json::json!([
+        {"Config": "c1.json", "RepoTags": ["twin/a:1"], "Layers": ["l1.tar", "l2.tar"]},
+        {"Config": "c2.json", "RepoTags": ["twin/b:1"], "Layers": ["l1.tar", "l2.tar"]},
+    ]))
+    .unwrap();
+    let outer = RawTar::new()
+        .entry("manifest.json", tar::EntryType::Regular, &manifest, "")
+        .entry("c1.json", tar::EntryType::Regular, &config("one"), "")
+        .entry("c2.json", tar::EntryType::Regular, &config("two"), "")
+        .entry("l1.tar", tar::EntryType::Regular, &layer1, "")
+        .entry("l2.tar", tar::EntryType::Regular, &layer2, "")
+        .finish();
+    std::fs::write(dir.join("twins.tar"), outer).unwrap();
+    let out = dir.join("flat.tar");
+    ferry_ok(&["-q", "flatten", &format!("docker-archive:{}", dir.join("twins.tar").display()), &format!("docker-archive:{}", out.display())]);
+    let m = docker_manifest(&out);
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0]["Layers"], m[1]["Layers"]);
+    assert_ne!(m[0]["Config"], m[1]["Config"]);
+    let names: Vec<String> = tar_files(&std::fs::read(&out).unwrap()).into_iter().map(|(n, ..)| n).collect();
+    let layer = m[0]["Layers"][0].as_str().unwrap();
+    assert_eq!(names.iter().filter(|n| n.as_str() == layer).count(), 1, "{names:?}");
+    let (flat, _) = flattened_layer(&out, "twin/b:1");
+    assert_eq!(read_tree(&flat).nodes.keys().cloned().collect::<Vec<_>>(), ["b"]);
+    // Every blob the archive names is there and matches its digest.
+    let files = tar_files(&std::fs::read(&out).unwrap());
+    for (n, _, data, _) in &files {
+        if let Some(hex) = n.strip_prefix("blobs/sha256/").filter(|h| !h.is_empty()) {
+            assert_eq!(sha256_hex(data), hex, "{n}");
+        }
+    }
+    assert_no_leftovers(&dir, &["twins.tar", "flat.tar"]);
 }
 
 /// A docker-archive whose second layer is `layer2` (raw tar bytes).
