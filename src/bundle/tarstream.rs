@@ -6,6 +6,20 @@ use std::io::{self, Read, Write};
 pub const BLOCK: u64 = 512;
 const COPY_BUFFER: usize = 1 << 20;
 
+/// A ustar header owned by root, as every entry ferry writes has.
+pub fn entry_header(path: &str, size: u64, mode: u32, mtime: u64, kind: tar::EntryType) -> io::Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)?;
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_entry_type(kind);
+    h.set_cksum();
+    Ok(h)
+}
+
 pub struct TarWriter<W: Write> {
     out: W,
     mtime: u64,
@@ -18,16 +32,7 @@ impl<W: Write> TarWriter<W> {
     }
 
     fn header(&self, path: &str, size: u64, mode: u32, kind: tar::EntryType) -> io::Result<tar::Header> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path)?;
-        h.set_size(size);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(self.mtime);
-        h.set_entry_type(kind);
-        h.set_cksum();
-        Ok(h)
+        entry_header(path, size, mode, self.mtime, kind)
     }
 
     pub fn add_dir(&mut self, path: &str) -> io::Result<()> {

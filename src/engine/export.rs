@@ -115,7 +115,7 @@ impl ExportFiles {
             match entry {
                 Entry::Symlink(target) => {
                     let base = current.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                    current = join_relative(base, target)
+                    current = crate::image::archive::resolve_relative(base, target)
                         .ok_or_else(|| Error::format(format!("{}: link {current:?} points outside the export", self.describe)))?;
                 }
                 Entry::Hardlink(target) => current = normalize(target),
@@ -143,21 +143,6 @@ impl SourceFiles for ExportFiles {
             _ => unreachable!("resolve returns files only"),
         }
     }
-}
-
-/// Join a link target to its directory, refusing to climb above the root.
-fn join_relative(base: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = if target.starts_with('/') { Vec::new() } else { base.split('/').filter(|s| !s.is_empty()).collect() };
-    for comp in target.split('/') {
-        match comp {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            c => parts.push(c),
-        }
-    }
-    Some(parts.join("/"))
 }
 
 /// Small metadata files of an export, kept in memory.
@@ -286,7 +271,7 @@ mod tests {
 
     #[test]
     fn links_resolve_inside_the_export() {
-        assert_eq!(join_relative("abc", "../def/layer.tar").as_deref(), Some("def/layer.tar"));
-        assert_eq!(join_relative("", "../x"), None);
+        assert_eq!(crate::image::archive::resolve_relative("abc", "../def/layer.tar").as_deref(), Some("def/layer.tar"));
+        assert_eq!(crate::image::archive::resolve_relative("", "../x"), None);
     }
 }

@@ -4,15 +4,8 @@ use crate::bundle::tarstream::BLOCK;
 /// A ustar header for a regular file (sizes past 8 GiB use the base-256
 /// extension, which Go's archive/tar reads).
 pub fn file_header(path: &str, size: u64) -> [u8; 512] {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(path).expect("blob paths are short and plain");
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
+    let h = crate::bundle::tarstream::entry_header(path, size, 0o644, 0, tar::EntryType::Regular)
+        .expect("blob paths are short and plain");
     *h.as_bytes()
 }
 

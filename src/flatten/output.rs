@@ -253,16 +253,7 @@ impl PartialArchive {
 }
 
 fn blob_header(digest: &Digest, size: u64) -> io::Result<tar::Header> {
-    let mut h = tar::Header::new_ustar();
-    h.set_path(digest.blob_path())?;
-    h.set_size(size);
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_cksum();
-    Ok(h)
+    crate::bundle::tarstream::entry_header(&digest.blob_path(), size, 0o644, 0, tar::EntryType::Regular)
 }
 
 fn write_oci_dir(set: &ImageSet, dir: &Path, reference: Option<String>, progress: &dyn Progress) -> Result<()> {

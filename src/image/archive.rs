@@ -93,7 +93,7 @@ impl ArchiveIndex {
 }
 
 /// Join a link target to its directory, refusing to climb above the root.
-fn resolve_relative(base: &str, target: &str) -> Option<String> {
+pub fn resolve_relative(base: &str, target: &str) -> Option<String> {
     let mut parts: Vec<&str> = if target.starts_with('/') { Vec::new() } else { base.split('/').filter(|s| !s.is_empty()).collect() };
     for comp in target.split('/') {
         match comp {
