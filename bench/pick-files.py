@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fill a Docker build context with files found on this machine, by kind.
 
-    pick-files.py CONTEXT_DIR TOTAL_MB
+    pick-files.py CONTEXT_DIR TOTAL_MB [--kinds libs,text,...] [--seed WORD]
 
 Four layer directories, each a realistic kind of image content:
   libs/        shared libraries (*.so*)                         35 %
@@ -73,17 +73,30 @@ def scan(need):
 
 
 def main():
-    ctx, total_mb = sys.argv[1], float(sys.argv[2])
-    budget_total = int(total_mb * (1 << 20))
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("context")
+    ap.add_argument("total_mb", type=float)
+    ap.add_argument("--kinds", default=",".join(SHARES), help="which layer directories (shares are rescaled)")
+    ap.add_argument("--seed", default="ferry-bench", help="another seed picks other files first")
+    a = ap.parse_args()
+    ctx = a.context
+    kinds = [k for k in a.kinds.split(",") if k]
+    for k in kinds:
+        if k not in SHARES:
+            sys.exit(f"pick-files: unknown kind {k!r} (known: {', '.join(SHARES)})")
+    scale = sum(SHARES[k] for k in kinds)
+    shares = {k: SHARES[k] / scale for k in kinds}
+    budget_total = int(a.total_mb * (1 << 20))
     # Enough candidates for a varied sample: three times each budget.
-    found = scan({k: 3 * int(budget_total * share) for k, share in SHARES.items()})
+    found = scan({k: 3 * int(budget_total * shares.get(k, 0)) for k in SHARES})
     ctx_dev = os.stat(ctx).st_dev
     seen_inodes = set()
     summary = []
-    for k, share in SHARES.items():
+    for k, share in shares.items():
         files = found[k]
         # A fixed-seed shuffle: a sample from all over the machine, same every run.
-        random.Random(f"ferry-bench-{k}").shuffle(files)
+        random.Random(f"{a.seed}-{k}").shuffle(files)
         if not files:
             sys.exit(f"pick-files: no {k} files found under {ROOTS}")
         budget = int(budget_total * share)

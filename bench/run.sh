@@ -58,12 +58,15 @@ fi
 # --- inputs -------------------------------------------------------------------
 img="$work/big-${size}m.tar"
 img_big="$work/big-${big}m.tar"
-want=()
-if [ $rebuild = 1 ] || [ ! -s "$img" ]; then want+=("$size" "$img"); fi
-if [ "$big" != 0 ] && { [ $rebuild = 1 ] || [ ! -s "$img_big" ]; }; then want+=("$big" "$img_big"); fi
-if [ ${#want[@]} -gt 0 ]; then
-  log "building input image(s) with dockerd: ${want[*]}"
-  bash "$here/make-image.sh" "$work/build" "${want[@]}" || die "building the input image"
+need=0
+if [ $rebuild = 1 ]; then rm -f "$img" "$img_big"; fi
+[ -s "$img" ] || need=1
+if [ "$big" != 0 ] && [ ! -s "$img_big" ]; then need=1; fi
+if [ $need = 1 ]; then
+  args=("$size" "$img")
+  [ "$big" != 0 ] && args+=("$big" "$img_big")
+  log "building input image(s) with dockerd: ${args[*]}"
+  bash "$here/make-image.sh" "$work/build" "${args[@]}" || die "building the input image"
 fi
 keys="$work/keys"
 if [ ! -s "$keys/ferry.key" ]; then

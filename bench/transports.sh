@@ -10,10 +10,10 @@
 #           before, STEM.sha256 after, the rename, fsync where the backend has it);
 #   xfer    transports/examples/xfer.rs: the same Transport put+commit / get, no hashing:
 #           the transport alone.
-# Runs are interleaved (ferry, reference, xfer, ferry, ...). Ratios are ferry/reference
-# of the *best* wall time of --runs runs (on a shared machine the best run is the one
-# least disturbed), and of the median CPU time (user+sys) of the client process, which
-# other load disturbs much less. Goals: <= 1.10 for lftp and curl, <= 1.25 for sftp.
+# Runs are interleaved (ferry, reference, xfer, ferry, ...). Ratios are ferry/reference of
+# the median wall time of --runs runs (also of the best runs), and of the median CPU time
+# (user+sys) of the client process, which other load on a shared machine disturbs less.
+# Goals (on the median wall time): <= 1.10 for lftp and curl, <= 1.25 for OpenSSH sftp.
 #
 #   bash bench/transports.sh                 1 GiB file, 5 runs
 #   bash bench/transports.sh --small         64 MiB, 1 run (smoke)
@@ -304,22 +304,24 @@ ciphers=$( (grep -o 'kex: client->server cipher: [^ ]*' "$work/sshd.log" || true
 echo
 echo "Transports on loopback: $((bytes / 1048576)) MiB file, $runs run(s) each, files on $(df --output=fstype "$work" | tail -1) ($work)"
 echo "ferry = ferry push/pull (bundle, SHA-256 checked); xfer = Transport put+commit / get alone"
-echo "wall = best of the runs (s, MB/s); cpu = median user+sys of the client (s); ratios = ferry or xfer / reference"
+echo "s (MB/s) = median wall time of the runs; best = ratio of the best runs; cpu = median user+sys of the client (s)"
 echo
-printf '| protocol | direction | reference | ref wall | ref MB/s | ferry wall | ferry MB/s | xfer wall | ferry/ref wall | xfer/ref wall | ref cpu | ferry cpu | xfer cpu | ferry/ref cpu | xfer/ref cpu | goal |\n'
-printf '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+printf '| protocol | direction | reference | ref s (MB/s) | ferry s (MB/s) | xfer s (MB/s) | ferry/ref | xfer/ref | goal | best: ferry/ref, xfer/ref | cpu: ref, ferry, xfer |\n'
+printf '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
 for p in "${protos[@]}"; do
   goal=1.10
   [ "$p" = sftp ] && goal=1.25
   for d in up down; do
     # shellcheck disable=SC2086
-    rw=$(wall ${T[$p,ref,$d]} | best); fw=$(wall ${T[$p,ferry,$d]} | best); xw=$(wall ${T[$p,xfer,$d]} | best)
+    rw=$(wall ${T[$p,ref,$d]} | median); fw=$(wall ${T[$p,ferry,$d]} | median); xw=$(wall ${T[$p,xfer,$d]} | median)
+    # shellcheck disable=SC2086
+    rb=$(wall ${T[$p,ref,$d]} | best); fb=$(wall ${T[$p,ferry,$d]} | best); xb=$(wall ${T[$p,xfer,$d]} | best)
     # shellcheck disable=SC2086
     rc=$(cpu ${T[$p,ref,$d]} | median); fc=$(cpu ${T[$p,ferry,$d]} | median); xc=$(cpu ${T[$p,xfer,$d]} | median)
     mark() { if [ "$(echo "$1 > $goal" | bc)" = 1 ]; then echo "**$1**"; else echo "$1"; fi; }
-    printf '| %s | %s | %s | %.2f | %s | %.2f | %s | %.2f | %s | %s | %.2f | %.2f | %.2f | %s | %s | %s |\n' \
-      "$p" "$([ $d = up ] && echo upload || echo download)" "$(ref_name "$p")" "$rw" "$(mbs "$rw")" "$fw" "$(mbs "$fw")" "$xw" \
-      "$(mark "$(ratio "$fw" "$rw")")" "$(mark "$(ratio "$xw" "$rw")")" "$rc" "$fc" "$xc" "$(ratio "$fc" "$rc")" "$(ratio "$xc" "$rc")" "$goal"
+    printf '| %s | %s | %s | %.2f (%s) | %.2f (%s) | %.2f (%s) | %s | %s | %s | %s, %s | %.2f, %.2f, %.2f |\n' \
+      "$p" "$([ $d = up ] && echo upload || echo download)" "$(ref_name "$p")" "$rw" "$(mbs "$rw")" "$fw" "$(mbs "$fw")" "$xw" "$(mbs "$xw")" \
+      "$(mark "$(ratio "$fw" "$rw")")" "$(mark "$(ratio "$xw" "$rw")")" "$goal" "$(ratio "$fb" "$rb")" "$(ratio "$xb" "$rb")" "$rc" "$fc" "$xc"
   done
 done
 echo

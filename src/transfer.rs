@@ -113,22 +113,8 @@ fn copy_attempt(
     }
     progress.start(&format!("copying {name}"), Some(size));
     progress.advance(offset);
-    let mut reader = src.get(name, offset)?;
-    let sent = {
-        let mut buf = vec![0u8; 1 << 20];
-        let mut sent = 0u64;
-        loop {
-            let n = reader.read(&mut buf).map_err(|e| transfer_error(src, format!("reading {name}"), e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            upload.write_all(&buf[..n]).map_err(|e| transfer_error(dest, format!("writing {name}"), e))?;
-            sent += n as u64;
-            progress.advance(n as u64);
-        }
-        sent
-    };
+    let reader = src.get(name, offset)?;
+    let (sent, hasher) = pipe(reader, hasher, &mut *upload, progress, src, dest, name)?;
     progress.finish();
     if let Some(hex) = expect_hex {
         let actual = hasher.finish();
@@ -144,6 +130,73 @@ fn copy_attempt(
     }
     upload.commit()?;
     Ok(Attempt::Done(CopiedFile { name: name.into(), sent, size, resumed_from: offset }))
+}
+
+/// Size of the blocks a copy moves.
+const BLOCK: usize = 1 << 20;
+
+/// Copy `reader` into `upload`, hashing every byte. Reading and hashing run on their own
+/// thread, writing on this one, so that SHA-256 (about 0.6 s of CPU per GiB) overlaps
+/// with the network instead of adding to it (docs/PERFORMANCE.md, "Transports").
+fn pipe(
+    mut reader: Box<dyn Read + Send>,
+    mut hasher: Hasher,
+    upload: &mut dyn Write,
+    progress: &dyn Progress,
+    src: &dyn Transport,
+    dest: &dyn Transport,
+    name: &str,
+) -> Result<(u64, Hasher)> {
+    use std::sync::mpsc::sync_channel;
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<io::Result<(Vec<u8>, usize)>>(2);
+        let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(4);
+        let read_side = scope.spawn(move || {
+            loop {
+                let mut buf = empty_rx.try_recv().unwrap_or_else(|_| vec![0u8; BLOCK]);
+                let item = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        Ok((buf, n))
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => Err(e),
+                };
+                let failed = item.is_err();
+                // The writer gone (it failed) or a read error: stop.
+                if full_tx.send(item).is_err() || failed {
+                    break;
+                }
+            }
+            hasher
+        });
+        let mut sent = 0u64;
+        let mut failure = None;
+        for item in full_rx.iter() {
+            match item {
+                Ok((buf, n)) => {
+                    if let Err(e) = upload.write_all(&buf[..n]) {
+                        failure = Some(transfer_error(dest, format!("writing {name}"), e));
+                        break;
+                    }
+                    sent += n as u64;
+                    progress.advance(n as u64);
+                    let _ = empty_tx.try_send(buf);
+                }
+                Err(e) => {
+                    failure = Some(transfer_error(src, format!("reading {name}"), e));
+                    break;
+                }
+            }
+        }
+        drop(full_rx);
+        let hasher = read_side.join().expect("the reading thread does not panic");
+        match failure {
+            Some(e) => Err(e),
+            None => Ok((sent, hasher)),
+        }
+    })
 }
 
 /// Hash `r` to its end; returns the number of bytes read.

@@ -8,7 +8,6 @@
 //! Every ferry run is isolated from the user's environment: its own `$HOME` (no
 //! ~/.netrc, ~/.ssh), no SSH agent, no `FERRY_*` secrets unless a test sets them.
 mod common;
-#[allow(dead_code, unused_imports)]
 #[path = "../transports/tests/support/mod.rs"]
 mod servers;
 
@@ -339,7 +338,7 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
     let t0 = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("[{label}] server killed mid-push: exit {:?} after {:?}: {}", out.status.code(), t0.elapsed(), stderr.trim());
+    eprintln!("[{label}] server killed mid-push: exit {:?} after {:?}: {}", out.status.code(), t0.elapsed(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
     assert_eq!(out.status.code(), Some(4), "[{label}] a push to a killed server is a transport failure:\n{stderr}");
     let names = site.names();
     assert!(!names.contains(&artifact.to_string()), "[{label}] the artifact appeared under its final name: {names:?}");
@@ -390,6 +389,77 @@ fn http_server_killed_mid_push_then_push_restarts() {
     let mut server = Nginx::start();
     let site = http_site(&server);
     killed_then_push_resumes(&site, &mut server.proc, false);
+}
+
+/// `ferry pull` of a 256 MiB artifact; the server is killed once a few MiB have landed
+/// locally. Nothing may appear under a final name in the output directory; the same
+/// `pull` after a restart resumes from what is there (every backend can read from an
+/// offset: FTP `REST`, SFTP seek, HTTP `Range`) and checks the whole file.
+fn killed_then_pull_resumes(site: &Site, server: &mut servers::Proc) {
+    let label = site.label;
+    let work = servers::tempdir("ferry-e2e-killpull-");
+    let size = 256 * MIB;
+    big_bundle(&site.data_dir, "down", size);
+    sh(&format!("chmod 644 '{}'/down.*", site.data_dir.display()));
+    let out = work.path().join("pulled");
+    let artifact = "down.tar.zst";
+    let partial = out.join(format!("{artifact}.partial"));
+
+    let mut child: Child = ferry_cmd(site.home.path(), &site.args(&["pull", &site.loc("down"), "-o", out.to_str().unwrap(), "--json"]), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 * MIB {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("[{label}] pull ended before the server was killed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(Instant::now() < deadline, "[{label}] pull did not start receiving");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    server.kill();
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    eprintln!("[{label}] server killed mid-pull: exit {:?}: {}", result.status.code(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+    assert_eq!(result.status.code(), Some(4), "[{label}] a pull from a killed server is a transport failure:\n{stderr}");
+    let names = files_in(&out);
+    assert!(!names.contains(&artifact.to_string()) && !names.contains(&"down.sha256".to_string()), "[{label}] {names:?}");
+    let left = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    assert!(left > 0, "[{label}] nothing kept locally");
+
+    server.restart();
+    let report = json(&site.ok(&["pull", &site.loc("down"), "-o", out.to_str().unwrap(), "--json"]).stdout);
+    let f = report["files"].as_array().unwrap().iter().find(|f| f["name"] == artifact).unwrap().clone();
+    let (sent, from) = (f["sent"].as_u64().unwrap(), f["resumed_from"].as_u64().unwrap());
+    assert_eq!(from, left, "[{label}] resumed from what was kept: {f}");
+    assert_eq!(sent + from, size, "[{label}] {f}");
+    eprintln!("[{label}] second pull resumed at byte {from}: received only {sent} of {size} bytes");
+    assert_eq!(files_in(&out), vec!["down.sha256".to_string(), artifact.to_string()]);
+    sh(&format!("cd '{}' && sha256sum -c down.sha256", out.display()));
+}
+
+#[test]
+fn ftp_server_killed_mid_pull_then_pull_resumes() {
+    let mut server = Vsftpd::anonymous();
+    let site = ftp_site(&server);
+    killed_then_pull_resumes(&site, &mut server.proc);
+}
+
+#[test]
+fn sftp_server_killed_mid_pull_then_pull_resumes() {
+    let mut server = Sshd::start();
+    let site = sftp_site(&server);
+    killed_then_pull_resumes(&site, &mut server.proc);
+}
+
+#[test]
+fn http_server_killed_mid_pull_then_pull_resumes() {
+    let mut server = Nginx::start();
+    let site = http_site(&server);
+    fs::create_dir_all(&site.data_dir).unwrap();
+    killed_then_pull_resumes(&site, &mut server.proc);
 }
 
 // ------------------------------------------------------------------ corrupted on the server

@@ -1,15 +1,14 @@
 //! Pipelining: stages on their own threads, joined by bounded channels of
-//! large buffers.
-//!
-//! - [`ReadAhead`]: a producer thread fills buffers from a reader, so that
-//!   reading and checksumming the artifact, decrypting and decompressing it,
-//!   and verifying its tar entries run on separate cores.
-//! - [`WriteBehind`]: a consumer thread writes buffers to a file, so that a
-//!   load's writes into the page cache overlap its hashing.
+//! large buffers. [`ReadAhead`]: a producer thread fills buffers from a
+//! reader, so that reading and checksumming the artifact, decrypting and
+//! decompressing it, and verifying its tar entries run on separate cores.
+//! (Writing a load's blobs stays on the verifying thread: on 2 cores a
+//! writer thread gained nothing, and handing it 1 MiB buffers tripled the
+//! kernel's copy cost.)
 //!
 //! Buffers are recycled (no allocation per chunk) and channels are bounded:
 //! memory stays at a few chunks whatever the size of the stream.
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Read};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
 use std::thread;
 
@@ -154,125 +153,11 @@ impl Failure {
     fn of(e: &io::Error) -> Failure {
         Failure { kind: e.kind(), msg: e.to_string(), os: e.raw_os_error() }
     }
-    fn stopped() -> Failure {
-        Failure { kind: io::ErrorKind::Other, msg: "the writing thread stopped unexpectedly".into(), os: None }
-    }
     fn to_io(&self) -> io::Error {
         match self.os {
             Some(code) => io::Error::from_raw_os_error(code),
             None => io::Error::new(self.kind, self.msg.clone()),
         }
-    }
-}
-
-enum Job {
-    Data(Vec<u8>),
-    /// Answer once everything before it was written (or failed).
-    Flush(SyncSender<Result<(), Failure>>),
-}
-
-/// Writes on a thread of its own: `write` copies into a buffer that is handed
-/// over when full; `flush` waits until every byte was written and reports the
-/// first failure. Dropping it without `flush` lets the thread finish what was
-/// handed over; errors are then lost, so callers flush.
-pub struct WriteBehind {
-    tx: Option<SyncSender<Job>>,
-    recycled: Receiver<Vec<u8>>,
-    cur: Vec<u8>,
-    chunk: usize,
-    failed: Option<Failure>,
-}
-
-impl WriteBehind {
-    pub fn spawn<W: Write + Send + 'static>(name: &str, inner: W) -> io::Result<WriteBehind> {
-        Self::with_sizes(name, inner, CHUNK, DEPTH)
-    }
-
-    pub fn with_sizes<W: Write + Send + 'static>(name: &str, mut inner: W, chunk: usize, depth: usize) -> io::Result<WriteBehind> {
-        let (tx, rx) = sync_channel::<Job>(depth);
-        let (back, recycled) = sync_channel::<Vec<u8>>(depth + 2);
-        thread::Builder::new().name(name.to_string()).spawn(move || {
-            let mut failure: Option<Failure> = None;
-            for job in rx {
-                match job {
-                    Job::Data(mut buf) => {
-                        if failure.is_none() {
-                            if let Err(e) = inner.write_all(&buf) {
-                                failure = Some(Failure::of(&e));
-                            }
-                        }
-                        buf.clear();
-                        let _ = back.try_send(buf);
-                    }
-                    Job::Flush(ack) => {
-                        if failure.is_none() {
-                            if let Err(e) = inner.flush() {
-                                failure = Some(Failure::of(&e));
-                            }
-                        }
-                        let _ = ack.send(failure.clone().map_or(Ok(()), Err));
-                    }
-                }
-            }
-        })?;
-        Ok(WriteBehind { tx: Some(tx), recycled, cur: Vec::with_capacity(chunk), chunk, failed: None })
-    }
-
-    fn fail(&mut self, f: Failure) -> io::Error {
-        let e = f.to_io();
-        self.failed = Some(f);
-        e
-    }
-
-    fn hand_over(&mut self) -> io::Result<()> {
-        if self.cur.is_empty() {
-            return Ok(());
-        }
-        let next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.chunk));
-        let full = std::mem::replace(&mut self.cur, next);
-        let sent = self.tx.as_ref().map(|tx| tx.send(Job::Data(full)).is_ok()).unwrap_or(false);
-        if !sent {
-            return Err(self.fail(Failure::stopped()));
-        }
-        Ok(())
-    }
-}
-
-impl Write for WriteBehind {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if let Some(f) = &self.failed {
-            return Err(f.to_io());
-        }
-        let n = buf.len().min(self.chunk - self.cur.len());
-        self.cur.extend_from_slice(&buf[..n]);
-        if self.cur.len() == self.chunk {
-            self.hand_over()?;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        if let Some(f) = &self.failed {
-            return Err(f.to_io());
-        }
-        self.hand_over()?;
-        let (ack, answer) = sync_channel(1);
-        let asked = self.tx.as_ref().map(|tx| tx.send(Job::Flush(ack)).is_ok()).unwrap_or(false);
-        match (asked, answer.recv()) {
-            (true, Ok(Ok(()))) => Ok(()),
-            (true, Ok(Err(e))) => Err(self.fail(e)),
-            _ => Err(self.fail(Failure::stopped())),
-        }
-    }
-}
-
-impl Drop for WriteBehind {
-    fn drop(&mut self) {
-        if self.failed.is_none() {
-            let _ = self.hand_over();
-        }
-        // Closing the channel ends the thread once it has written what it holds.
-        self.tx.take();
     }
 }
 
@@ -288,47 +173,6 @@ mod tests {
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
         assert_eq!(r.read(&mut [0u8; 10]).unwrap(), 0);
-    }
-
-    #[test]
-    fn writes_everything_by_flush_and_reports_failures() {
-        use std::sync::{Arc, Mutex};
-        #[derive(Clone)]
-        struct Shared(Arc<Mutex<Vec<u8>>>, usize);
-        impl Write for Shared {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                let mut v = self.0.lock().unwrap();
-                if v.len() + b.len() > self.1 {
-                    return Err(io::Error::new(io::ErrorKind::StorageFull, "full"));
-                }
-                v.extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let data: Vec<u8> = (0..1_000_003u32).map(|i| (i % 251) as u8).collect();
-        let out = Shared(Arc::new(Mutex::new(Vec::new())), usize::MAX);
-        let mut w = WriteBehind::with_sizes("t", out.clone(), 4096, 2).unwrap();
-        for piece in data.chunks(7000) {
-            w.write_all(piece).unwrap();
-        }
-        w.flush().unwrap();
-        assert_eq!(*out.0.lock().unwrap(), data);
-
-        let small = Shared(Arc::new(Mutex::new(Vec::new())), 10_000);
-        let mut w = WriteBehind::with_sizes("t", small, 4096, 2).unwrap();
-        let mut result = Ok(());
-        for piece in data.chunks(5000) {
-            result = w.write_all(piece);
-            if result.is_err() {
-                break;
-            }
-        }
-        let err = result.and_then(|_| w.flush()).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::StorageFull);
-        assert!(w.flush().is_err());
     }
 
     #[test]

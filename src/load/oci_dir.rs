@@ -3,7 +3,6 @@
 //! replaced last, atomically. A failed load leaves DIR as it was.
 use super::check_space;
 use crate::bundle::layout::OCI_LAYOUT;
-use crate::bundle::pipeline::WriteBehind;
 use crate::bundle::verify::{Sink, Verified};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -12,9 +11,6 @@ use crate::image::{parse_json, Descriptor};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-
-/// Blobs from this size on are written on a thread of their own.
-const BEHIND_FROM: u64 = 4 << 20;
 
 pub struct OciDirSink {
     target: PathBuf,
@@ -92,16 +88,10 @@ impl Sink for OciDirSink {
         check_space(self.staging(), total)
     }
 
-    fn begin_blob(&mut self, digest: &Digest, size: u64) -> Result<Box<dyn Write + '_>> {
+    fn begin_blob(&mut self, digest: &Digest, _size: u64) -> Result<Box<dyn Write + '_>> {
         let path = self.staging().join(digest.blob_path());
         let f = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        if size < BEHIND_FROM {
-            return Ok(Box::new(BufWriter::with_capacity(64 << 10, f)));
-        }
-        // Large blobs: writing into the page cache costs about as much as
-        // hashing; on a thread of its own it overlaps the verification.
-        let w = WriteBehind::spawn("ferry-write", f).map_err(|e| Error::io("starting a writer thread", e))?;
-        Ok(Box::new(w))
+        Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
     }
 
     fn commit(&mut self, verified: &Verified) -> Result<()> {
