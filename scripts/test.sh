@@ -9,6 +9,7 @@ export CARGO_TERM_COLOR=never
 cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked -- --test-threads="${FERRY_TEST_THREADS:-2}"
 if [ -x bench/run.sh ]; then
-  # The benchmark harness in its small mode, so it cannot rot (numbers not asserted).
-  bash bench/run.sh --small
+  # The benchmark harness in its small mode, so it cannot rot (numbers not asserted;
+  # the debug build, whose dependencies are optimised, saves a release build in CI).
+  bash bench/run.sh --small --ferry "$PWD/target/debug/ferry"
 fi
