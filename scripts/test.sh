@@ -11,5 +11,8 @@ cargo test --workspace --all-targets --locked -- --test-threads="${FERRY_TEST_TH
 if [ -x bench/run.sh ]; then
   # The benchmark harness in its small mode, so it cannot rot (numbers not asserted;
   # the debug build, whose dependencies are optimised, saves a release build in CI).
-  bash bench/run.sh --small --ferry "$PWD/target/debug/ferry"
+  # A private work directory: another run (a developer's benchmark) may use the default one.
+  bench_dir=$(mktemp -d /var/tmp/ferry-bench-ci.XXXXXX)
+  bash bench/run.sh --small --ferry "$PWD/target/debug/ferry" --workdir "$bench_dir"
+  rm -rf "$bench_dir"
 fi
