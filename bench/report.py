@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--load-before", default="?")
     ap.add_argument("--load-after", default="?")
     ap.add_argument("--small", action="store_true")
+    ap.add_argument("--priority", action="store_true")
     ap.add_argument("--write-doc")
     a = ap.parse_args()
     data = load_results(a.results)
@@ -86,12 +87,15 @@ def main():
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = []
     mode = " (--small: CI smoke mode, numbers not meaningful)" if a.small else ""
-    out.append(f"Run {now}{mode}: `bash bench/run.sh{' --small' if a.small else ''}`, "
+    flags = (" --small" if a.small else "") + (" --priority" if a.priority else "")
+    prio = (" --priority: own session, autogroup nice -10, measured commands under `nice -n -10`."
+            if a.priority else "")
+    out.append(f"Run {now}{mode}: `bash bench/run.sh{flags}`, "
                f"{os.cpu_count()} cores ({cpu}), {platform.release()}. "
                f"Input {mib(a.input):.0f} MiB docker-archive, artifact {mib(a.artifact):.0f} MiB "
                f"(zstd -3); warm page cache; {a.runs} runs, min / median seconds, ferry and "
                f"reference interleaved. Load average (1/5/15 min) before: {a.load_before}, "
-               f"after: {a.load_after}.")
+               f"after: {a.load_after}.{prio}")
     out.append("")
     out.append("| operation | ferry | reference | ferry s (min / med) | ref s (min / med) | ratio min (med) | CPU s ferry / ref | goal | |")
     out.append("|---|---|---|---|---|---|---|---|---|")
