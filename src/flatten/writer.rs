@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 
-use sha2::{Digest, Sha256};
 use tar::{EntryType, Header};
+
+use crate::digest::HashingWriter;
 
 use super::layer::Meta;
 
@@ -15,25 +16,6 @@ const MAX_OCTAL_7: u64 = 0o7777777;
 const MAX_OCTAL_11: u64 = 0o77777777777;
 /// The fixed name of PAX extended headers (their name is not significant).
 const PAX_HEADER_NAME: &[u8] = b"././@PaxHeader";
-
-/// Hashes (sha256) and counts everything written through it.
-pub(crate) struct HashWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> Write for HashWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// What [`TarOut::finish`] reports.
 pub(crate) struct Written {
@@ -50,7 +32,7 @@ pub(crate) struct Data<'a> {
 }
 
 pub(crate) struct TarOut<W: Write> {
-    w: BufWriter<HashWriter<W>>,
+    w: BufWriter<HashingWriter<W>>,
     entries: u64,
     content_bytes: u64,
     buf: Vec<u8>,
@@ -59,14 +41,7 @@ pub(crate) struct TarOut<W: Write> {
 impl<W: Write> TarOut<W> {
     pub(crate) fn new(out: W) -> Self {
         TarOut {
-            w: BufWriter::with_capacity(
-                256 * 1024,
-                HashWriter {
-                    inner: out,
-                    hasher: Sha256::new(),
-                    written: 0,
-                },
-            ),
+            w: BufWriter::with_capacity(256 * 1024, HashingWriter::new(out)),
             entries: 0,
             content_bytes: 0,
             buf: vec![0; 128 * 1024],
@@ -207,12 +182,12 @@ impl<W: Write> TarOut<W> {
     pub(crate) fn finish(mut self) -> io::Result<Written> {
         self.w.write_all(&[0u8; 2 * BLOCK as usize])?;
         self.w.flush()?;
-        let hw = self.w.into_inner().map_err(|e| e.into_error())?;
+        let (digest, size, _) = self.w.into_inner().map_err(|e| e.into_error())?.finish();
         Ok(Written {
             entries: self.entries,
             content_bytes: self.content_bytes,
-            sha256_hex: hex::encode(hw.hasher.finalize()),
-            size: hw.written,
+            sha256_hex: digest.hex().to_string(),
+            size,
         })
     }
 }
