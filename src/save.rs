@@ -6,11 +6,6 @@ use crate::reference::ImageRef;
 use ferry_transports::{Location, Transport};
 use std::sync::Arc;
 
-/// Read all images into one set.
-pub fn collect_images(images: &[ImageRef], source: &SourceOptions) -> Result<ImageSet> {
-    collect_images_with_progress(images, source, &crate::bundle::NoProgress)
-}
-
 /// Read all images into one set; all docker-daemon: images come from one
 /// export call (shared layers once), placed where the first of them was named.
 pub fn collect_images_with_progress(images: &[ImageRef], source: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
