@@ -3,7 +3,8 @@
 #   ferry save IMG -o DIR           vs  docker save IMG | zstd -3 -T0 > f
 #   ferry load DIR (into a daemon)  vs  zstd -d < f | docker load
 # Two private daemons (scripts/dockerd.sh): a producer and an empty consumer.
-# Prints the times, the ratios (ferry / docker) and the sizes.
+# Prints the times (min / median of RUNS=3 interleaved rounds), the ratios
+# (ferry / docker) and the sizes.
 #
 #   bench/engine.sh                 # builds target/release/ferry if missing
 #   FERRY=path/to/ferry bench/engine.sh
@@ -70,35 +71,57 @@ if [ "$SIZE" -lt 1000000000 ]; then
   exit 1
 fi
 
-echo "== save" >&2
+# RUNS interleaved rounds (ferry, then the reference, then the other way round).
+RUNS=${RUNS:-3}
 prod save "$IMG" >/dev/null   # warm the page cache for both contenders
-t0=$(now)
-prod save "$IMG" | zstd -3 -T0 -q >"$WORK/docker.tar.zst"
-t1=$(now)
-DOCKER_HOST=$PH "$FERRY" -q save "$IMG" -o "$WORK/bundle" -n big
-t2=$(now)
-docker_save=$(secs "$t0" "$t1")
-ferry_save=$(secs "$t1" "$t2")
-
-echo "== load" >&2
-t0=$(now)
-DOCKER_HOST=$CH "$FERRY" -q load "$WORK/bundle" --allow-unsigned
-t1=$(now)
-ferry_load=$(secs "$t0" "$t1")
-test "$(cons image inspect -f '{{.Id}}' "$IMG")" = "$(prod image inspect -f '{{.Id}}' "$IMG")"
-cons rmi -f "$IMG" >/dev/null
-test -z "$(cons images -aq)"
-t0=$(now)
-zstd -d -q <"$WORK/docker.tar.zst" | cons load -q >/dev/null
-t1=$(now)
-docker_load=$(secs "$t0" "$t1")
+ferry_saves=() docker_saves=() ferry_loads=() docker_loads=()
+time_docker_save() {
+  local t0 t1; t0=$(now)
+  prod save "$IMG" | zstd -3 -T0 -q -f -o "$WORK/docker.tar.zst"
+  t1=$(now); docker_saves+=("$(secs "$t0" "$t1")")
+}
+time_ferry_save() {
+  local t0 t1; rm -rf "$WORK/bundle"; t0=$(now)
+  DOCKER_HOST=$PH "$FERRY" -q save "$IMG" -o "$WORK/bundle" -n big
+  t1=$(now); ferry_saves+=("$(secs "$t0" "$t1")")
+}
+empty_consumer() {
+  cons rmi -f "$IMG" >/dev/null 2>&1 || true
+  test -z "$(cons images -aq)"
+}
+time_ferry_load() {
+  local t0 t1; empty_consumer; t0=$(now)
+  DOCKER_HOST=$CH "$FERRY" -q load "$WORK/bundle" --allow-unsigned
+  t1=$(now); ferry_loads+=("$(secs "$t0" "$t1")")
+  test "$(cons image inspect -f '{{.Id}}' "$IMG")" = "$(prod image inspect -f '{{.Id}}' "$IMG")"
+}
+time_docker_load() {
+  local t0 t1; empty_consumer; t0=$(now)
+  zstd -d -q <"$WORK/docker.tar.zst" | cons load -q >/dev/null
+  t1=$(now); docker_loads+=("$(secs "$t0" "$t1")")
+}
+for r in $(seq "$RUNS"); do
+  echo "== round $r/$RUNS" >&2
+  if [ $((r % 2)) = 1 ]; then time_ferry_save; time_docker_save; else time_docker_save; time_ferry_save; fi
+  if [ $((r % 2)) = 1 ]; then time_ferry_load; time_docker_load; else time_docker_load; time_ferry_load; fi
+done
+# min / median of a list of seconds
+stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f / %.2f", v[1], v[int((NR + 1) / 2)] }'; }
+first() { printf '%s\n' "$@" | sort -g | head -1; }
+middle() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ferry_save="$(stats "${ferry_saves[@]}")" docker_save="$(stats "${docker_saves[@]}")"
+ferry_load="$(stats "${ferry_loads[@]}")" docker_load="$(stats "${docker_loads[@]}")"
+save_ratio="$(ratio "$(first "${ferry_saves[@]}")" "$(first "${docker_saves[@]}")") ($(ratio "$(middle "${ferry_saves[@]}")" "$(middle "${docker_saves[@]}")"))"
+load_ratio="$(ratio "$(first "${ferry_loads[@]}")" "$(first "${docker_loads[@]}")") ($(ratio "$(middle "${ferry_loads[@]}")" "$(middle "${docker_loads[@]}")"))"
 
 bundle_size=$(du -cb "$WORK"/bundle/big.* | tail -1 | cut -f1)
 docker_size=$(stat -c %s "$WORK/docker.tar.zst")
 cat <<EOF
 image:  $IMG, $SIZE bytes uncompressed, $LAYERS layers (storage driver $DOCKERD_STORAGE_DRIVER)
 sizes:  ferry bundle $bundle_size bytes; docker save | zstd -3 $docker_size bytes
-save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $(ratio "$ferry_save" "$docker_save")
-load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $(ratio "$ferry_load" "$docker_load")
+runs:   $RUNS interleaved; seconds min / median; ratio ferry / reference on the min (median)
+save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $save_ratio
+load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $load_ratio
+load average: $(cut -d' ' -f1-3 /proc/loadavg)
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(prod version -f 'Docker {{.Server.Version}} (API {{.Server.APIVersion}})'), $(zstd --version | head -1)
 EOF

@@ -19,7 +19,9 @@ impl Compression {
             "zstd" => Ok(Compression::Zstd),
             "gzip" => Ok(Compression::Gzip),
             "none" => Ok(Compression::None),
-            other => Err(Error::usage(format!("unknown compression {other:?}: use zstd, gzip or none"))),
+            other => Err(Error::usage(format!(
+                "unknown compression {other:?}: use zstd, gzip or none"
+            ))),
         }
     }
 
@@ -68,13 +70,18 @@ pub fn peek<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
 }
 
 /// Wrap `reader` in the decoder its magic bytes call for.
-pub fn auto_decoder<'a, R: Read + Send + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+pub fn auto_decoder<'a, R: Read + Send + 'a>(
+    reader: R,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let mut buffered = BufReader::with_capacity(1 << 20, reader);
     let compression = Compression::detect(&peek(&mut buffered)?);
     Ok((compression, decoder(compression, buffered)?))
 }
 
-pub fn decoder<'a, R: BufRead + Send + 'a>(compression: Compression, reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decoder<'a, R: BufRead + Send + 'a>(
+    compression: Compression,
+    reader: R,
+) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(reader),
         // MultiGzDecoder: `cat a.gz b.gz` is valid gzip and pigz may write members.
@@ -92,6 +99,15 @@ pub fn decoder<'a, R: BufRead + Send + 'a>(compression: Compression, reader: R) 
 /// encryptor); finishing one finishes the writers below it.
 pub trait FinishWrite: Write + Send {
     fn finish_box(self: Box<Self>) -> io::Result<()>;
+
+    /// If this is a zstd compressor at `level`: end the current frame, copy
+    /// `frames` (whole zstd frames of that level) through as they are, and
+    /// return `true`. A concatenation of frames is one zstd stream, so data
+    /// compressed earlier need not be compressed again. Otherwise read
+    /// nothing and return `false`.
+    fn splice_zstd_frames(&mut self, _level: i32, _frames: &mut dyn Read) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The bottom of a chain: finishing only flushes.
@@ -134,6 +150,7 @@ impl FinishWrite for Gzip {
 /// wait with their 8 MiB output buffers, and peak memory grows by tens of MiB.)
 struct Zstd {
     enc: zstd::stream::raw::Encoder<'static>,
+    level: i32,
     out: Box<dyn FinishWrite>,
     buf: Box<[u8]>,
 }
@@ -146,7 +163,10 @@ impl Zstd {
     /// `true` if the buffer was filled (more may be waiting).
     fn step(
         &mut self,
-        op: impl FnOnce(&mut zstd::stream::raw::Encoder<'static>, &mut OutBuffer<'_, [u8]>) -> io::Result<usize>,
+        op: impl FnOnce(
+            &mut zstd::stream::raw::Encoder<'static>,
+            &mut OutBuffer<'_, [u8]>,
+        ) -> io::Result<usize>,
     ) -> io::Result<(usize, bool)> {
         let mut dst = OutBuffer::around(&mut self.buf[..]);
         let hint = op(&mut self.enc, &mut dst)?;
@@ -179,19 +199,50 @@ impl FinishWrite for Zstd {
         while self.step(|enc, dst| enc.finish(dst, true))?.0 != 0 {}
         self.out.finish_box()
     }
+
+    fn splice_zstd_frames(&mut self, level: i32, frames: &mut dyn Read) -> io::Result<bool> {
+        if level != self.level {
+            return Ok(false);
+        }
+        while self.step(|enc, dst| enc.finish(dst, true))?.0 != 0 {}
+        self.enc.reinit()?;
+        loop {
+            let n = match frames.read(&mut self.buf) {
+                Ok(0) => return Ok(true),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.out.write_all(&self.buf[..n])?;
+        }
+    }
 }
 
 /// A compressing writer over `out`. zstd uses every core (`zstd -T0`).
-pub fn encoder(compression: Compression, level: i32, out: Box<dyn FinishWrite>) -> io::Result<Box<dyn FinishWrite>> {
+pub fn encoder(
+    compression: Compression,
+    level: i32,
+    out: Box<dyn FinishWrite>,
+) -> io::Result<Box<dyn FinishWrite>> {
     Ok(match compression {
         Compression::None => out,
-        Compression::Gzip => Box::new(Gzip(flate2::write::GzEncoder::new(out, flate2::Compression::new(level.clamp(0, 9) as u32)))),
+        Compression::Gzip => Box::new(Gzip(flate2::write::GzEncoder::new(
+            out,
+            flate2::Compression::new(level.clamp(0, 9) as u32),
+        ))),
         Compression::Zstd => {
             let mut enc = zstd::stream::raw::Encoder::new(level)?;
-            let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+            let workers = std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1);
             enc.set_parameter(CParameter::NbWorkers(workers))?;
             enc.set_parameter(CParameter::ChecksumFlag(true))?;
-            Box::new(Zstd { enc, out, buf: vec![0u8; ZSTD_OUT_BUFFER].into_boxed_slice() })
+            Box::new(Zstd {
+                enc,
+                level,
+                out,
+                buf: vec![0u8; ZSTD_OUT_BUFFER].into_boxed_slice(),
+            })
         }
     })
 }
@@ -200,9 +251,60 @@ pub fn encoder(compression: Compression, level: i32, out: Box<dyn FinishWrite>) 
 mod tests {
     use super::*;
 
+    /// A sink the test can read back after the writer chain is finished.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn spliced_frames_read_back_as_one_stream() {
+        let middle: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
+        let frames = zstd::encode_all(&middle[..], 3).unwrap();
+        let out = Shared::default();
+        let mut enc = encoder(Compression::Zstd, 3, plain(out.clone())).unwrap();
+        enc.write_all(b"before ").unwrap();
+        // Another level: not taken, nothing read.
+        let mut untouched = &frames[..];
+        assert!(!enc.splice_zstd_frames(19, &mut untouched).unwrap());
+        assert_eq!(untouched.len(), frames.len());
+        assert!(enc.splice_zstd_frames(3, &mut &frames[..]).unwrap());
+        enc.write_all(b" after").unwrap();
+        enc.finish_box().unwrap();
+        let encoded = out.0.lock().unwrap().clone();
+        let mut decoded = Vec::new();
+        decoder(Compression::Zstd, &encoded[..])
+            .unwrap()
+            .read_to_end(&mut decoded)
+            .unwrap();
+        let mut expected = b"before ".to_vec();
+        expected.extend_from_slice(&middle);
+        expected.extend_from_slice(b" after");
+        assert!(
+            decoded == expected,
+            "decoded {} bytes, expected {}",
+            decoded.len(),
+            expected.len()
+        );
+        // Gzip cannot take zstd frames.
+        let mut gz = encoder(Compression::Gzip, 6, plain(Shared::default())).unwrap();
+        assert!(!gz.splice_zstd_frames(3, &mut &frames[..]).unwrap());
+    }
+
     #[test]
     fn round_trips_and_detects_each_compression() {
-        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
             let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

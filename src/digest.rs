@@ -10,14 +10,20 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| Error::format(format!("unsupported digest {s:?}: only sha256 is supported")))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
+            Error::format(format!(
+                "unsupported digest {s:?}: only sha256 is supported"
+            ))
+        })?;
         Digest::from_hex(hex)
     }
 
     pub fn from_hex(hex: &str) -> Result<Digest> {
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(Error::format(format!("invalid sha256 digest {hex:?}")));
         }
         Ok(Digest(format!("sha256:{hex}")))
@@ -96,7 +102,11 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Hasher::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Hasher::new(),
+            count: 0,
+        }
     }
     pub fn count(&self) -> u64 {
         self.count
@@ -124,7 +134,11 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+            count: 0,
+        }
     }
     pub fn count(&self) -> u64 {
         self.count

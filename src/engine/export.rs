@@ -2,9 +2,14 @@
 //! it streams. Docker 20.10 writes each image's layer dirs first and
 //! `manifest.json` last, so layer tars go to one spool file (offsets recorded)
 //! while small JSON entries stay in memory; the result is then read as any
-//! docker-archive (or OCI layout, for Docker 25+ exports).
+//! docker-archive (or OCI layout, for Docker 25+ exports). When the bundle is
+//! zstd, layers are compressed and hashed on their way into the spool, so
+//! compression overlaps the export instead of following it, and the bundle
+//! writer copies the frames (see [`BlobSource::Zstd`]).
 use super::client::Engine;
 use crate::bundle::Progress;
+use crate::compress::{self, Compression};
+use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::image::archive::normalize;
 use crate::image::files::SourceFiles;
@@ -14,15 +19,20 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufWriter, Read};
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Chunks in flight between the runtime and the reader.
 const CHANNEL_DEPTH: usize = 16;
 
 /// Export `names` from the daemon `DOCKER_HOST` names into an image set.
-pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
+pub fn export_images(
+    names: &[String],
+    opts: &SourceOptions,
+    progress: &dyn Progress,
+) -> Result<ImageSet> {
     let engine = Engine::connect()?;
     let mut wanted: Vec<String> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -41,7 +51,15 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let (file, spool_path) = spool.into_parts();
     let label = format!("exporting {} from {}", wanted.join(", "), engine.host.url);
-    let files = stream_export(&engine, &wanted, file, spool_path.to_path_buf(), &label, progress)?;
+    let files = stream_export(
+        &engine,
+        &wanted,
+        file,
+        spool_path.to_path_buf(),
+        opts.spool_zstd_level,
+        &label,
+        progress,
+    )?;
 
     let mut set = ImageSet::default();
     if files.exists("index.json") && files.exists("oci-layout") {
@@ -50,7 +68,10 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
     } else if files.exists("manifest.json") {
         docker_archive::read_docker_archive(&files, None, &mut set)?;
     } else {
-        return Err(Error::EngineFailed(format!("the export from {} holds no manifest.json", engine.host.url)));
+        return Err(Error::EngineFailed(format!(
+            "the export from {} holds no manifest.json",
+            engine.host.url
+        )));
     }
     set.spools.push(spool_path);
     // Keep the order the user gave (it names the bundle).
@@ -67,7 +88,12 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
 /// The name Docker is asked for: `NAME` means `NAME:latest` (as skopeo's
 /// docker-daemon: does); IDs and digests are passed as they are.
 fn daemon_name(name: &str) -> Result<String> {
-    let is_hex = |s: &str| s.len() >= 12 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+    let is_hex = |s: &str| {
+        s.len() >= 12
+            && s.len() <= 64
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    };
     if name.starts_with("sha256:") || name.contains('@') || is_hex(name) {
         return Ok(name.to_string());
     }
@@ -79,8 +105,15 @@ fn daemon_name(name: &str) -> Result<String> {
 /// The image ID of `name`, or a clear "not found".
 fn resolve(engine: &Engine, name: &str) -> Result<String> {
     match engine.block_on(engine.docker().inspect_image(name)) {
-        Ok(info) => info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url))),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(Error::ImageNotFound(format!(
+        Ok(info) => info.id.ok_or_else(|| {
+            Error::EngineFailed(format!(
+                "the Docker Engine at {} gave no ID for {name}",
+                engine.host.url
+            ))
+        }),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => Err(Error::ImageNotFound(format!(
             "image {name} not found in the Docker Engine at {}",
             engine.host.describe()
         ))),
@@ -91,7 +124,17 @@ fn resolve(engine: &Engine, name: &str) -> Result<String> {
 /// One entry of the export.
 enum Entry {
     Bytes(Arc<Vec<u8>>),
-    Spooled { offset: u64, len: u64 },
+    Spooled {
+        offset: u64,
+        len: u64,
+    },
+    Compressed {
+        offset: u64,
+        stored: u64,
+        len: u64,
+        level: i32,
+        digest: Digest,
+    },
     Symlink(String),
     Hardlink(String),
     Other,
@@ -115,15 +158,28 @@ impl ExportFiles {
             match entry {
                 Entry::Symlink(target) => {
                     let base = current.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                    current = crate::image::archive::resolve_relative(base, target)
-                        .ok_or_else(|| Error::format(format!("{}: link {current:?} points outside the export", self.describe)))?;
+                    current =
+                        crate::image::archive::resolve_relative(base, target).ok_or_else(|| {
+                            Error::format(format!(
+                                "{}: link {current:?} points outside the export",
+                                self.describe
+                            ))
+                        })?;
                 }
                 Entry::Hardlink(target) => current = normalize(target),
-                Entry::Other => return Err(Error::format(format!("{}: {current:?} is not a file", self.describe))),
+                Entry::Other => {
+                    return Err(Error::format(format!(
+                        "{}: {current:?} is not a file",
+                        self.describe
+                    )))
+                }
                 _ => return Ok((entry, current)),
             }
         }
-        Err(Error::format(format!("{}: too many links at {path:?}", self.describe)))
+        Err(Error::format(format!(
+            "{}: too many links at {path:?}",
+            self.describe
+        )))
     }
 }
 
@@ -137,9 +193,30 @@ impl SourceFiles for ExportFiles {
     fn locate(&self, path: &str) -> Result<(BlobSource, u64)> {
         match self.resolve(path)?.0 {
             Entry::Bytes(b) => Ok((BlobSource::Bytes(b.clone()), b.len() as u64)),
-            Entry::Spooled { offset, len } => {
-                Ok((BlobSource::FileRange { path: self.spool.clone(), offset: *offset, len: *len }, *len))
-            }
+            Entry::Spooled { offset, len } => Ok((
+                BlobSource::FileRange {
+                    path: self.spool.clone(),
+                    offset: *offset,
+                    len: *len,
+                },
+                *len,
+            )),
+            Entry::Compressed {
+                offset,
+                stored,
+                len,
+                level,
+                digest,
+            } => Ok((
+                BlobSource::Zstd {
+                    path: self.spool.clone(),
+                    offset: *offset,
+                    stored: *stored,
+                    level: *level,
+                    digest: digest.clone(),
+                },
+                *len,
+            )),
             _ => unreachable!("resolve returns files only"),
         }
     }
@@ -147,7 +224,12 @@ impl SourceFiles for ExportFiles {
 
 /// Small metadata files of an export, kept in memory.
 fn is_document(name: &str) -> bool {
-    name == "manifest.json" || name == "repositories" || name == "index.json" || name == "oci-layout" || name.ends_with("json") || name.ends_with("VERSION")
+    name == "manifest.json"
+        || name == "repositories"
+        || name == "index.json"
+        || name == "oci-layout"
+        || name.ends_with("json")
+        || name.ends_with("VERSION")
 }
 
 /// Reads the export's bytes as the runtime thread receives them.
@@ -179,6 +261,7 @@ fn stream_export(
     names: &[String],
     spool_file: File,
     spool_path: PathBuf,
+    zstd_level: Option<i32>,
     label: &str,
     progress: &dyn Progress,
 ) -> Result<ExportFiles> {
@@ -200,8 +283,12 @@ fn stream_export(
             })
         });
         progress.start(label, None);
-        let reader = ChannelReader { rx, current: Bytes::new(), progress };
-        let result = read_export(reader, spool_file, spool_path, &engine.host.url);
+        let reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+            progress,
+        };
+        let result = read_export(reader, spool_file, spool_path, zstd_level, &engine.host.url);
         progress.finish();
         // The reader (and so the receiver) is gone: the worker cannot block.
         worker.join().expect("export thread does not panic");
@@ -209,14 +296,23 @@ fn stream_export(
     })
 }
 
-fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf, host: &str) -> Result<ExportFiles> {
+fn read_export(
+    reader: ChannelReader<'_>,
+    spool_file: File,
+    spool_path: PathBuf,
+    zstd_level: Option<i32>,
+    host: &str,
+) -> Result<ExportFiles> {
     let describe = format!("the export from the Docker Engine at {host}");
     let bad = |e: io::Error| match crate::error::unwrap_io(e) {
         Ok(ours) => ours,
         Err(e) => Error::EngineFailed(format!("{describe} is not a valid tar stream: {e}")),
     };
-    let mut spool = BufWriter::with_capacity(1 << 20, spool_file);
-    let mut offset = 0u64;
+    let mut spool = Spool {
+        file: spool_file,
+        offset: 0,
+        buf: vec![0u8; COPY_BUFFER],
+    };
     let mut entries = HashMap::new();
     let mut archive = tar::Archive::new(reader);
     {
@@ -224,7 +320,12 @@ fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf,
             let mut entry = entry.map_err(bad)?;
             let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
             let size = entry.size();
-            let link = || entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+            let link = || {
+                entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default()
+            };
             let kind = entry.header().entry_type();
             let value = match kind {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -233,13 +334,16 @@ fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf,
                         entry.read_to_end(&mut buf).map_err(bad)?;
                         Entry::Bytes(Arc::new(buf))
                     } else {
-                        let len = io::copy(&mut entry, &mut spool).map_err(|e| match crate::error::unwrap_io(e) {
+                        let spooling = |e: io::Error| match crate::error::unwrap_io(e) {
                             Ok(ours) => ours,
-                            Err(e) => Error::io(format!("spooling {name} to {}", spool_path.display()), e),
-                        })?;
-                        let at = offset;
-                        offset += len;
-                        Entry::Spooled { offset: at, len }
+                            Err(e) => {
+                                Error::io(format!("spooling {name} to {}", spool_path.display()), e)
+                            }
+                        };
+                        match zstd_level {
+                            Some(level) => spool.compressed(&mut entry, level).map_err(spooling)?,
+                            None => spool.plain(&mut entry).map_err(spooling)?,
+                        }
                     }
                 }
                 tar::EntryType::Symlink => Entry::Symlink(link()),
@@ -251,9 +355,93 @@ fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf,
     }
     // Read to the end: the stream must finish cleanly (an error mid-export shows up here).
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(bad)?;
-    let file = spool.into_inner().map_err(|e| Error::io(format!("writing {}", spool_path.display()), e.into_error()))?;
-    file.sync_data().map_err(|e| Error::io(format!("writing {}", spool_path.display()), e))?;
-    Ok(ExportFiles { describe, spool: spool_path, entries })
+    // No fsync: the spool is read back at once (from the page cache) and
+    // deleted; write errors surfaced above.
+    Ok(ExportFiles {
+        describe,
+        spool: spool_path,
+        entries,
+    })
+}
+
+/// Bytes copied at a time into the spool.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// The spool file, appended to entry by entry.
+struct Spool {
+    file: File,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl Spool {
+    /// Copy an entry as it is.
+    fn plain(&mut self, entry: &mut dyn Read) -> io::Result<Entry> {
+        let mut out = io::BufWriter::with_capacity(COPY_BUFFER, &self.file);
+        let len = copy_with(&mut self.buf, entry, &mut out)?;
+        out.flush()?;
+        let at = self.offset;
+        self.offset += len;
+        Ok(Entry::Spooled { offset: at, len })
+    }
+
+    /// Compress an entry into zstd frames at `level`, hashing what goes in.
+    fn compressed(&mut self, entry: &mut dyn Read, level: i32) -> io::Result<Entry> {
+        let counted = Arc::new(AtomicU64::new(0));
+        let sink = CountingFile {
+            file: self.file.try_clone()?,
+            written: counted.clone(),
+        };
+        let mut encoder = compress::encoder(
+            Compression::Zstd,
+            level,
+            compress::plain(io::BufWriter::with_capacity(COPY_BUFFER, sink)),
+        )?;
+        let mut hashing = HashingReader::new(entry);
+        let len = copy_with(&mut self.buf, &mut hashing, &mut encoder)?;
+        encoder.finish_box()?;
+        let (digest, _, _) = hashing.finish();
+        let stored = counted.load(Ordering::Relaxed);
+        let at = self.offset;
+        self.offset += stored;
+        Ok(Entry::Compressed {
+            offset: at,
+            stored,
+            len,
+            level,
+            digest,
+        })
+    }
+}
+
+/// The spool file (a clone of its handle), counting what is written.
+struct CountingFile {
+    file: File,
+    written: Arc<AtomicU64>,
+}
+impl Write for CountingFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn copy_with(buf: &mut [u8], from: &mut dyn Read, to: &mut dyn Write) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
+    }
 }
 
 #[cfg(test)]
@@ -264,14 +452,20 @@ mod tests {
     fn names_default_to_latest_and_ids_pass() {
         assert_eq!(daemon_name("busybox").unwrap(), "busybox:latest");
         assert_eq!(daemon_name("ferry/x:1").unwrap(), "ferry/x:1");
-        assert_eq!(daemon_name("localhost:5000/a").unwrap(), "localhost:5000/a:latest");
+        assert_eq!(
+            daemon_name("localhost:5000/a").unwrap(),
+            "localhost:5000/a:latest"
+        );
         assert_eq!(daemon_name("sha256:abcd").unwrap(), "sha256:abcd");
         assert_eq!(daemon_name("0123456789ab").unwrap(), "0123456789ab");
     }
 
     #[test]
     fn links_resolve_inside_the_export() {
-        assert_eq!(crate::image::archive::resolve_relative("abc", "../def/layer.tar").as_deref(), Some("def/layer.tar"));
+        assert_eq!(
+            crate::image::archive::resolve_relative("abc", "../def/layer.tar").as_deref(),
+            Some("def/layer.tar")
+        );
         assert_eq!(crate::image::archive::resolve_relative("", "../x"), None);
     }
 }
