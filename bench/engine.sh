@@ -2,6 +2,7 @@
 # Docker Engine benchmark: on an image of >= 1 GB built here,
 #   ferry save IMG -o DIR           vs  docker save IMG | zstd -3 -T0 > f
 #   ferry load DIR (into a daemon)  vs  zstd -d < f | docker load
+#   ferry save --sign -r / load -k -i (sealed)  vs  the same unsealed
 # Two private daemons (scripts/dockerd.sh): a producer and an empty consumer.
 # Prints the times (min / median of RUNS=3 interleaved rounds), the ratios
 # (ferry / docker) and the sizes.
@@ -74,7 +75,10 @@ fi
 # RUNS interleaved rounds (ferry, then the reference, then the other way round).
 RUNS=${RUNS:-3}
 prod save "$IMG" >/dev/null   # warm the page cache for both contenders
-ferry_saves=() docker_saves=() ferry_loads=() docker_loads=()
+ferry_saves=() docker_saves=() ferry_loads=() docker_loads=() sealed_saves=() sealed_loads=()
+# Sealing (issue 3): the same save and load signed and encrypted.
+"$FERRY" keygen -o "$WORK/keys" --no-password >/dev/null
+RECIPIENT=$(sed -n 's/^# public key: //p' "$WORK/keys/ferry.age")
 time_docker_save() {
   local t0 t1; t0=$(now)
   prod save "$IMG" | zstd -3 -T0 -q -f -o "$WORK/docker.tar.zst"
@@ -89,6 +93,17 @@ empty_consumer() {
   cons rmi -f "$IMG" >/dev/null 2>&1 || true
   test -z "$(cons images -aq)"
 }
+time_sealed_save() {
+  local t0 t1; rm -rf "$WORK/sealed"; t0=$(now)
+  DOCKER_HOST=$PH "$FERRY" -q save "$IMG" -o "$WORK/sealed" -n big --sign "$WORK/keys/ferry.key" -r "$RECIPIENT"
+  t1=$(now); sealed_saves+=("$(secs "$t0" "$t1")")
+}
+time_sealed_load() {
+  local t0 t1; empty_consumer; t0=$(now)
+  DOCKER_HOST=$CH "$FERRY" -q load "$WORK/sealed" -k "$WORK/keys/ferry.pub" -i "$WORK/keys/ferry.age"
+  t1=$(now); sealed_loads+=("$(secs "$t0" "$t1")")
+  test "$(cons image inspect -f '{{.Id}}' "$IMG")" = "$(prod image inspect -f '{{.Id}}' "$IMG")"
+}
 time_ferry_load() {
   local t0 t1; empty_consumer; t0=$(now)
   DOCKER_HOST=$CH "$FERRY" -q load "$WORK/bundle" --allow-unsigned
@@ -102,8 +117,8 @@ time_docker_load() {
 }
 for r in $(seq "$RUNS"); do
   echo "== round $r/$RUNS" >&2
-  if [ $((r % 2)) = 1 ]; then time_ferry_save; time_docker_save; else time_docker_save; time_ferry_save; fi
-  if [ $((r % 2)) = 1 ]; then time_ferry_load; time_docker_load; else time_docker_load; time_ferry_load; fi
+  if [ $((r % 2)) = 1 ]; then time_ferry_save; time_docker_save; time_sealed_save; else time_sealed_save; time_docker_save; time_ferry_save; fi
+  if [ $((r % 2)) = 1 ]; then time_ferry_load; time_docker_load; time_sealed_load; else time_sealed_load; time_docker_load; time_ferry_load; fi
 done
 # min / median of a list of seconds
 stats() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f / %.2f", v[1], v[int((NR + 1) / 2)] }'; }
@@ -112,6 +127,10 @@ middle() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int(
 ferry_save="$(stats "${ferry_saves[@]}")" docker_save="$(stats "${docker_saves[@]}")"
 ferry_load="$(stats "${ferry_loads[@]}")" docker_load="$(stats "${docker_loads[@]}")"
 save_ratio="$(ratio "$(first "${ferry_saves[@]}")" "$(first "${docker_saves[@]}")") ($(ratio "$(middle "${ferry_saves[@]}")" "$(middle "${docker_saves[@]}")"))"
+sealed_save="$(stats "${sealed_saves[@]}")" sealed_load="$(stats "${sealed_loads[@]}")"
+sealed_save_ratio="$(ratio "$(first "${sealed_saves[@]}")" "$(first "${ferry_saves[@]}")") ($(ratio "$(middle "${sealed_saves[@]}")" "$(middle "${ferry_saves[@]}")"))"
+sealed_load_ratio="$(ratio "$(first "${sealed_loads[@]}")" "$(first "${ferry_loads[@]}")") ($(ratio "$(middle "${sealed_loads[@]}")" "$(middle "${ferry_loads[@]}")"))"
+all_runs="ferry save ${ferry_saves[*]} | docker save|zstd ${docker_saves[*]} | sealed save ${sealed_saves[*]} | ferry load ${ferry_loads[*]} | zstd -d|docker load ${docker_loads[*]} | sealed load ${sealed_loads[*]}"
 load_ratio="$(ratio "$(first "${ferry_loads[@]}")" "$(first "${docker_loads[@]}")") ($(ratio "$(middle "${ferry_loads[@]}")" "$(middle "${docker_loads[@]}")"))"
 
 bundle_size=$(du -cb "$WORK"/bundle/big.* | tail -1 | cut -f1)
@@ -122,6 +141,9 @@ sizes:  ferry bundle $bundle_size bytes; docker save | zstd -3 $docker_size byte
 runs:   $RUNS interleaved; seconds min / median; ratio ferry / reference on the min (median)
 save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $save_ratio
 load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $load_ratio
+sealed: ferry save --sign -r  $sealed_save s   vs ferry save  ratio $sealed_save_ratio
+sealed: ferry load -k -i      $sealed_load s   vs ferry load  ratio $sealed_load_ratio
+each run (s): $all_runs
 load average: $(cut -d' ' -f1-3 /proc/loadavg)
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(prod version -f 'Docker {{.Server.Version}} (API {{.Server.APIVersion}})'), $(zstd --version | head -1)
 EOF

@@ -3,6 +3,7 @@ use crate::error::{Error, Result};
 use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 /// A validated `sha256:<64 lowercase hex>` digest.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,6 +164,81 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// SHA-256 on a thread of its own: `update` copies the bytes into recycled
+/// 1 MiB buffers and hands them over, so hashing overlaps the caller's work
+/// (writing the artifact). Memory: a few buffers, whatever the length.
+pub struct BackgroundHasher {
+    buf: Vec<u8>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    recycled: Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<Digest>>,
+}
+
+const BACKGROUND_CHUNK: usize = 1 << 20;
+/// Buffers queued for the hashing thread.
+const BACKGROUND_DEPTH: usize = 2;
+
+impl BackgroundHasher {
+    pub fn new() -> io::Result<Self> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(BACKGROUND_DEPTH);
+        let (back, recycled) = sync_channel::<Vec<u8>>(BACKGROUND_DEPTH + 1);
+        let thread = std::thread::Builder::new()
+            .name("sha256".into())
+            .spawn(move || {
+                let mut hasher = Hasher::new();
+                for mut buf in rx {
+                    hasher.update(&buf);
+                    buf.clear();
+                    let _ = back.try_send(buf);
+                }
+                hasher.finish()
+            })?;
+        Ok(BackgroundHasher {
+            buf: Vec::new(),
+            tx: Some(tx),
+            recycled,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.buf.capacity() == 0 {
+                self.buf = self
+                    .recycled
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BACKGROUND_CHUNK));
+            }
+            let take = (BACKGROUND_CHUNK - self.buf.len()).min(data.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == BACKGROUND_CHUNK {
+                self.send();
+            }
+        }
+    }
+
+    fn send(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        if let Some(tx) = &self.tx {
+            // The thread only stops when `tx` is dropped (or it panicked, which `finish` reports).
+            let _ = tx.send(buf);
+        }
+    }
+
+    pub fn finish(mut self) -> Digest {
+        if !self.buf.is_empty() {
+            self.send();
+        }
+        drop(self.tx.take());
+        self.thread
+            .take()
+            .expect("finished once")
+            .join()
+            .expect("the hashing thread does not panic")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +248,21 @@ mod tests {
         assert_eq!(
             Digest::of_bytes(b"").as_str(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn background_hasher_matches_inline_hashing() {
+        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
+        let mut bg = BackgroundHasher::new().unwrap();
+        // Pieces of odd sizes, across buffer boundaries.
+        for piece in data.chunks(777_777) {
+            bg.update(piece);
+        }
+        assert_eq!(bg.finish(), Digest::of_bytes(&data));
+        assert_eq!(
+            BackgroundHasher::new().unwrap().finish(),
+            Digest::of_bytes(b"")
         );
     }
 

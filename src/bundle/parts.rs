@@ -2,7 +2,7 @@
 //! checksumming as bytes stream, read back across parts without joining them.
 use super::checksums::ChecksumLine;
 use super::names::part_name;
-use crate::digest::{Digest, Hasher};
+use crate::digest::{BackgroundHasher, Digest, Hasher};
 use crate::error::{Error, Result};
 use ferry_transports::{PutMode, Transport, Upload};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -19,7 +19,8 @@ pub struct PartRecord {
 struct OpenPart {
     name: String,
     upload: Box<dyn Upload>,
-    hasher: Hasher,
+    /// The part's SHA-256, on its own thread (it overlaps writing).
+    hasher: BackgroundHasher,
     written: u64,
 }
 
@@ -101,7 +102,7 @@ impl Write for PartWriter {
             state.current = Some(OpenPart {
                 name,
                 upload,
-                hasher: Hasher::new(),
+                hasher: BackgroundHasher::new()?,
                 written: 0,
             });
         }
