@@ -2,7 +2,7 @@
 # ferry's performance harness: ferry against the reference tools, same input,
 # one run. See docs/PERFORMANCE.md.
 #
-#   bash bench/run.sh                 full run: ~1 GiB image (+ 4 GiB for peak RSS), 3 runs each
+#   bash bench/run.sh                 full run: ~1 GiB image (+ 4 GiB for peak RSS), 5 runs each
 #   bash bench/run.sh --write-doc     ... and update docs/PERFORMANCE.md
 #   bash bench/run.sh --small         CI mode: tens of MB, a couple of minutes
 #
@@ -21,7 +21,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 
-small=0 write_doc=0 runs=3 size= big= work= rebuild=0 keep=0 ferry= priority=0
+small=0 write_doc=0 runs= size= big= work= rebuild=0 keep=0 ferry= priority=0
 args=("$@")
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -46,10 +46,11 @@ if [ $priority = 1 ] && [ -z "${FERRY_BENCH_SESSION:-}" ] && [ "$(id -u)" -eq 0 
 fi
 if [ $small = 1 ]; then
   # A private directory: CI runs may overlap, and small images are quick to make.
-  size=${size:-24} big=${big:-96}
+  size=${size:-24} big=${big:-96} runs=${runs:-3}
   if [ -z "$work" ]; then work=$(mktemp -d /var/tmp/ferry-bench-small.XXXXXX); fi
 else
-  size=${size:-1024} big=${big:-4096} work=${work:-/var/tmp/ferry-bench}
+  # 5 runs: on a shared VM single runs move by 10-20 %; the min of 5 is steadier.
+  size=${size:-1024} big=${big:-4096} work=${work:-/var/tmp/ferry-bench} runs=${runs:-5}
 fi
 work=$(realpath -m "$work")
 mkdir -p "$work"
