@@ -2,6 +2,7 @@
 # Docker Engine benchmark: on an image of >= 1 GB built here,
 #   ferry save IMG -o DIR           vs  docker save IMG | zstd -3 -T0 > f
 #   ferry load DIR (into a daemon)  vs  zstd -d < f | docker load
+#   ferry save IMG -o DIR           vs  the same pipe && sync f (durable, as ferry's output)
 #   ferry save --sign -r / load -k -i (sealed)  vs  the same unsealed
 # Two private daemons (scripts/dockerd.sh): a producer and an empty consumer.
 # Prints the times (min / median of RUNS=3 interleaved rounds), the ratios
@@ -75,7 +76,7 @@ fi
 # RUNS interleaved rounds (ferry, then the reference, then the other way round).
 RUNS=${RUNS:-3}
 prod save "$IMG" >/dev/null   # warm the page cache for both contenders
-ferry_saves=() docker_saves=() ferry_loads=() docker_loads=() sealed_saves=() sealed_loads=()
+ferry_saves=() docker_saves=() durable_saves=() ferry_loads=() docker_loads=() sealed_saves=() sealed_loads=()
 # Sealing (issue 3): the same save and load signed and encrypted.
 "$FERRY" keygen -o "$WORK/keys" --no-password >/dev/null
 RECIPIENT=$(sed -n 's/^# public key: //p' "$WORK/keys/ferry.age")
@@ -83,6 +84,14 @@ time_docker_save() {
   local t0 t1; t0=$(now)
   prod save "$IMG" | zstd -3 -T0 -q -f -o "$WORK/docker.tar.zst"
   t1=$(now); docker_saves+=("$(secs "$t0" "$t1")")
+}
+# ferry fsyncs its artifact before renaming it into place; this reference
+# pays the same: the pipe, then `sync FILE` (fsync of that file).
+time_durable_save() {
+  local t0 t1; t0=$(now)
+  prod save "$IMG" | zstd -3 -T0 -q -f -o "$WORK/durable.tar.zst" && sync "$WORK/durable.tar.zst"
+  t1=$(now); durable_saves+=("$(secs "$t0" "$t1")")
+  rm -f "$WORK/durable.tar.zst"
 }
 time_ferry_save() {
   local t0 t1; rm -rf "$WORK/bundle"; t0=$(now)
@@ -117,7 +126,7 @@ time_docker_load() {
 }
 for r in $(seq "$RUNS"); do
   echo "== round $r/$RUNS" >&2
-  if [ $((r % 2)) = 1 ]; then time_ferry_save; time_docker_save; time_sealed_save; else time_sealed_save; time_docker_save; time_ferry_save; fi
+  if [ $((r % 2)) = 1 ]; then time_ferry_save; time_docker_save; time_durable_save; time_sealed_save; else time_sealed_save; time_durable_save; time_docker_save; time_ferry_save; fi
   if [ $((r % 2)) = 1 ]; then time_ferry_load; time_docker_load; time_sealed_load; else time_sealed_load; time_docker_load; time_ferry_load; fi
 done
 # min / median of a list of seconds
@@ -127,10 +136,12 @@ middle() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int(
 ferry_save="$(stats "${ferry_saves[@]}")" docker_save="$(stats "${docker_saves[@]}")"
 ferry_load="$(stats "${ferry_loads[@]}")" docker_load="$(stats "${docker_loads[@]}")"
 save_ratio="$(ratio "$(first "${ferry_saves[@]}")" "$(first "${docker_saves[@]}")") ($(ratio "$(middle "${ferry_saves[@]}")" "$(middle "${docker_saves[@]}")"))"
+durable_save="$(stats "${durable_saves[@]}")"
+durable_ratio="$(ratio "$(first "${ferry_saves[@]}")" "$(first "${durable_saves[@]}")") ($(ratio "$(middle "${ferry_saves[@]}")" "$(middle "${durable_saves[@]}")"))"
 sealed_save="$(stats "${sealed_saves[@]}")" sealed_load="$(stats "${sealed_loads[@]}")"
 sealed_save_ratio="$(ratio "$(first "${sealed_saves[@]}")" "$(first "${ferry_saves[@]}")") ($(ratio "$(middle "${sealed_saves[@]}")" "$(middle "${ferry_saves[@]}")"))"
 sealed_load_ratio="$(ratio "$(first "${sealed_loads[@]}")" "$(first "${ferry_loads[@]}")") ($(ratio "$(middle "${sealed_loads[@]}")" "$(middle "${ferry_loads[@]}")"))"
-all_runs="ferry save ${ferry_saves[*]} | docker save|zstd ${docker_saves[*]} | sealed save ${sealed_saves[*]} | ferry load ${ferry_loads[*]} | zstd -d|docker load ${docker_loads[*]} | sealed load ${sealed_loads[*]}"
+all_runs="ferry save ${ferry_saves[*]} | docker save|zstd ${docker_saves[*]} | ... && sync f ${durable_saves[*]} | sealed save ${sealed_saves[*]} | ferry load ${ferry_loads[*]} | zstd -d|docker load ${docker_loads[*]} | sealed load ${sealed_loads[*]}"
 load_ratio="$(ratio "$(first "${ferry_loads[@]}")" "$(first "${docker_loads[@]}")") ($(ratio "$(middle "${ferry_loads[@]}")" "$(middle "${docker_loads[@]}")"))"
 
 bundle_size=$(du -cb "$WORK"/bundle/big.* | tail -1 | cut -f1)
@@ -140,6 +151,7 @@ image:  $IMG, $SIZE bytes uncompressed, $LAYERS layers (storage driver $DOCKERD_
 sizes:  ferry bundle $bundle_size bytes; docker save | zstd -3 $docker_size bytes
 runs:   $RUNS interleaved; seconds min / median; ratio ferry / reference on the min (median)
 save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $save_ratio
+save:   ferry $ferry_save s   ... && sync f (durable)   $durable_save s   ratio $durable_ratio
 load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $load_ratio
 sealed: ferry save --sign -r  $sealed_save s   vs ferry save  ratio $sealed_save_ratio
 sealed: ferry load -k -i      $sealed_load s   vs ferry load  ratio $sealed_load_ratio
