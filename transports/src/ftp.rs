@@ -8,7 +8,7 @@
 //! - Anonymous logins (`anonymous`/`ftp`, or no user) are taken to be an *incoming*
 //!   folder: overwrite and delete are declared unsupported and refused.
 use crate::options::{FtpPassive, TransportOptions};
-use crate::remote::{set_io_timeout, Remote};
+use crate::remote::{set_io_timeout, Remote, UploadStream};
 use crate::{
     check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
     Upload,
@@ -345,15 +345,15 @@ impl Transport for FtpTransport {
             ftp.put_with_stream(&temp)
                 .map_err(|e| self.err(format!("uploading {temp} (STOR)"), e))?
         };
+        let label = format!("{}: uploading {temp}", self.remote.display);
         Ok(Box::new(FtpUpload {
-            writer: Some(BufWriter::with_capacity(WRITE_BUFFER, stream)),
+            stream: UploadStream::new(BufWriter::with_capacity(WRITE_BUFFER, stream), label),
             ftp: Some(ftp),
             remote: self.remote.clone(),
             caps: self.caps(),
             name: name.to_string(),
             temp,
             resumed_from: offset,
-            written: 0,
         }))
     }
 
@@ -441,36 +441,21 @@ impl Transport for FtpTransport {
 
 struct FtpUpload {
     // Field order matters: the writer (data connection) is dropped before the control connection.
-    writer: Option<BufWriter<Transfer>>,
+    stream: UploadStream<BufWriter<Transfer>>,
     ftp: Option<Ftp>,
     remote: Remote,
     caps: Capabilities,
     name: String,
     temp: String,
     resumed_from: u64,
-    written: u64,
 }
 
 impl Write for FtpUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("upload already finished"))?;
-        let n = w.write(buf).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("{}: uploading {}: {e}", self.remote.display, self.temp),
-            )
-        })?;
-        self.written += n as u64;
-        Ok(n)
+        self.stream.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self.writer.as_mut() {
-            Some(w) => w.flush(),
-            None => Ok(()),
-        }
+        self.stream.flush()
     }
 }
 
@@ -482,7 +467,7 @@ impl Upload for FtpUpload {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let remote = self.remote.clone();
         let err = |context: String, e: FtpError| ftp_error(&remote, context, e);
-        let writer = self.writer.take().expect("writer present until commit");
+        let writer = self.stream.take();
         let stream = writer.into_inner().map_err(|e| {
             TransportError::io(
                 &remote.display,
@@ -508,7 +493,7 @@ impl Upload for FtpUpload {
         }
         ftp.rename(&self.temp, &self.name)
             .map_err(|e| err(format!("renaming {} to {}", self.temp, self.name), e))?;
-        let expected = self.resumed_from + self.written;
+        let expected = self.resumed_from + self.stream.written();
         match ftp.size(&self.name) {
             Ok(n) if n as u64 != expected => {
                 return Err(remote.protocol_error(

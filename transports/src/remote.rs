@@ -2,6 +2,7 @@
 //! password-free display, TCP connect with a timeout.
 use crate::options::{Secret, TransportOptions};
 use crate::{Result, TransportError};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -373,6 +374,55 @@ pub(crate) fn set_io_timeout(s: &TcpStream, timeout: Duration) {
     };
     let _ = s.set_read_timeout(t);
     let _ = s.set_write_timeout(t);
+}
+
+/// The byte stream of an FTP or SFTP upload: counts what was written (checked
+/// against the server's size at commit), names the upload in its errors, and
+/// is taken out whole at commit.
+pub(crate) struct UploadStream<W: Write> {
+    writer: Option<W>,
+    written: u64,
+    /// "URL: uploading NAME", the start of every error message.
+    label: String,
+}
+
+impl<W: Write> UploadStream<W> {
+    pub fn new(writer: W, label: String) -> Self {
+        UploadStream {
+            writer: Some(writer),
+            written: 0,
+            label,
+        }
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// The writer, for finishing the upload (once).
+    pub fn take(&mut self) -> W {
+        self.writer.take().expect("writer present until commit")
+    }
+}
+
+impl<W: Write> Write for UploadStream<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let w = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| io::Error::other("upload already finished"))?;
+        let n = w
+            .write(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.label)))?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.writer.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

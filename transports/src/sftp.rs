@@ -12,7 +12,7 @@
 //! - Writes are buffered in large blocks: libssh2 pipelines one write call into
 //!   many SFTP packets, small writes are slow.
 use crate::options::{SshAgent, TransportOptions};
-use crate::remote::{home_dir, local_user, Remote};
+use crate::remote::{home_dir, local_user, Remote, UploadStream};
 use crate::{
     check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
     Upload,
@@ -547,14 +547,14 @@ impl Transport for SftpTransport {
                 )
             })?;
         }
+        let label = format!("{}: uploading {}", self.remote.display, temp.display());
         Ok(Box::new(SftpUpload {
-            writer: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            stream: UploadStream::new(BufWriter::with_capacity(WRITE_BUFFER, file), label),
             conn: Some(conn),
             remote: self.remote.clone(),
             temp,
             target: self.path(name),
             resumed_from: existing,
-            written: 0,
         }))
     }
 
@@ -632,39 +632,20 @@ impl Transport for SftpTransport {
 
 struct SftpUpload {
     // Field order: the file handle closes before the session.
-    writer: Option<BufWriter<ssh2::File>>,
+    stream: UploadStream<BufWriter<ssh2::File>>,
     conn: Option<Conn>,
     remote: Remote,
     temp: PathBuf,
     target: PathBuf,
     resumed_from: u64,
-    written: u64,
 }
 
 impl Write for SftpUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("upload already finished"))?;
-        let n = w.write(buf).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "{}: uploading {}: {e}",
-                    self.remote.display,
-                    self.temp.display()
-                ),
-            )
-        })?;
-        self.written += n as u64;
-        Ok(n)
+        self.stream.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match self.writer.as_mut() {
-            Some(w) => w.flush(),
-            None => Ok(()),
-        }
+        self.stream.flush()
     }
 }
 
@@ -677,7 +658,7 @@ impl Upload for SftpUpload {
         let remote = self.remote.clone();
         let temp = self.temp.clone();
         let target = self.target.clone();
-        let writer = self.writer.take().expect("writer present until commit");
+        let writer = self.stream.take();
         let mut file = writer.into_inner().map_err(|e| {
             TransportError::io(
                 &remote.display,
@@ -729,7 +710,7 @@ impl Upload for SftpUpload {
                 }
             }
         }
-        let expected = self.resumed_from + self.written;
+        let expected = self.resumed_from + self.stream.written();
         if let Ok(st) = conn.sftp.stat(&target) {
             if let Some(size) = st.size.filter(|s| *s != expected) {
                 return Err(remote.protocol_error(
