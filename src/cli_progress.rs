@@ -13,11 +13,7 @@ pub struct CliProgress {
 
 impl CliProgress {
     pub fn new(quiet: bool) -> Self {
-        CliProgress {
-            quiet,
-            tty: std::io::stderr().is_terminal(),
-            bar: Mutex::new(None),
-        }
+        CliProgress { quiet, tty: std::io::stderr().is_terminal(), bar: Mutex::new(None) }
     }
 
     /// A result line (stderr, so stdout stays clean for --json).
@@ -51,11 +47,9 @@ impl Progress for CliProgress {
         };
         bar.set_draw_target(ProgressDrawTarget::stderr());
         bar.set_style(
-            ProgressStyle::with_template(
-                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_message(label.to_string());
         *self.bar.lock().unwrap() = Some(bar);

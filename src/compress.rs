@@ -19,9 +19,7 @@ impl Compression {
             "zstd" => Ok(Compression::Zstd),
             "gzip" => Ok(Compression::Gzip),
             "none" => Ok(Compression::None),
-            other => Err(Error::usage(format!(
-                "unknown compression {other:?}: use zstd, gzip or none"
-            ))),
+            other => Err(Error::usage(format!("unknown compression {other:?}: use zstd, gzip or none"))),
         }
     }
 
@@ -70,18 +68,13 @@ pub fn peek<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
 }
 
 /// Wrap `reader` in the decoder its magic bytes call for.
-pub fn auto_decoder<'a, R: Read + Send + 'a>(
-    reader: R,
-) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
+pub fn auto_decoder<'a, R: Read + Send + 'a>(reader: R) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let mut buffered = BufReader::with_capacity(1 << 20, reader);
     let compression = Compression::detect(&peek(&mut buffered)?);
     Ok((compression, decoder(compression, buffered)?))
 }
 
-pub fn decoder<'a, R: BufRead + Send + 'a>(
-    compression: Compression,
-    reader: R,
-) -> io::Result<Box<dyn Read + Send + 'a>> {
+pub fn decoder<'a, R: BufRead + Send + 'a>(compression: Compression, reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(reader),
         // MultiGzDecoder: `cat a.gz b.gz` is valid gzip and pigz may write members.
@@ -163,10 +156,7 @@ impl Zstd {
     /// `true` if the buffer was filled (more may be waiting).
     fn step(
         &mut self,
-        op: impl FnOnce(
-            &mut zstd::stream::raw::Encoder<'static>,
-            &mut OutBuffer<'_, [u8]>,
-        ) -> io::Result<usize>,
+        op: impl FnOnce(&mut zstd::stream::raw::Encoder<'static>, &mut OutBuffer<'_, [u8]>) -> io::Result<usize>,
     ) -> io::Result<(usize, bool)> {
         let mut dst = OutBuffer::around(&mut self.buf[..]);
         let hint = op(&mut self.enc, &mut dst)?;
@@ -206,43 +196,38 @@ impl FinishWrite for Zstd {
         }
         while self.step(|enc, dst| enc.finish(dst, true))?.0 != 0 {}
         self.enc.reinit()?;
-        loop {
-            let n = match frames.read(&mut self.buf) {
-                Ok(0) => return Ok(true),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.out.write_all(&self.buf[..n])?;
-        }
+        copy_with_buffer(&mut self.buf, frames, &mut self.out)?;
+        Ok(true)
+    }
+}
+
+/// `io::copy` through `buf` (large, and reused by the caller) rather than an
+/// 8 KiB stack buffer; returns the bytes copied.
+pub fn copy_with_buffer(buf: &mut [u8], from: &mut dyn Read, to: &mut dyn Write) -> io::Result<u64> {
+    let mut total = 0u64;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+        total += n as u64;
     }
 }
 
 /// A compressing writer over `out`. zstd uses every core (`zstd -T0`).
-pub fn encoder(
-    compression: Compression,
-    level: i32,
-    out: Box<dyn FinishWrite>,
-) -> io::Result<Box<dyn FinishWrite>> {
+pub fn encoder(compression: Compression, level: i32, out: Box<dyn FinishWrite>) -> io::Result<Box<dyn FinishWrite>> {
     Ok(match compression {
         Compression::None => out,
-        Compression::Gzip => Box::new(Gzip(flate2::write::GzEncoder::new(
-            out,
-            flate2::Compression::new(level.clamp(0, 9) as u32),
-        ))),
+        Compression::Gzip => Box::new(Gzip(flate2::write::GzEncoder::new(out, flate2::Compression::new(level.clamp(0, 9) as u32)))),
         Compression::Zstd => {
             let mut enc = zstd::stream::raw::Encoder::new(level)?;
-            let workers = std::thread::available_parallelism()
-                .map(|n| n.get() as u32)
-                .unwrap_or(1);
+            let workers = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
             enc.set_parameter(CParameter::NbWorkers(workers))?;
             enc.set_parameter(CParameter::ChecksumFlag(true))?;
-            Box::new(Zstd {
-                enc,
-                level,
-                out,
-                buf: vec![0u8; ZSTD_OUT_BUFFER].into_boxed_slice(),
-            })
+            Box::new(Zstd { enc, level, out, buf: vec![0u8; ZSTD_OUT_BUFFER].into_boxed_slice() })
         }
     })
 }
@@ -266,9 +251,7 @@ mod tests {
 
     #[test]
     fn spliced_frames_read_back_as_one_stream() {
-        let middle: Vec<u8> = (0..300_000u32)
-            .flat_map(|i| (i % 97).to_le_bytes())
-            .collect();
+        let middle: Vec<u8> = (0..300_000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
         let frames = zstd::encode_all(&middle[..], 3).unwrap();
         let out = Shared::default();
         let mut enc = encoder(Compression::Zstd, 3, plain(out.clone())).unwrap();
@@ -282,19 +265,11 @@ mod tests {
         enc.finish_box().unwrap();
         let encoded = out.0.lock().unwrap().clone();
         let mut decoded = Vec::new();
-        decoder(Compression::Zstd, &encoded[..])
-            .unwrap()
-            .read_to_end(&mut decoded)
-            .unwrap();
+        decoder(Compression::Zstd, &encoded[..]).unwrap().read_to_end(&mut decoded).unwrap();
         let mut expected = b"before ".to_vec();
         expected.extend_from_slice(&middle);
         expected.extend_from_slice(b" after");
-        assert!(
-            decoded == expected,
-            "decoded {} bytes, expected {}",
-            decoded.len(),
-            expected.len()
-        );
+        assert!(decoded == expected, "decoded {} bytes, expected {}", decoded.len(), expected.len());
         // Gzip cannot take zstd frames.
         let mut gz = encoder(Compression::Gzip, 6, plain(Shared::default())).unwrap();
         assert!(!gz.splice_zstd_frames(3, &mut &frames[..]).unwrap());
@@ -302,25 +277,13 @@ mod tests {
 
     #[test]
     fn round_trips_and_detects_each_compression() {
-        let data: Vec<u8> = (0..200_000u32)
-            .flat_map(|i| (i % 251).to_le_bytes())
-            .collect();
+        let data: Vec<u8> = (0..200_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
         for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
-            let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-            struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-            impl Write for Shared {
-                fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                    self.0.lock().unwrap().extend_from_slice(b);
-                    Ok(b.len())
-                }
-                fn flush(&mut self) -> io::Result<()> {
-                    Ok(())
-                }
-            }
-            let mut enc = encoder(c, c.default_level(), plain(Shared(buf.clone()))).unwrap();
+            let buf = Shared::default();
+            let mut enc = encoder(c, c.default_level(), plain(buf.clone())).unwrap();
             enc.write_all(&data).unwrap();
             enc.finish_box().unwrap();
-            let encoded = buf.lock().unwrap().clone();
+            let encoded = buf.0.lock().unwrap().clone();
             let (detected, mut dec) = auto_decoder(&encoded[..]).unwrap();
             assert_eq!(detected, c);
             let mut out = Vec::new();

@@ -11,20 +11,14 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest> {
-        let hex = s.strip_prefix("sha256:").ok_or_else(|| {
-            Error::format(format!(
-                "unsupported digest {s:?}: only sha256 is supported"
-            ))
-        })?;
+        let hex = s
+            .strip_prefix("sha256:")
+            .ok_or_else(|| Error::format(format!("unsupported digest {s:?}: only sha256 is supported")))?;
         Digest::from_hex(hex)
     }
 
     pub fn from_hex(hex: &str) -> Result<Digest> {
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             return Err(Error::format(format!("invalid sha256 digest {hex:?}")));
         }
         Ok(Digest(format!("sha256:{hex}")))
@@ -103,11 +97,7 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        HashingReader {
-            inner,
-            hasher: Hasher::new(),
-            count: 0,
-        }
+        HashingReader { inner, hasher: Hasher::new(), count: 0 }
     }
     pub fn count(&self) -> u64 {
         self.count
@@ -135,11 +125,7 @@ pub struct HashingWriter<W> {
 
 impl<W: Write> HashingWriter<W> {
     pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Hasher::new(),
-            count: 0,
-        }
+        HashingWriter { inner, hasher: Hasher::new(), count: 0 }
     }
     pub fn count(&self) -> u64 {
         self.count
@@ -169,9 +155,9 @@ impl<W: Write> Write for HashingWriter<W> {
 /// (writing the artifact). Memory: a few buffers, whatever the length.
 pub struct BackgroundHasher {
     buf: Vec<u8>,
-    tx: Option<SyncSender<Vec<u8>>>,
+    tx: SyncSender<Vec<u8>>,
     recycled: Receiver<Vec<u8>>,
-    thread: Option<std::thread::JoinHandle<Digest>>,
+    thread: std::thread::JoinHandle<Digest>,
 }
 
 const BACKGROUND_CHUNK: usize = 1 << 20;
@@ -182,32 +168,22 @@ impl BackgroundHasher {
     pub fn new() -> io::Result<Self> {
         let (tx, rx) = sync_channel::<Vec<u8>>(BACKGROUND_DEPTH);
         let (back, recycled) = sync_channel::<Vec<u8>>(BACKGROUND_DEPTH + 1);
-        let thread = std::thread::Builder::new()
-            .name("sha256".into())
-            .spawn(move || {
-                let mut hasher = Hasher::new();
-                for mut buf in rx {
-                    hasher.update(&buf);
-                    buf.clear();
-                    let _ = back.try_send(buf);
-                }
-                hasher.finish()
-            })?;
-        Ok(BackgroundHasher {
-            buf: Vec::new(),
-            tx: Some(tx),
-            recycled,
-            thread: Some(thread),
-        })
+        let thread = std::thread::Builder::new().name("sha256".into()).spawn(move || {
+            let mut hasher = Hasher::new();
+            for mut buf in rx {
+                hasher.update(&buf);
+                buf.clear();
+                let _ = back.try_send(buf);
+            }
+            hasher.finish()
+        })?;
+        Ok(BackgroundHasher { buf: Vec::new(), tx, recycled, thread })
     }
 
     pub fn update(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.buf.capacity() == 0 {
-                self.buf = self
-                    .recycled
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BACKGROUND_CHUNK));
+                self.buf = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(BACKGROUND_CHUNK));
             }
             let take = (BACKGROUND_CHUNK - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
@@ -219,23 +195,17 @@ impl BackgroundHasher {
     }
 
     fn send(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        if let Some(tx) = &self.tx {
-            // The thread only stops when `tx` is dropped (or it panicked, which `finish` reports).
-            let _ = tx.send(buf);
-        }
+        // The thread only stops once `tx` is dropped (or it panicked, which `finish` reports).
+        let _ = self.tx.send(std::mem::take(&mut self.buf));
     }
 
     pub fn finish(mut self) -> Digest {
         if !self.buf.is_empty() {
             self.send();
         }
-        drop(self.tx.take());
-        self.thread
-            .take()
-            .expect("finished once")
-            .join()
-            .expect("the hashing thread does not panic")
+        let BackgroundHasher { tx, thread, .. } = self;
+        drop(tx);
+        thread.join().expect("the hashing thread does not panic")
     }
 }
 
@@ -260,10 +230,7 @@ mod tests {
             bg.update(piece);
         }
         assert_eq!(bg.finish(), Digest::of_bytes(&data));
-        assert_eq!(
-            BackgroundHasher::new().unwrap().finish(),
-            Digest::of_bytes(b"")
-        );
+        assert_eq!(BackgroundHasher::new().unwrap().finish(), Digest::of_bytes(b""));
     }
 
     #[test]

@@ -85,13 +85,8 @@ impl Error {
             Ok(err) => err,
             Err(source) => match crate::seal::SealError::from_io(&source) {
                 // A decryption failure found while streaming (wrong key, truncated or edited stream).
-                Some(seal) if seal.is_integrity_failure() => {
-                    Error::Integrity(format!("decryption failed: {seal}"))
-                }
-                _ => Error::Io {
-                    context: context.into(),
-                    source,
-                },
+                Some(seal) if seal.is_integrity_failure() => Error::Integrity(format!("decryption failed: {seal}")),
+                _ => Error::Io { context: context.into(), source },
             },
         }
     }
@@ -104,9 +99,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Usage(_) => ErrorKind::Usage,
-            Error::Integrity(_) | Error::Authenticity(_) | Error::UnsafeImage(_) => {
-                ErrorKind::Integrity
-            }
+            Error::Integrity(_) | Error::Authenticity(_) | Error::UnsafeImage(_) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
             Error::Seal(e) if e.is_integrity_failure() => ErrorKind::Integrity,
             _ => ErrorKind::Other,
@@ -151,10 +144,7 @@ impl Error {
 
 /// If `e` carries a ferry `Error`, return it; otherwise give `e` back.
 pub fn unwrap_io(e: io::Error) -> std::result::Result<Error, io::Error> {
-    let is_ours = e
-        .get_ref()
-        .map(|inner| inner.is::<Error>())
-        .unwrap_or(false);
+    let is_ours = e.get_ref().map(|inner| inner.is::<Error>()).unwrap_or(false);
     if !is_ours {
         return Err(e);
     }

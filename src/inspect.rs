@@ -1,12 +1,12 @@
 //! `ferry inspect`: what a bundle holds, read from its sidecars and the
 //! documents at the start of its artifact (layers are not read).
-use crate::bundle::layout::{ANN_CREATED, ANN_DELTA_BASE, ANN_FLATTENED, ANN_FORMAT, ANN_TOOL};
 use crate::bundle::read::Decryptor;
 use crate::bundle::verify::{Sink, Verified};
 use crate::bundle::{BundleSource, NoProgress};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
+use crate::bundle::layout::{ANN_CREATED, ANN_DELTA_BASE, ANN_FLATTENED, ANN_FORMAT, ANN_TOOL};
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -76,11 +76,7 @@ pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<Bu
         .checksums
         .lines
         .iter()
-        .map(|l| PartInfo {
-            name: l.name.clone(),
-            size: bundle.transport.stat(&l.name).ok().flatten(),
-            sha256: l.hex.clone(),
-        })
+        .map(|l| PartInfo { name: l.name.clone(), size: bundle.transport.stat(&l.name).ok().flatten(), sha256: l.hex.clone() })
         .collect();
     let mut info = BundleInfo {
         bundle: bundle.describe(),
@@ -112,18 +108,14 @@ pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<Bu
         }
         if crate::seal::is_age(&head) {
             info.encrypted = true;
-            info.recipients = crate::seal::describe_recipients(&head)
-                .ok()
-                .map(|h| h.to_string());
+            info.recipients = crate::seal::describe_recipients(&head).ok().map(|h| h.to_string());
         }
     }
     if info.encrypted && decryptor.is_none() {
-        info.notes
-            .push("the content is encrypted: give -i IDENTITY to list its images".into());
+        info.notes.push("the content is encrypted: give -i IDENTITY to list its images".into());
         return Ok(info);
     }
-    let (v, compression, encrypted) =
-        crate::load::verify_into(bundle, decryptor, &mut DocumentsOnly, None, &NoProgress)?;
+    let (v, compression, encrypted) = crate::load::verify_into(bundle, decryptor, &mut DocumentsOnly, None, &NoProgress)?;
     info.compression = compression.name().into();
     info.encrypted = encrypted;
     fill_from(&mut info, &v);
@@ -143,20 +135,11 @@ fn fill_from(info: &mut BundleInfo, v: &Verified) {
         let layers: Vec<LayerInfo> = m
             .layers
             .iter()
-            .map(|l| LayerInfo {
-                digest: l.digest.clone(),
-                size: l.size,
-                media_type: l.media_type.clone(),
-            })
+            .map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone() })
             .collect();
         let platform = platform.or_else(|| {
-            let cfg: serde_json::Value =
-                serde_json::from_slice(v.configs.get(&m.config.digest)?).ok()?;
-            Some(format!(
-                "{}/{}",
-                cfg["os"].as_str()?,
-                cfg["architecture"].as_str()?
-            ))
+            let cfg: serde_json::Value = serde_json::from_slice(v.configs.get(&m.config.digest)?).ok()?;
+            Some(format!("{}/{}", cfg["os"].as_str()?, cfg["architecture"].as_str()?))
         });
         Some(ManifestInfo {
             digest: digest.clone(),
@@ -192,17 +175,12 @@ fn fill_from(info: &mut BundleInfo, v: &Verified) {
 
 /// The platform manifests below an index, with their platforms.
 fn collect_platforms(v: &Verified, index: &Digest, f: &mut dyn FnMut(&Digest, Option<String>)) {
-    let Some((_, idx)) = v.indexes.iter().find(|(d, _)| d == index) else {
-        return;
-    };
+    let Some((_, idx)) = v.indexes.iter().find(|(d, _)| d == index) else { return };
     for child in &idx.manifests {
         if v.indexes.iter().any(|(d, _)| d == &child.digest) {
             collect_platforms(v, &child.digest, f);
         } else {
-            f(
-                &child.digest,
-                child.platform.as_ref().map(|p| p.to_string()),
-            );
+            f(&child.digest, child.platform.as_ref().map(|p| p.to_string()));
         }
     }
 }

@@ -4,20 +4,20 @@
 //! `seal` signs and encrypts, `flatten` squashes layers, `load` writes verified
 //! images to their targets; the binary (`main.rs`) only parses and prints.
 
+pub mod flatten;
+pub mod seal;
 pub mod compress;
 pub mod digest;
 pub mod error;
-pub mod flatten;
 pub mod image;
 pub mod reference;
-pub mod seal;
 pub mod size;
 
 pub use error::{Error, ErrorKind, Result};
 pub mod bundle;
+pub mod load;
 pub mod engine;
 pub mod inspect;
-pub mod load;
 pub mod save;
 pub mod transfer;
 pub mod trust;

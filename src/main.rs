@@ -13,11 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(
-    name = "ferry",
-    version,
-    about = "Carry container images across air gaps: save, seal, ship, verify, load."
-)]
+#[command(name = "ferry", version, about = "Carry container images across air gaps: save, seal, ship, verify, load.")]
 struct Cli {
     /// No progress or status output.
     #[arg(short, long, global = true)]
@@ -45,8 +41,7 @@ struct NetArgs {
     ssh_keys: Vec<std::path::PathBuf>,
 }
 
-static TRANSPORT_OPTIONS: std::sync::OnceLock<ferry_transports::TransportOptions> =
-    std::sync::OnceLock::new();
+static TRANSPORT_OPTIONS: std::sync::OnceLock<ferry_transports::TransportOptions> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -229,10 +224,7 @@ struct LsArgs {
 }
 
 fn open_transport(location: &str) -> Result<Box<dyn Transport>> {
-    Ok(ferry_transports::open_with(
-        location,
-        TRANSPORT_OPTIONS.get_or_init(Default::default),
-    )?)
+    Ok(ferry_transports::open_with(location, TRANSPORT_OPTIONS.get_or_init(Default::default))?)
 }
 
 fn main() -> ExitCode {
@@ -278,11 +270,7 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
                 ));
                 return Ok(());
             }
-            let decryptor = if bundle.is_encrypted_by_name() {
-                Some(trust.decryptor()?)
-            } else {
-                None
-            };
+            let decryptor = if bundle.is_encrypted_by_name() { Some(trust.decryptor()?) } else { None };
             let report = ferry::load::verify(&bundle, decryptor, progress)?;
             progress.say(&format!(
                 "verified {}: {}; checksums, {} blobs ({} bytes) and every reference; images: {}",
@@ -296,22 +284,11 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
         }
         Command::Inspect(a) => {
             let bundle = bundle::locate(&a.source.source, &open_transport)?;
-            let trust = ferry::trust::TrustOptions {
-                identities: a.identities.clone(),
-                prompt_allowed: prompt_allowed(),
-                ..Default::default()
-            };
-            let decryptor = if a.identities.is_empty() {
-                None
-            } else {
-                Some(trust.decryptor()?)
-            };
+            let trust = ferry::trust::TrustOptions { identities: a.identities.clone(), prompt_allowed: prompt_allowed(), ..Default::default() };
+            let decryptor = if a.identities.is_empty() { None } else { Some(trust.decryptor()?) };
             let info = ferry::inspect::inspect(&bundle, decryptor)?;
             if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&info).expect("json serializes")
-                );
+                println!("{}", serde_json::to_string_pretty(&info).expect("json serializes"));
             } else {
                 print_info(&info);
             }
@@ -326,45 +303,25 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
         }
         Command::Pull(a) => {
             let bundle = bundle::locate(&a.source, &open_transport)?;
-            std::fs::create_dir_all(&a.output)
-                .map_err(|e| Error::io(format!("creating {}", a.output), e))?;
+            std::fs::create_dir_all(&a.output).map_err(|e| Error::io(format!("creating {}", a.output), e))?;
             let dest = ferry_transports::DirTransport::new(&a.output);
             let report = ferry::transfer::copy_bundle(&bundle, &dest, progress)?;
             print_copy(&report, a.json, progress);
             Ok(())
         }
         Command::Keygen(a) => {
-            let password = if a.no_password {
-                None
-            } else {
-                ferry::seal::new_key_password(prompt_allowed())?
-            };
+            let password = if a.no_password { None } else { ferry::seal::new_key_password(prompt_allowed())? };
             if !a.no_password && password.is_none() {
                 return Err(Error::usage(
                     "no password for the secret key: set FERRY_KEY_PASSWORD, run on a terminal, or pass --no-password",
                 ));
             }
-            std::fs::create_dir_all(&a.output)
-                .map_err(|e| Error::io(format!("creating {}", a.output.display()), e))?;
+            std::fs::create_dir_all(&a.output).map_err(|e| Error::io(format!("creating {}", a.output.display()), e))?;
             let k = ferry::seal::generate(&a.output, password.as_ref())?;
             println!("minisign key id: {}", k.key_id);
-            println!(
-                "public key:      {} (give it to consumers: -k)",
-                k.public_key_path.display()
-            );
-            println!(
-                "secret key:      {} ({})",
-                k.secret_key_path.display(),
-                if k.password_protected {
-                    "password-protected"
-                } else {
-                    "no password"
-                }
-            );
-            println!(
-                "age identity:    {} (consumers decrypt with -i)",
-                k.age_identity_path.display()
-            );
+            println!("public key:      {} (give it to consumers: -k)", k.public_key_path.display());
+            println!("secret key:      {} ({})", k.secret_key_path.display(), if k.password_protected { "password-protected" } else { "no password" });
+            println!("age identity:    {} (consumers decrypt with -i)", k.age_identity_path.display());
             println!("age recipient:   {}", k.age_recipient);
             Ok(())
         }
@@ -372,10 +329,7 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
             let t = open_transport(&a.location)?;
             let list = ferry::transfer::list_bundles(&*t)?;
             if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&list).expect("json serializes")
-                );
+                println!("{}", serde_json::to_string_pretty(&list).expect("json serializes"));
             } else {
                 for b in list {
                     let mut flags = vec![];
@@ -385,13 +339,7 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
                     if b.encrypted {
                         flags.push("encrypted");
                     }
-                    println!(
-                        "{}\t{}\t{} file(s)\t{}",
-                        b.stem,
-                        human(b.size),
-                        b.files.len(),
-                        flags.join(",")
-                    );
+                    println!("{}\t{}\t{} file(s)\t{}", b.stem, human(b.size), b.files.len(), flags.join(","));
                 }
             }
             Ok(())
@@ -400,26 +348,13 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
 }
 
 fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
-    let images = a
-        .images
-        .iter()
-        .map(|s| ImageRef::parse(s))
-        .collect::<Result<Vec<_>>>()?;
+    let images = a.images.iter().map(|s| ImageRef::parse(s)).collect::<Result<Vec<_>>>()?;
     let compression = Compression::parse(&a.compress)?;
     let level = a.level.unwrap_or(compression.default_level());
-    if compression == Compression::Zstd && !(1..=22).contains(&level)
-        || compression == Compression::Gzip && !(0..=9).contains(&level)
-    {
-        return Err(Error::usage(format!(
-            "--level {level} is out of range for {}",
-            compression.name()
-        )));
+    if compression == Compression::Zstd && !(1..=22).contains(&level) || compression == Compression::Gzip && !(0..=9).contains(&level) {
+        return Err(Error::usage(format!("--level {level} is out of range for {}", compression.name())));
     }
-    let split = a
-        .split
-        .as_deref()
-        .map(ferry::size::parse_size)
-        .transpose()?;
+    let split = a.split.as_deref().map(ferry::size::parse_size).transpose()?;
     let source = SourceOptions {
         platforms: PlatformFilter::parse(&a.platforms)?,
         spool_dir: ferry::save::spool_dir_for(&a.output),
@@ -475,20 +410,11 @@ fn flatten(a: FlattenArgs, progress: &CliProgress) -> Result<()> {
     let platforms = PlatformFilter::parse(&a.platforms)?;
     let report = ferry::flatten::image::flatten_command(&source, &target, platforms, progress)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).expect("json serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(&report).expect("json serializes"));
     }
-    progress.say(&format!(
-        "flattened {} into {}",
-        report.summary(),
-        ferry::flatten::output::describe_target(&target)
-    ));
+    progress.say(&format!("flattened {} into {}", report.summary(), ferry::flatten::output::describe_target(&target)));
     for note in &report.dropped {
-        progress.say(&format!(
-            "note: left out {note} (it describes the unflattened image)"
-        ));
+        progress.say(&format!("note: left out {note} (it describes the unflattened image)"));
     }
     Ok(())
 }
@@ -513,10 +439,7 @@ fn load(a: LoadArgs, progress: &CliProgress) -> Result<()> {
 
 fn print_copy(report: &ferry::transfer::CopyReport, json: bool, progress: &CliProgress) {
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(report).expect("json serializes")
-        );
+        println!("{}", serde_json::to_string_pretty(report).expect("json serializes"));
         return;
     }
     let sent: u64 = report.files.iter().map(|f| f.sent).sum();
@@ -527,11 +450,7 @@ fn print_copy(report: &ferry::transfer::CopyReport, json: bool, progress: &CliPr
         report.destination,
         report.files.len(),
         human(sent),
-        if resumed > 0 {
-            format!(", {resumed} resumed")
-        } else {
-            String::new()
-        }
+        if resumed > 0 { format!(", {resumed} resumed") } else { String::new() }
     ));
 }
 
@@ -539,25 +458,16 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     println!("bundle:      {}", info.bundle);
     println!("format:      {}", info.format.as_deref().unwrap_or("?"));
     if let Some(c) = &info.created {
-        println!(
-            "created:     {c} by {}",
-            info.tool.as_deref().unwrap_or("?")
-        );
+        println!("created:     {c} by {}", info.tool.as_deref().unwrap_or("?"));
     }
     println!("compression: {}", info.compression);
     match &info.recipients {
         Some(r) => println!("encrypted:   yes (age: {r})"),
-        None => println!(
-            "encrypted:   {}",
-            if info.encrypted { "yes (age)" } else { "no" }
-        ),
+        None => println!("encrypted:   {}", if info.encrypted { "yes (age)" } else { "no" }),
     }
     match &info.signer {
         Some(k) => println!("signed:      yes (minisign key {k}; check with verify -k)"),
-        None => println!(
-            "signed:      {}",
-            if info.signed { "yes (minisign)" } else { "no" }
-        ),
+        None => println!("signed:      {}", if info.signed { "yes (minisign)" } else { "no" }),
     }
     if let Some(c) = &info.trusted_comment {
         println!("comment:     {c}");
@@ -567,37 +477,14 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     }
     println!("files:");
     for p in &info.parts {
-        println!(
-            "  {}  {}",
-            p.name,
-            p.size.map(human).unwrap_or_else(|| "?".into())
-        );
+        println!("  {}  {}", p.name, p.size.map(human).unwrap_or_else(|| "?".into()));
     }
     for img in info.images.iter().flatten() {
-        println!(
-            "image {} ({})",
-            img.name
-                .as_deref()
-                .or(img.ref_name.as_deref())
-                .unwrap_or("<untagged>"),
-            img.digest
-        );
+        println!("image {} ({})", img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>"), img.digest);
         for m in &img.manifests {
-            println!(
-                "  {} manifest {} config {} — {} layer(s), {}",
-                m.platform.as_deref().unwrap_or("?"),
-                m.digest.short(),
-                m.config.short(),
-                m.layers.len(),
-                human(m.size)
-            );
+            println!("  {} manifest {} config {} — {} layer(s), {}", m.platform.as_deref().unwrap_or("?"), m.digest.short(), m.config.short(), m.layers.len(), human(m.size));
             for l in &m.layers {
-                println!(
-                    "    {}  {:>10}  {}",
-                    l.digest.short(),
-                    human(l.size),
-                    l.media_type
-                );
+                println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), l.media_type);
             }
         }
     }

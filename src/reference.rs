@@ -7,37 +7,28 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
     DockerDaemon(String),
-    DockerArchive {
-        path: PathBuf,
-        reference: Option<String>,
-    },
-    OciArchive {
-        path: PathBuf,
-        reference: Option<String>,
-    },
-    OciDir {
-        path: PathBuf,
-        reference: Option<String>,
-    },
+    DockerArchive { path: PathBuf, reference: Option<String> },
+    OciArchive { path: PathBuf, reference: Option<String> },
+    OciDir { path: PathBuf, reference: Option<String> },
 }
 
 impl ImageRef {
     pub fn parse(s: &str) -> Result<ImageRef> {
         if let Some(rest) = s.strip_prefix("docker-daemon:") {
             if rest.is_empty() {
-                return Err(Error::usage(
-                    "docker-daemon: needs an image name, e.g. docker-daemon:busybox:latest",
-                ));
+                return Err(Error::usage("docker-daemon: needs an image name, e.g. docker-daemon:busybox:latest"));
             }
             return Ok(ImageRef::DockerDaemon(rest.to_string()));
         }
-        for (prefix, make) in [("docker-archive:", 0), ("oci-archive:", 1), ("oci:", 2)] {
+        for (prefix, make) in [
+            ("docker-archive:", 0),
+            ("oci-archive:", 1),
+            ("oci:", 2),
+        ] {
             if let Some(rest) = s.strip_prefix(prefix) {
                 let (path, reference) = split_path_ref(rest);
                 if path.is_empty() {
-                    return Err(Error::usage(format!(
-                        "{prefix} needs a path, e.g. {prefix}image.tar"
-                    )));
+                    return Err(Error::usage(format!("{prefix} needs a path, e.g. {prefix}image.tar")));
                 }
                 let path = PathBuf::from(path);
                 return Ok(match make {
@@ -76,10 +67,7 @@ fn split_path_ref(s: &str) -> (String, Option<String>) {
     // left side is an existing path, else at the first ':'.
     for (i, _) in s.match_indices(':') {
         if std::path::Path::new(&s[..i]).exists() {
-            return (
-                s[..i].to_string(),
-                Some(s[i + 1..].to_string()).filter(|r| !r.is_empty()),
-            );
+            return (s[..i].to_string(), Some(s[i + 1..].to_string()).filter(|r| !r.is_empty()));
         }
     }
     match s.split_once(':') {
@@ -114,18 +102,12 @@ impl ImageName {
             return None;
         }
         let (domain, path) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains('.') || first.contains(':') || first == "localhost" =>
-            {
+            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
                 (first.to_string(), rest.to_string())
             }
             _ => ("docker.io".to_string(), name.to_string()),
         };
-        let path = if domain == "docker.io" && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path
-        };
+        let path = if domain == "docker.io" && !path.contains('/') { format!("library/{path}") } else { path };
         Some(ImageName { domain, path, tag })
     }
 
@@ -151,23 +133,14 @@ mod tests {
 
     #[test]
     fn parses_transports() {
-        assert_eq!(
-            ImageRef::parse("busybox").unwrap(),
-            ImageRef::DockerDaemon("busybox".into())
-        );
+        assert_eq!(ImageRef::parse("busybox").unwrap(), ImageRef::DockerDaemon("busybox".into()));
         assert_eq!(
             ImageRef::parse("oci:/nonexistent/dir:v1").unwrap(),
-            ImageRef::OciDir {
-                path: "/nonexistent/dir".into(),
-                reference: Some("v1".into())
-            }
+            ImageRef::OciDir { path: "/nonexistent/dir".into(), reference: Some("v1".into()) }
         );
         assert_eq!(
             ImageRef::parse("docker-archive:/x/a.tar:foo/bar:2").unwrap(),
-            ImageRef::DockerArchive {
-                path: "/x/a.tar".into(),
-                reference: Some("foo/bar:2".into())
-            }
+            ImageRef::DockerArchive { path: "/x/a.tar".into(), reference: Some("foo/bar:2".into()) }
         );
         assert!(ImageRef::parse("oci:").is_err());
     }
@@ -180,9 +153,6 @@ mod tests {
         let n = ImageName::parse("localhost:5000/a/b:1.0").unwrap();
         assert_eq!(n.full(), "localhost:5000/a/b:1.0");
         assert_eq!(n.familiar(), "localhost:5000/a/b:1.0");
-        assert_eq!(
-            ImageName::parse("ferry/x:t").unwrap().full(),
-            "docker.io/ferry/x:t"
-        );
+        assert_eq!(ImageName::parse("ferry/x:t").unwrap().full(), "docker.io/ferry/x:t");
     }
 }

@@ -8,30 +8,11 @@ use std::sync::Arc;
 
 /// Read all images into one set; all docker-daemon: images come from one
 /// export call (shared layers once), placed where the first of them was named.
-pub fn collect_images_with_progress(
-    images: &[ImageRef],
-    source: &SourceOptions,
-    progress: &dyn Progress,
-) -> Result<ImageSet> {
-    let daemon_names: Vec<String> = images
-        .iter()
-        .filter_map(|i| {
-            if let ImageRef::DockerDaemon(n) = i {
-                Some(n.clone())
-            } else {
-                None
-            }
-        })
-        .collect();
-    let mut from_daemon = if daemon_names.is_empty() {
-        None
-    } else {
-        Some(crate::engine::export_images(
-            &daemon_names,
-            source,
-            progress,
-        )?)
-    };
+pub fn collect_images_with_progress(images: &[ImageRef], source: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
+    let daemon_names: Vec<String> =
+        images.iter().filter_map(|i| if let ImageRef::DockerDaemon(n) = i { Some(n.clone()) } else { None }).collect();
+    let mut from_daemon =
+        if daemon_names.is_empty() { None } else { Some(crate::engine::export_images(&daemon_names, source, progress)?) };
     let mut set = ImageSet::default();
     for image in images {
         match image {
@@ -63,18 +44,10 @@ pub fn save(
     progress: &dyn Progress,
 ) -> Result<SaveReport> {
     if let Some(dir) = &source.spool_dir {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
     let mut set = collect_images_with_progress(images, source, progress)?;
-    let stem = stem.unwrap_or_else(|| {
-        names::default_stem(
-            &set.images
-                .iter()
-                .map(|i| i.display_name())
-                .collect::<Vec<_>>(),
-        )
-    });
+    let stem = stem.unwrap_or_else(|| names::default_stem(&set.images.iter().map(|i| i.display_name()).collect::<Vec<_>>()));
     names::check_stem(&stem)?;
     let options = make_options(stem);
     if options.flattened {
@@ -114,50 +87,32 @@ impl crate::compress::FinishWrite for AgeLayer {
 
 impl SealOptions {
     /// Load keys and ask for secrets now, before any long work starts.
-    pub fn prepare(
-        &self,
-    ) -> Result<(
-        Option<crate::bundle::write::Encryptor>,
-        Option<crate::bundle::write::Signer>,
-    )> {
+    pub fn prepare(&self) -> Result<(Option<crate::bundle::write::Encryptor>, Option<crate::bundle::write::Signer>)> {
         use crate::seal::{self, Recipient};
-        let mut recipients: Vec<Recipient> = self
-            .recipients
-            .iter()
-            .map(|r| r.parse::<Recipient>().map_err(Error::from))
-            .collect::<Result<_>>()?;
+        let mut recipients: Vec<Recipient> =
+            self.recipients.iter().map(|r| r.parse::<Recipient>().map_err(Error::from)).collect::<Result<_>>()?;
         for f in &self.recipient_files {
             recipients.extend(seal::load_recipients_file(f)?);
         }
         if self.passphrase && !recipients.is_empty() {
-            return Err(Error::usage(
-                "--passphrase cannot be combined with -r/-R (age allows one or the other)",
-            ));
+            return Err(Error::usage("--passphrase cannot be combined with -r/-R (age allows one or the other)"));
         }
         let encryptor: Option<crate::bundle::write::Encryptor> = if self.passphrase {
             let pass = seal::passphrase(true, self.prompt_allowed)?;
-            Some(Box::new(move |parts| {
-                Ok(Box::new(AgeLayer(seal::encrypt_writer_passphrase(&pass, parts)?)) as _)
-            }))
+            Some(Box::new(move |parts| Ok(Box::new(AgeLayer(seal::encrypt_writer_passphrase(&pass, parts)?)) as _)))
         } else if !recipients.is_empty() {
-            Some(Box::new(move |parts| {
-                Ok(Box::new(AgeLayer(seal::encrypt_writer(&recipients, parts)?)) as _)
-            }))
+            Some(Box::new(move |parts| Ok(Box::new(AgeLayer(seal::encrypt_writer(&recipients, parts)?)) as _)))
         } else {
             None
         };
         let signer: Option<crate::bundle::write::Signer> = match &self.sign_key {
             Some(path) => {
                 let key = seal::SecretKey::from_file_interactive(path, self.prompt_allowed)?;
-                Some(Box::new(
-                    move |data: &[u8], summary: &crate::bundle::write::BundleSummary| {
-                        let created = humantime::parse_rfc3339(&summary.created)
-                            .unwrap_or_else(|_| std::time::SystemTime::now());
-                        let comment =
-                            seal::bundle_trusted_comment(&summary.stem, &summary.images, created);
-                        Ok(seal::sign(data, &key, &comment, None)?)
-                    },
-                ))
+                Some(Box::new(move |data: &[u8], summary: &crate::bundle::write::BundleSummary| {
+                    let created = humantime::parse_rfc3339(&summary.created).unwrap_or_else(|_| std::time::SystemTime::now());
+                    let comment = seal::bundle_trusted_comment(&summary.stem, &summary.images, created);
+                    Ok(seal::sign(data, &key, &comment, None)?)
+                }))
             }
             None => None,
         };

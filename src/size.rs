@@ -5,11 +5,7 @@ use crate::error::{Error, Result};
 pub const FAT32_MAX_FILE: u64 = 4 * 1024 * 1024 * 1024 - 1;
 
 pub fn parse_size(s: &str) -> Result<u64> {
-    let bad = || {
-        Error::usage(format!(
-            "invalid size {s:?}: use a byte count with an optional K, M, G or T suffix, or fat32"
-        ))
-    };
+    let bad = || Error::usage(format!("invalid size {s:?}: use a byte count with an optional K, M, G or T suffix, or fat32"));
     if s.eq_ignore_ascii_case("fat32") {
         return Ok(FAT32_MAX_FILE);
     }

@@ -30,94 +30,41 @@ pub struct CopiedFile {
 }
 
 /// Copy `bundle` to `dest`.
-pub fn copy_bundle(
-    bundle: &BundleSource,
-    dest: &dyn Transport,
-    progress: &dyn Progress,
-) -> Result<CopyReport> {
+pub fn copy_bundle(bundle: &BundleSource, dest: &dyn Transport, progress: &dyn Progress) -> Result<CopyReport> {
     let mut files = Vec::new();
     for line in &bundle.checksums.lines {
-        files.push(copy_file(
-            bundle,
-            dest,
-            &line.name,
-            Some(&line.hex),
-            progress,
-        )?);
+        files.push(copy_file(bundle, dest, &line.name, Some(&line.hex), progress)?);
     }
     if let Some(sig) = &bundle.signature {
         files.push(copy_bytes(dest, &names::signature_name(&bundle.stem), sig)?);
     }
-    files.push(copy_bytes(
-        dest,
-        &names::checksum_name(&bundle.stem),
-        &bundle.checksum_bytes,
-    )?);
-    Ok(CopyReport {
-        destination: dest.describe(),
-        stem: bundle.stem.clone(),
-        resume_upload: dest.capabilities().resume_upload,
-        files,
-    })
+    files.push(copy_bytes(dest, &names::checksum_name(&bundle.stem), &bundle.checksum_bytes)?);
+    Ok(CopyReport { destination: dest.describe(), stem: bundle.stem.clone(), resume_upload: dest.capabilities().resume_upload, files })
 }
 
 fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFile> {
     crate::bundle::write::put_small(dest, name, data)?;
-    Ok(CopiedFile {
-        name: name.to_string(),
-        sent: data.len() as u64,
-        size: data.len() as u64,
-        resumed_from: 0,
-    })
+    Ok(CopiedFile { name: name.to_string(), sent: data.len() as u64, size: data.len() as u64, resumed_from: 0 })
 }
 
-fn copy_file(
-    bundle: &BundleSource,
-    dest: &dyn Transport,
-    name: &str,
-    expect_hex: Option<&str>,
-    progress: &dyn Progress,
-) -> Result<CopiedFile> {
+fn copy_file(bundle: &BundleSource, dest: &dyn Transport, name: &str, expect_hex: Option<&str>, progress: &dyn Progress) -> Result<CopiedFile> {
     let src = &*bundle.transport;
-    let size = src
-        .stat(name)?
-        .ok_or_else(|| Error::integrity(format!("{}: part {name} is missing", src.describe())))?;
+    let size = src.stat(name)?.ok_or_else(|| Error::integrity(format!("{}: part {name} is missing", src.describe())))?;
     if dest.stat(name)? == Some(size) {
         // Already complete there (an earlier push that stopped later): check it in place.
         if let Some(hex) = expect_hex {
             let mut h = Hasher::new();
             hash_into(&mut *dest.get(name, 0)?, &mut h, None, name, dest)?;
             if h.finish().hex() == hex {
-                return Ok(CopiedFile {
-                    name: name.into(),
-                    sent: 0,
-                    size,
-                    resumed_from: size,
-                });
+                return Ok(CopiedFile { name: name.into(), sent: 0, size, resumed_from: size });
             }
         }
     }
-    match copy_attempt(
-        bundle,
-        dest,
-        name,
-        size,
-        expect_hex,
-        PutMode::Resume,
-        progress,
-    )? {
+    match copy_attempt(bundle, dest, name, size, expect_hex, PutMode::Resume, progress)? {
         Attempt::Done(f) => Ok(f),
         // What an earlier attempt left was damaged: start over once, from byte 0.
         Attempt::Mismatch { resumed_from, .. } if resumed_from > 0 => {
-            match copy_attempt(
-                bundle,
-                dest,
-                name,
-                size,
-                expect_hex,
-                PutMode::Fresh,
-                progress,
-            )? {
+            match copy_attempt(bundle, dest, name, size, expect_hex, PutMode::Fresh, progress)? {
                 Attempt::Done(f) => Ok(f),
                 Attempt::Mismatch { error, .. } => Err(error),
             }
@@ -130,10 +77,7 @@ enum Attempt {
     Done(CopiedFile),
     /// The bytes copied do not match `STEM.sha256`; the temporary file was discarded
     /// where the destination allows it.
-    Mismatch {
-        resumed_from: u64,
-        error: Error,
-    },
+    Mismatch { resumed_from: u64, error: Error },
 }
 
 fn copy_attempt(
@@ -154,13 +98,7 @@ fn copy_attempt(
     let mut hashed = 0u64;
     if mode == PutMode::Resume && dest.capabilities().resume_upload {
         if let Some(there) = dest.stat(&temp)?.filter(|&n| n > 0 && n <= size) {
-            hashed = hash_into(
-                &mut dest.get(&temp, 0)?.take(there),
-                &mut hasher,
-                None,
-                name,
-                dest,
-            )?;
+            hashed = hash_into(&mut dest.get(&temp, 0)?.take(there), &mut hasher, None, name, dest)?;
         }
     }
     let mut upload = dest.put(name, mode)?;
@@ -187,19 +125,11 @@ fn copy_attempt(
                 "{name}: checksum mismatch after copying from {} (the source is damaged or changed during the copy); the copy was discarded",
                 src.describe()
             ));
-            return Ok(Attempt::Mismatch {
-                resumed_from: offset,
-                error,
-            });
+            return Ok(Attempt::Mismatch { resumed_from: offset, error });
         }
     }
     upload.commit()?;
-    Ok(Attempt::Done(CopiedFile {
-        name: name.into(),
-        sent,
-        size,
-        resumed_from: offset,
-    }))
+    Ok(Attempt::Done(CopiedFile { name: name.into(), sent, size, resumed_from: offset }))
 }
 
 /// Size of the blocks a copy moves.
@@ -278,19 +208,11 @@ fn pipe(
 }
 
 /// Hash `r` to its end; returns the number of bytes read.
-fn hash_into(
-    r: &mut dyn Read,
-    h: &mut Hasher,
-    progress: Option<&dyn Progress>,
-    name: &str,
-    from: &dyn Transport,
-) -> Result<u64> {
+fn hash_into(r: &mut dyn Read, h: &mut Hasher, progress: Option<&dyn Progress>, name: &str, from: &dyn Transport) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0u64;
     loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|e| transfer_error(from, format!("reading {name}"), e))?;
+        let n = r.read(&mut buf).map_err(|e| transfer_error(from, format!("reading {name}"), e))?;
         if n == 0 {
             return Ok(total);
         }
@@ -337,23 +259,17 @@ pub fn list_bundles(transport: &dyn Transport) -> Result<Vec<ListedBundle>> {
     let entries = transport.list()?;
     let mut out = Vec::new();
     for e in &entries {
-        let Some(stem) = e.name.strip_suffix(names::CHECKSUM_SUFFIX) else {
-            continue;
-        };
+        let Some(stem) = e.name.strip_suffix(names::CHECKSUM_SUFFIX) else { continue };
         let prefix = format!("{stem}.tar");
         let parts: Vec<_> = entries
             .iter()
-            .filter(|p| {
-                p.name.starts_with(&prefix) && !p.name.ends_with(ferry_transports::PARTIAL_SUFFIX)
-            })
+            .filter(|p| p.name.starts_with(&prefix) && !p.name.ends_with(ferry_transports::PARTIAL_SUFFIX))
             .collect();
         out.push(ListedBundle {
             stem: stem.to_string(),
             files: parts.iter().map(|p| p.name.clone()).collect(),
             size: parts.iter().map(|p| p.size).sum(),
-            signed: entries
-                .iter()
-                .any(|s| s.name == names::signature_name(stem)),
+            signed: entries.iter().any(|s| s.name == names::signature_name(stem)),
             encrypted: parts.iter().any(|p| p.name.contains(".age")),
         });
     }

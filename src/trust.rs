@@ -24,9 +24,7 @@ pub enum SignatureStatus {
     /// Signed by a trusted key.
     Trusted(SignatureInfo),
     /// Signed, but no key was given to check it against.
-    Unchecked {
-        signer: String,
-    },
+    Unchecked { signer: String },
     Unsigned,
 }
 
@@ -34,9 +32,7 @@ impl SignatureStatus {
     pub fn describe(&self) -> String {
         match self {
             SignatureStatus::Trusted(i) => format!("signed by trusted key {}", i.key_id),
-            SignatureStatus::Unchecked { signer } => {
-                format!("signed by key {signer}, not checked (no -k given)")
-            }
+            SignatureStatus::Unchecked { signer } => format!("signed by key {signer}, not checked (no -k given)"),
             SignatureStatus::Unsigned => "unsigned".into(),
         }
     }
@@ -44,10 +40,7 @@ impl SignatureStatus {
 
 impl TrustOptions {
     pub fn public_keys(&self) -> Result<Vec<PublicKey>> {
-        self.keys
-            .iter()
-            .map(|k| PublicKey::load(k).map_err(Error::from))
-            .collect()
+        self.keys.iter().map(|k| PublicKey::load(k).map_err(Error::from)).collect()
     }
 
     pub fn load_identities(&self) -> Result<Vec<Identity>> {
@@ -79,9 +72,7 @@ impl TrustOptions {
             return Ok(SignatureStatus::Unsigned);
         };
         if keys.is_empty() {
-            let signer = seal::signer_key_id(sig)
-                .map(|k| k.to_string())
-                .unwrap_or_else(|_| "?".into());
+            let signer = seal::signer_key_id(sig).map(|k| k.to_string()).unwrap_or_else(|_| "?".into());
             if require && !self.allow_unsigned {
                 return Err(Error::Authenticity(format!(
                     "{} is signed by key {signer}, but no trusted key was given: pass -k ferry.pub (or --allow-unsigned)",
@@ -122,8 +113,6 @@ impl TrustOptions {
     }
 
     pub fn can_decrypt(&self) -> bool {
-        !self.identities.is_empty()
-            || std::env::var_os(seal::PASSPHRASE_ENV).is_some()
-            || self.prompt_allowed
+        !self.identities.is_empty() || std::env::var_os(seal::PASSPHRASE_ENV).is_some() || self.prompt_allowed
     }
 }

@@ -16,10 +16,7 @@ fn split_bundle() -> Case {
     let bundle = dir.path().join("usb");
     ferry_ok(&[
         "save",
-        &format!(
-            "docker-archive:{}",
-            fixture("multi.docker.tar.gz").display()
-        ),
+        &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()),
         "-o",
         bundle.to_str().unwrap(),
         "-n",
@@ -28,11 +25,7 @@ fn split_bundle() -> Case {
         "256K",
     ]);
     let target = dir.path().join("target-oci");
-    Case {
-        bundle,
-        target,
-        _dir: dir,
-    }
+    Case { bundle, target, _dir: dir }
 }
 
 fn parts(dir: &Path) -> Vec<PathBuf> {
@@ -49,33 +42,16 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
 /// the target nor any staging directory may be left.
 fn refused(case: &Case, expect: &str) {
     for args in [
-        vec![
-            "load".to_string(),
-            "--allow-unsigned".into(),
-            case.bundle.display().to_string(),
-            "--into".into(),
-            format!("oci:{}", case.target.display()),
-        ],
+        vec!["load".to_string(), "--allow-unsigned".into(), case.bundle.display().to_string(), "--into".into(), format!("oci:{}", case.target.display())],
         vec!["verify".to_string(), case.bundle.display().to_string()],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let r = ferry(&args);
-        assert_eq!(
-            r.code, 3,
-            "ferry {args:?} should fail with exit 3; stderr:\n{}",
-            r.stderr
-        );
-        assert!(
-            r.stderr.contains(expect),
-            "ferry {args:?}: expected {expect:?} in:\n{}",
-            r.stderr
-        );
+        assert_eq!(r.code, 3, "ferry {args:?} should fail with exit 3; stderr:\n{}", r.stderr);
+        assert!(r.stderr.contains(expect), "ferry {args:?}: expected {expect:?} in:\n{}", r.stderr);
         assert!(r.stderr.contains("hint:"), "no hint in:\n{}", r.stderr);
     }
-    assert!(
-        !case.target.exists(),
-        "the target was created despite the failure"
-    );
+    assert!(!case.target.exists(), "the target was created despite the failure");
     let parent = case.target.parent().unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(parent)
         .unwrap()
@@ -131,27 +107,13 @@ fn parts_swapped() {
 fn rebuilt(edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Case {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("usb");
-    ferry_ok(&[
-        "save",
-        &format!(
-            "docker-archive:{}",
-            fixture("docker20-whiteout.docker.tar.gz").display()
-        ),
-        "-o",
-        bundle.to_str().unwrap(),
-        "-n",
-        "m",
-    ]);
+    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", bundle.to_str().unwrap(), "-n", "m"]);
     let inner = decompress(&std::fs::read(bundle.join("m.tar.zst")).unwrap());
     let edited = edit(inner);
     std::fs::remove_file(bundle.join("m.tar.zst")).unwrap();
     write_bundle(&bundle, "m", &zstd_bytes(&edited));
     let target = dir.path().join("target-oci");
-    Case {
-        bundle,
-        target,
-        _dir: dir,
-    }
+    Case { bundle, target, _dir: dir }
 }
 
 /// Offset of the data of the largest blob entry in a tar.
@@ -175,10 +137,7 @@ fn corrupt_blob_with_recomputed_outer_checksum() {
         tar
     });
     // The outer checksum now matches: sha256sum alone would not notice.
-    sh(&format!(
-        "cd {} && sha256sum -c m.sha256",
-        case.bundle.display()
-    ));
+    sh(&format!("cd {} && sha256sum -c m.sha256", case.bundle.display()));
     refused(&case, "is corrupt: its content hashes to");
 }
 
@@ -218,11 +177,7 @@ fn tar_entry_with_absolute_path() {
 
 #[test]
 fn symlink_escaping_the_target() {
-    let case = hostile(
-        "blobs/sha256/escape",
-        tar::EntryType::Symlink,
-        "../../../../etc/passwd",
-    );
+    let case = hostile("blobs/sha256/escape", tar::EntryType::Symlink, "../../../../etc/passwd");
     refused(&case, "not a regular file");
 }
 
@@ -275,24 +230,14 @@ fn checksum_file_naming_other_files_is_refused() {
     std::fs::write(&sums, text.replacen("m.tar.zst.000", "../../etc/passwd", 1)).unwrap();
     let r = ferry(&["verify", case.bundle.to_str().unwrap()]);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert!(
-        r.stderr.contains("not a file of this bundle"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("not a file of this bundle"), "{}", r.stderr);
 }
 
 #[test]
 fn incomplete_bundle_without_checksum_file() {
     let case = split_bundle();
     std::fs::remove_file(case.bundle.join("m.sha256")).unwrap();
-    let r = ferry(&[
-        "load",
-        "--allow-unsigned",
-        case.bundle.to_str().unwrap(),
-        "--into",
-        &format!("oci:{}", case.target.display()),
-    ]);
+    let r = ferry(&["load", "--allow-unsigned", case.bundle.to_str().unwrap(), "--into", &format!("oci:{}", case.target.display())]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("no complete bundle"), "{}", r.stderr);
     assert!(!case.target.exists());
@@ -301,13 +246,7 @@ fn incomplete_bundle_without_checksum_file() {
 #[test]
 fn failed_load_leaves_an_existing_layout_as_it_was() {
     let good = split_bundle();
-    ferry_ok(&[
-        "load",
-        "--allow-unsigned",
-        good.bundle.to_str().unwrap(),
-        "--into",
-        &format!("oci:{}", good.target.display()),
-    ]);
+    ferry_ok(&["load", "--allow-unsigned", good.bundle.to_str().unwrap(), "--into", &format!("oci:{}", good.target.display())]);
     let before = std::fs::read(good.target.join("index.json")).unwrap();
     let blobs_before = layout_blobs(&good.target);
     let bad = rebuilt(|mut tar| {
@@ -315,18 +254,9 @@ fn failed_load_leaves_an_existing_layout_as_it_was() {
         tar[off + len - 1] ^= 0xff;
         tar
     });
-    let r = ferry(&[
-        "load",
-        "--allow-unsigned",
-        bad.bundle.to_str().unwrap(),
-        "--into",
-        &format!("oci:{}", good.target.display()),
-    ]);
+    let r = ferry(&["load", "--allow-unsigned", bad.bundle.to_str().unwrap(), "--into", &format!("oci:{}", good.target.display())]);
     assert_eq!(r.code, 3, "{}", r.stderr);
-    assert_eq!(
-        std::fs::read(good.target.join("index.json")).unwrap(),
-        before
-    );
+    assert_eq!(std::fs::read(good.target.join("index.json")).unwrap(), before);
     assert_eq!(layout_blobs(&good.target), blobs_before);
 }
 
@@ -338,18 +268,9 @@ fn archive_targets_leave_nothing_on_failure() {
         tar
     });
     let out = case.target.with_extension("tar");
-    let r = ferry(&[
-        "load",
-        "--allow-unsigned",
-        case.bundle.to_str().unwrap(),
-        "--into",
-        &format!("docker-archive:{}", out.display()),
-    ]);
+    let r = ferry(&["load", "--allow-unsigned", case.bundle.to_str().unwrap(), "--into", &format!("docker-archive:{}", out.display())]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(!out.exists());
-    let names: Vec<String> = std::fs::read_dir(out.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names: Vec<String> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
 }

@@ -13,14 +13,7 @@ fn two_daemons_run_side_by_side() {
 
     producer.import_busybox("ferry-test/busybox:1");
     let out = producer.docker_ok(&[
-        "run",
-        "--rm",
-        "--pull=never",
-        "--network",
-        "none",
-        "ferry-test/busybox:1",
-        "echo",
-        "hi",
+        "run", "--rm", "--pull=never", "--network", "none", "ferry-test/busybox:1", "echo", "hi",
     ]);
     assert_eq!(out, "hi\n");
 
@@ -28,18 +21,9 @@ fn two_daemons_run_side_by_side() {
     let images = consumer.docker_ok(&["images", "-q"]);
     assert_eq!(images.trim(), "", "consumer daemon should start empty");
     let missing = consumer.docker(&[
-        "run",
-        "--rm",
-        "--pull=never",
-        "--network",
-        "none",
-        "ferry-test/busybox:1",
-        "true",
+        "run", "--rm", "--pull=never", "--network", "none", "ferry-test/busybox:1", "true",
     ]);
-    assert!(
-        !missing.status.success(),
-        "image must not exist on the consumer"
-    );
+    assert!(!missing.status.success(), "image must not exist on the consumer");
 }
 
 #[test]
@@ -47,7 +31,10 @@ fn require_names_the_missing_binary() {
     support::require("sh");
     let err = std::panic::catch_unwind(|| support::require("no-such-binary-ferry-xyz"))
         .expect_err("require must panic");
-    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    let msg = err
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
     assert!(msg.contains("missing no-such-binary-ferry-xyz"), "{msg}");
     assert!(msg.contains("scripts/install-deps.sh"), "{msg}");
 }

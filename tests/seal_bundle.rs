@@ -14,15 +14,8 @@ struct Keys {
 fn keygen(dir: &Path) -> Keys {
     ferry_ok(&["keygen", "-o", dir.to_str().unwrap(), "--no-password"]);
     let age = std::fs::read_to_string(dir.join("ferry.age")).unwrap();
-    let recipient = age
-        .lines()
-        .find_map(|l| l.strip_prefix("# public key: "))
-        .unwrap()
-        .to_string();
-    Keys {
-        dir: dir.to_path_buf(),
-        recipient,
-    }
+    let recipient = age.lines().find_map(|l| l.strip_prefix("# public key: ")).unwrap().to_string();
+    Keys { dir: dir.to_path_buf(), recipient }
 }
 
 impl Keys {
@@ -54,24 +47,13 @@ fn sealed_bundle(keys: &Keys, out: &Path, stem: &str, fixture_file: &str) {
 
 /// `load` fails with exit 3 naming `expect`, and the target does not exist.
 fn load_refused(bundle: &Path, extra: &[&str], expect: &str) {
-    let target = bundle
-        .parent()
-        .unwrap()
-        .join(format!("target-{}", rand_suffix()));
+    let target = bundle.parent().unwrap().join(format!("target-{}", rand_suffix()));
     let into = format!("oci:{}", target.display());
     let mut args = vec!["load", bundle.to_str().unwrap(), "--into", &into];
     args.extend_from_slice(extra);
     let r = ferry(&args);
-    assert_eq!(
-        r.code, 3,
-        "ferry {args:?} should be refused with exit 3:\n{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(expect),
-        "expected {expect:?} in:\n{}",
-        r.stderr
-    );
+    assert_eq!(r.code, 3, "ferry {args:?} should be refused with exit 3:\n{}", r.stderr);
+    assert!(r.stderr.contains(expect), "expected {expect:?} in:\n{}", r.stderr);
     assert!(!target.exists(), "target written despite the refusal");
 }
 
@@ -89,51 +71,19 @@ fn standard_tools_check_and_open_a_sealed_bundle_and_docker_loads_it() {
     let keys = keygen(&work.path().join("keys"));
     let out = work.path().join("usb");
     sealed_bundle(&keys, &out, "s", "docker20-whiteout.docker.tar.gz");
-    sh(&format!(
-        "minisign -Vm {0}/s.sha256 -p {1}",
-        out.display(),
-        keys.public()
-    ));
+    sh(&format!("minisign -Vm {0}/s.sha256 -p {1}", out.display(), keys.public()));
     sh(&format!("cd {} && sha256sum -c s.sha256", out.display()));
     let daemon = support::dockerd::Dockerd::start();
     let tar = work.path().join("plain.tar");
-    sh(&format!(
-        "age -d -i {} {}/s.tar.zst.age | zstd -d > {}",
-        keys.identity(),
-        out.display(),
-        tar.display()
-    ));
+    sh(&format!("age -d -i {} {}/s.tar.zst.age | zstd -d > {}", keys.identity(), out.display(), tar.display()));
     daemon.docker_ok(&["load", "-i", tar.to_str().unwrap()]);
-    let run = daemon.docker_ok(&[
-        "run",
-        "--rm",
-        "--pull=never",
-        "--network",
-        "none",
-        "ferry-fixture/docker20:v1",
-    ]);
+    let run = daemon.docker_ok(&["run", "--rm", "--pull=never", "--network", "none", "ferry-fixture/docker20:v1"]);
     assert_eq!(run.trim_end(), "ferry fixture docker20: ok");
     // And ferry itself: verify with key + identity, load.
-    let v = ferry_ok(&[
-        "verify",
-        out.to_str().unwrap(),
-        "-k",
-        &keys.public(),
-        "-i",
-        &keys.identity(),
-    ]);
+    let v = ferry_ok(&["verify", out.to_str().unwrap(), "-k", &keys.public(), "-i", &keys.identity()]);
     assert!(v.stderr.contains("signed by trusted key"), "{}", v.stderr);
     let oci = work.path().join("oci");
-    ferry_ok(&[
-        "load",
-        out.to_str().unwrap(),
-        "-k",
-        &keys.public(),
-        "-i",
-        &keys.identity(),
-        "--into",
-        &format!("oci:{}", oci.display()),
-    ]);
+    ferry_ok(&["load", out.to_str().unwrap(), "-k", &keys.public(), "-i", &keys.identity(), "--into", &format!("oci:{}", oci.display())]);
     // Without an identity, verify checks signature and checksums and says it did not open the content.
     let v = ferry_ok(&["verify", out.to_str().unwrap(), "-k", &keys.public()]);
     assert!(v.stderr.contains("not opened"), "{}", v.stderr);
@@ -141,11 +91,7 @@ fn standard_tools_check_and_open_a_sealed_bundle_and_docker_loads_it() {
     let i = ferry_ok(&["inspect", out.to_str().unwrap(), "--json"]);
     let info: serde_json::Value = serde_json::from_str(&i.stdout).unwrap();
     assert!(info["signer"].as_str().unwrap().len() == 16);
-    assert!(
-        info["recipients"].as_str().unwrap().contains("1 recipient"),
-        "{}",
-        i.stdout
-    );
+    assert!(info["recipients"].as_str().unwrap().contains("1 recipient"), "{}", i.stdout);
 }
 
 #[test]
@@ -155,17 +101,7 @@ fn a_bundle_sealed_by_the_real_age_and_minisign_clis_loads() {
     let work = tempfile::tempdir().unwrap();
     let keys = keygen(&work.path().join("keys"));
     let out = work.path().join("usb");
-    ferry_ok(&[
-        "save",
-        &format!(
-            "docker-archive:{}",
-            fixture("multi.docker.tar.gz").display()
-        ),
-        "-o",
-        out.to_str().unwrap(),
-        "-n",
-        "cli",
-    ]);
+    ferry_ok(&["save", &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "cli"]);
     let d = out.display();
     sh(&format!(
         "cd {d} && age -r {r} -o cli.tar.zst.age cli.tar.zst && rm cli.tar.zst && sha256sum cli.tar.zst.age > cli.sha256 && \
@@ -212,11 +148,7 @@ fn attacks_on_signatures_are_refused() {
     let victim = fresh("victim");
     let donor = work.path().join("donor");
     sealed_bundle(&keys, &donor, "s", "multi.docker.tar.gz");
-    std::fs::copy(
-        donor.join("s.sha256.minisig"),
-        victim.join("s.sha256.minisig"),
-    )
-    .unwrap();
+    std::fs::copy(donor.join("s.sha256.minisig"), victim.join("s.sha256.minisig")).unwrap();
     load_refused(&victim, &["-k", &k, "-i", &i], "signature");
 
     // A valid signature of another bundle, renamed to this stem.
@@ -232,11 +164,7 @@ fn attacks_on_signatures_are_refused() {
     // Edited trusted comment.
     let b = fresh("comment");
     let sig = std::fs::read_to_string(b.join("s.sha256.minisig")).unwrap();
-    std::fs::write(
-        b.join("s.sha256.minisig"),
-        sig.replace("images=", "images=evil/"),
-    )
-    .unwrap();
+    std::fs::write(b.join("s.sha256.minisig"), sig.replace("images=", "images=evil/")).unwrap();
     load_refused(&b, &["-k", &k, "-i", &i], "signature");
 
     // STEM.sha256 edited after signing (the artifact replaced to match it).
@@ -246,11 +174,7 @@ fn attacks_on_signatures_are_refused() {
     let n = evil.len();
     evil[n - 100] ^= 1;
     std::fs::write(b.join("s.tar.zst.age"), &evil).unwrap();
-    std::fs::write(
-        b.join("s.sha256"),
-        format!("{}  s.tar.zst.age\n", sha256_hex(&evil)),
-    )
-    .unwrap();
+    std::fs::write(b.join("s.sha256"), format!("{}  s.tar.zst.age\n", sha256_hex(&evil))).unwrap();
     load_refused(&b, &["-k", &k, "-i", &i], "signature");
 
     // Signature missing when a key is required.
@@ -290,25 +214,10 @@ fn attacks_on_encryption_are_refused() {
     // the signature and checksums pass, decryption must still fail.
     require("minisign");
     let t = work.path().join("trunc");
-    ferry_ok(&[
-        "save",
-        &format!(
-            "docker-archive:{}",
-            fixture("docker20-whiteout.docker.tar.gz").display()
-        ),
-        "-o",
-        t.to_str().unwrap(),
-        "-n",
-        "s",
-        "-r",
-        &keys.recipient,
-    ]);
+    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", t.to_str().unwrap(), "-n", "s", "-r", &keys.recipient]);
     let art = std::fs::read(t.join("s.tar.zst.age")).unwrap();
     std::fs::write(t.join("s.tar.zst.age"), &art[..art.len() - 70_000]).unwrap();
-    sh(&format!(
-        "cd {} && sha256sum s.tar.zst.age > s.sha256",
-        t.display()
-    ));
+    sh(&format!("cd {} && sha256sum s.tar.zst.age > s.sha256", t.display()));
     load_refused(&t, &["--allow-unsigned", "-i", &i], "");
 }
 
@@ -317,124 +226,49 @@ fn passphrase_bundles_and_wrong_passphrase() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("p");
     let save = ferry_env(
-        &[
-            "save",
-            &format!(
-                "docker-archive:{}",
-                fixture("docker20-whiteout.docker.tar.gz").display()
-            ),
-            "-o",
-            out.to_str().unwrap(),
-            "-n",
-            "p",
-            "--passphrase",
-        ],
+        &["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "p", "--passphrase"],
         &[("FERRY_PASSPHRASE", "correct horse battery staple")],
     );
     assert_eq!(save.code, 0, "{}", save.stderr);
     let oci = work.path().join("oci");
     let ok = ferry_env(
-        &[
-            "load",
-            out.to_str().unwrap(),
-            "--allow-unsigned",
-            "--into",
-            &format!("oci:{}", oci.display()),
-        ],
+        &["load", out.to_str().unwrap(), "--allow-unsigned", "--into", &format!("oci:{}", oci.display())],
         &[("FERRY_PASSPHRASE", "correct horse battery staple")],
     );
     assert_eq!(ok.code, 0, "{}", ok.stderr);
     let target = work.path().join("oci2");
     let bad = ferry_env(
-        &[
-            "load",
-            out.to_str().unwrap(),
-            "--allow-unsigned",
-            "--into",
-            &format!("oci:{}", target.display()),
-        ],
+        &["load", out.to_str().unwrap(), "--allow-unsigned", "--into", &format!("oci:{}", target.display())],
         &[("FERRY_PASSPHRASE", "wrong guess")],
     );
     assert_eq!(bad.code, 3, "{}", bad.stderr);
     assert!(!target.exists());
-    assert!(
-        !bad.stderr.contains("wrong guess") && !bad.stderr.contains("correct horse"),
-        "secret in output: {}",
-        bad.stderr
-    );
+    assert!(!bad.stderr.contains("wrong guess") && !bad.stderr.contains("correct horse"), "secret in output: {}", bad.stderr);
 }
 
 #[test]
 fn secret_keys_must_be_private_and_passwords_stay_secret() {
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("keys");
-    let r = ferry_env(
-        &["keygen", "-o", dir.to_str().unwrap()],
-        &[("FERRY_KEY_PASSWORD", "s3cret-pw")],
-    );
+    let r = ferry_env(&["keygen", "-o", dir.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "s3cret-pw")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     use std::os::unix::fs::PermissionsExt;
     for f in ["ferry.key", "ferry.age"] {
-        assert_eq!(
-            std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777,
-            0o600,
-            "{f}"
-        );
+        assert_eq!(std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777, 0o600, "{f}");
     }
-    let src = format!(
-        "docker-archive:{}",
-        fixture("docker20-whiteout.docker.tar.gz").display()
-    );
+    let src = format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display());
     let out = work.path().join("o");
     let key = dir.join("ferry.key");
     // Wrong password: refused, and neither password appears anywhere.
-    let bad = ferry_env(
-        &[
-            "save",
-            &src,
-            "-o",
-            out.to_str().unwrap(),
-            "--sign",
-            key.to_str().unwrap(),
-        ],
-        &[("FERRY_KEY_PASSWORD", "not-the-pw")],
-    );
+    let bad = ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "not-the-pw")]);
     assert_ne!(bad.code, 0);
-    assert!(
-        !bad.stderr.contains("not-the-pw") && !bad.stdout.contains("not-the-pw"),
-        "{}",
-        bad.stderr
-    );
-    let good = ferry_env(
-        &[
-            "save",
-            &src,
-            "-o",
-            out.to_str().unwrap(),
-            "-n",
-            "g",
-            "--sign",
-            key.to_str().unwrap(),
-        ],
-        &[("FERRY_KEY_PASSWORD", "s3cret-pw")],
-    );
+    assert!(!bad.stderr.contains("not-the-pw") && !bad.stdout.contains("not-the-pw"), "{}", bad.stderr);
+    let good = ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "-n", "g", "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "s3cret-pw")]);
     assert_eq!(good.code, 0, "{}", good.stderr);
     assert!(!good.stderr.contains("s3cret-pw"));
     // A world-readable secret key is refused with the fix in the message.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let loose = ferry_env(
-        &[
-            "save",
-            &src,
-            "-o",
-            out.to_str().unwrap(),
-            "-n",
-            "h",
-            "--sign",
-            key.to_str().unwrap(),
-        ],
-        &[("FERRY_KEY_PASSWORD", "s3cret-pw")],
-    );
+    let loose = ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "-n", "h", "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "s3cret-pw")]);
     assert_ne!(loose.code, 0);
     assert!(loose.stderr.contains("chmod 600"), "{}", loose.stderr);
 }

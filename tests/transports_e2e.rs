@@ -73,22 +73,14 @@ struct Site {
 
 impl Site {
     fn args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
-        self.net
-            .iter()
-            .map(String::as_str)
-            .chain(args.iter().copied())
-            .collect()
+        self.net.iter().map(String::as_str).chain(args.iter().copied()).collect()
     }
     fn run(&self, args: &[&str]) -> Out {
         ferry_in(self.home.path(), &self.args(args), &[])
     }
     fn ok(&self, args: &[&str]) -> Out {
         let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "[{}] ferry {args:?} failed (exit {}):\n{}",
-            self.label, r.code, r.stderr
-        );
+        assert_eq!(r.code, 0, "[{}] ferry {args:?} failed (exit {}):\n{}", self.label, r.code, r.stderr);
         r
     }
     fn loc(&self, stem: &str) -> String {
@@ -96,9 +88,7 @@ impl Site {
     }
     fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = match fs::read_dir(&self.data_dir) {
-            Ok(rd) => rd
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
+            Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => vec![],
         };
         v.sort();
@@ -111,13 +101,7 @@ fn home() -> tempfile::TempDir {
 }
 
 fn ftp_site(server: &Vsftpd) -> Site {
-    Site {
-        label: "ftp",
-        url: server.url(),
-        data_dir: server.data_dir.clone(),
-        net: vec![],
-        home: home(),
-    }
+    Site { label: "ftp", url: server.url(), data_dir: server.data_dir.clone(), net: vec![], home: home() }
 }
 
 fn sftp_site(server: &Sshd) -> Site {
@@ -136,13 +120,7 @@ fn sftp_site(server: &Sshd) -> Site {
 }
 
 fn http_site(server: &Nginx) -> Site {
-    Site {
-        label: "http",
-        url: server.url("drop/"),
-        data_dir: server.www.join("drop"),
-        net: vec![],
-        home: home(),
-    }
+    Site { label: "http", url: server.url("drop/"), data_dir: server.www.join("drop"), net: vec![], home: home() }
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -151,11 +129,7 @@ fn json(text: &str) -> serde_json::Value {
 
 /// Flip one byte of a file in place (same size, so only a checksum can tell).
 fn flip_byte(path: &Path, at: u64) {
-    let mut f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
+    let mut f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8; 1];
     f.seek(SeekFrom::Start(at)).unwrap();
     f.read_exact(&mut b).unwrap();
@@ -166,9 +140,7 @@ fn flip_byte(path: &Path, at: u64) {
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect(),
+        Ok(rd) => rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
         Err(_) => vec![],
     };
     v.sort();
@@ -191,25 +163,10 @@ fn round_trip(site: &Site, seal: bool) {
     let mut seal_args: Vec<String> = vec![];
     let mut trust_args: Vec<String> = vec!["--allow-unsigned".into()];
     if seal {
-        let out = ferry_in(
-            site.home.path(),
-            &["keygen", "--no-password", "-o", keys.to_str().unwrap()],
-            &[],
-        );
+        let out = ferry_in(site.home.path(), &["keygen", "--no-password", "-o", keys.to_str().unwrap()], &[]);
         assert_eq!(out.code, 0, "keygen: {}", out.stderr);
-        let recipient = out
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("age recipient:"))
-            .unwrap()
-            .trim()
-            .to_string();
-        seal_args = vec![
-            "--sign".into(),
-            keys.join("ferry.key").display().to_string(),
-            "-r".into(),
-            recipient,
-        ];
+        let recipient = out.stdout.lines().find_map(|l| l.strip_prefix("age recipient:")).unwrap().trim().to_string();
+        seal_args = vec!["--sign".into(), keys.join("ferry.key").display().to_string(), "-r".into(), recipient];
         trust_args = vec![
             "-k".into(),
             keys.join("ferry.pub").display().to_string(),
@@ -219,44 +176,17 @@ fn round_trip(site: &Site, seal: bool) {
     }
 
     // 1. save straight to the server.
-    let mut args = vec![
-        "save",
-        image.as_str(),
-        "-o",
-        site.url.as_str(),
-        "-n",
-        "e2e-save",
-    ];
+    let mut args = vec!["save", image.as_str(), "-o", site.url.as_str(), "-n", "e2e-save"];
     args.extend(seal_args.iter().map(String::as_str));
     site.ok(&args);
     let on_server = site.names();
-    let artifact = if seal {
-        "e2e-save.tar.zst.age"
-    } else {
-        "e2e-save.tar.zst"
-    };
-    assert!(
-        on_server.contains(&"e2e-save.sha256".to_string()),
-        "[{label}] {on_server:?}"
-    );
-    assert!(
-        on_server.contains(&artifact.to_string()),
-        "[{label}] {on_server:?}"
-    );
-    assert_eq!(
-        on_server.contains(&"e2e-save.sha256.minisig".to_string()),
-        seal,
-        "[{label}] {on_server:?}"
-    );
-    assert!(
-        !on_server.iter().any(|n| n.ends_with(".partial")),
-        "[{label}] temporary files left: {on_server:?}"
-    );
+    let artifact = if seal { "e2e-save.tar.zst.age" } else { "e2e-save.tar.zst" };
+    assert!(on_server.contains(&"e2e-save.sha256".to_string()), "[{label}] {on_server:?}");
+    assert!(on_server.contains(&artifact.to_string()), "[{label}] {on_server:?}");
+    assert_eq!(on_server.contains(&"e2e-save.sha256.minisig".to_string()), seal, "[{label}] {on_server:?}");
+    assert!(!on_server.iter().any(|n| n.ends_with(".partial")), "[{label}] temporary files left: {on_server:?}");
     // Standard tools check what landed on the server.
-    sh(&format!(
-        "cd '{}' && sha256sum -c e2e-save.sha256",
-        site.data_dir.display()
-    ));
+    sh(&format!("cd '{}' && sha256sum -c e2e-save.sha256", site.data_dir.display()));
 
     // 2. the consumer loads it from the server; every source digest survives.
     let consumer = w.join("consumer-oci");
@@ -268,17 +198,9 @@ fn round_trip(site: &Site, seal: bool) {
     let have = layout_blobs(&consumer);
     let want = source_digests(&fx);
     for d in &want {
-        assert!(
-            have.contains(d),
-            "[{label}] digest {d} of the source is missing after save to / load from {}",
-            site.url
-        );
+        assert!(have.contains(d), "[{label}] digest {d} of the source is missing after save to / load from {}", site.url);
     }
-    eprintln!(
-        "[{label}] save -o {} then load: {} source digests kept",
-        site.url,
-        want.len()
-    );
+    eprintln!("[{label}] save -o {} then load: {} source digests kept", site.url, want.len());
     let mut args = vec!["verify", src.as_str()];
     if seal {
         args.extend(trust_args.iter().map(String::as_str));
@@ -287,162 +209,58 @@ fn round_trip(site: &Site, seal: bool) {
 
     // 3. push a local split bundle.
     let local = w.join("local");
-    site.ok(&[
-        "save",
-        &image,
-        "-o",
-        local.to_str().unwrap(),
-        "-n",
-        "e2e-split",
-        "--compress",
-        "none",
-        "--split",
-        "700K",
-    ]);
+    site.ok(&["save", &image, "-o", local.to_str().unwrap(), "-n", "e2e-split", "--compress", "none", "--split", "700K"]);
     let local_files = files_in(&local);
-    let parts: Vec<&String> = local_files
-        .iter()
-        .filter(|n| n.starts_with("e2e-split.tar."))
-        .collect();
-    assert!(
-        parts.len() >= 3,
-        "split into several parts: {local_files:?}"
-    );
-    let pushed = json(
-        &site
-            .ok(&[
-                "push",
-                local.join("e2e-split.sha256").to_str().unwrap(),
-                &site.url,
-                "--json",
-            ])
-            .stdout,
-    );
+    let parts: Vec<&String> = local_files.iter().filter(|n| n.starts_with("e2e-split.tar.")).collect();
+    assert!(parts.len() >= 3, "split into several parts: {local_files:?}");
+    let pushed = json(&site.ok(&["push", local.join("e2e-split.sha256").to_str().unwrap(), &site.url, "--json"]).stdout);
     let files = pushed["files"].as_array().unwrap();
     assert_eq!(files.len(), parts.len() + 1, "[{label}] {pushed}");
     for f in files {
-        assert_eq!(
-            f["sent"], f["size"],
-            "[{label}] fresh push sends everything: {f}"
-        );
+        assert_eq!(f["sent"], f["size"], "[{label}] fresh push sends everything: {f}");
         assert_eq!(f["resumed_from"], 0);
     }
-    assert_eq!(
-        files.last().unwrap()["name"],
-        "e2e-split.sha256",
-        "STEM.sha256 is published last"
-    );
+    assert_eq!(files.last().unwrap()["name"], "e2e-split.sha256", "STEM.sha256 is published last");
     for n in &local_files {
-        assert_eq!(
-            fs::read(local.join(n)).unwrap(),
-            fs::read(site.data_dir.join(n)).unwrap(),
-            "[{label}] {n} on the server"
-        );
+        assert_eq!(fs::read(local.join(n)).unwrap(), fs::read(site.data_dir.join(n)).unwrap(), "[{label}] {n} on the server");
     }
 
     // 4. ls: complete bundles only. An artifact without its STEM.sha256 (a save that
     // stopped, or still running) is not listed; neither are temporary names.
     fs::write(site.data_dir.join("e2e-half.tar.zst"), b"not finished").unwrap();
-    fs::write(
-        site.data_dir.join("e2e-half.tar.zst.partial"),
-        b"not finished",
-    )
-    .unwrap();
+    fs::write(site.data_dir.join("e2e-half.tar.zst.partial"), b"not finished").unwrap();
     fs::write(site.data_dir.join("e2e-tmp.sha256.partial"), b"x").unwrap();
     let listed = json(&site.ok(&["ls", &site.url, "--json"]).stdout);
-    let stems: Vec<&str> = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["stem"].as_str().unwrap())
-        .collect();
+    let stems: Vec<&str> = listed.as_array().unwrap().iter().map(|b| b["stem"].as_str().unwrap()).collect();
     assert_eq!(stems.len(), 2, "[{label}] ls: {listed}");
-    assert!(
-        stems.contains(&"e2e-save") && stems.contains(&"e2e-split"),
-        "[{label}] ls: {listed}"
-    );
-    let split = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["stem"] == "e2e-split")
-        .unwrap();
-    assert_eq!(
-        split["files"].as_array().unwrap().len(),
-        parts.len(),
-        "[{label}] {split}"
-    );
-    let local_size: u64 = parts
-        .iter()
-        .map(|p| fs::metadata(local.join(p)).unwrap().len())
-        .sum();
+    assert!(stems.contains(&"e2e-save") && stems.contains(&"e2e-split"), "[{label}] ls: {listed}");
+    let split = listed.as_array().unwrap().iter().find(|b| b["stem"] == "e2e-split").unwrap();
+    assert_eq!(split["files"].as_array().unwrap().len(), parts.len(), "[{label}] {split}");
+    let local_size: u64 = parts.iter().map(|p| fs::metadata(local.join(p)).unwrap().len()).sum();
     assert_eq!(split["size"].as_u64().unwrap(), local_size);
-    let saved = listed
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["stem"] == "e2e-save")
-        .unwrap();
+    let saved = listed.as_array().unwrap().iter().find(|b| b["stem"] == "e2e-save").unwrap();
     assert_eq!(saved["signed"], seal);
     assert_eq!(saved["encrypted"], seal);
     let plain = site.ok(&["ls", &site.url]).stdout;
-    assert!(
-        !plain.contains("e2e-half") && plain.contains("e2e-split"),
-        "[{label}] ls:\n{plain}"
-    );
+    assert!(!plain.contains("e2e-half") && plain.contains("e2e-split"), "[{label}] ls:\n{plain}");
 
     // 5. pull it back, byte for byte; verify remote and pulled copies.
     let pulled = w.join("pulled");
-    let report = json(
-        &site
-            .ok(&[
-                "pull",
-                &site.loc("e2e-split"),
-                "-o",
-                pulled.to_str().unwrap(),
-                "--json",
-            ])
-            .stdout,
-    );
+    let report = json(&site.ok(&["pull", &site.loc("e2e-split"), "-o", pulled.to_str().unwrap(), "--json"]).stdout);
     assert_eq!(report["files"].as_array().unwrap().len(), parts.len() + 1);
     assert_eq!(files_in(&pulled), local_files, "[{label}] pulled files");
     for n in &local_files {
-        assert_eq!(
-            fs::read(local.join(n)).unwrap(),
-            fs::read(pulled.join(n)).unwrap(),
-            "[{label}] pulled {n}"
-        );
+        assert_eq!(fs::read(local.join(n)).unwrap(), fs::read(pulled.join(n)).unwrap(), "[{label}] pulled {n}");
     }
-    sh(&format!(
-        "cd '{}' && sha256sum -c e2e-split.sha256",
-        pulled.display()
-    ));
+    sh(&format!("cd '{}' && sha256sum -c e2e-split.sha256", pulled.display()));
     site.ok(&["verify", &site.loc("e2e-split")]);
     site.ok(&["verify", pulled.to_str().unwrap()]);
     // A pull again finds everything there and sends nothing.
-    let again = json(
-        &site
-            .ok(&[
-                "pull",
-                &site.loc("e2e-split"),
-                "-o",
-                pulled.to_str().unwrap(),
-                "--json",
-            ])
-            .stdout,
-    );
-    for f in again["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["name"].as_str().unwrap().contains(".tar"))
-    {
+    let again = json(&site.ok(&["pull", &site.loc("e2e-split"), "-o", pulled.to_str().unwrap(), "--json"]).stdout);
+    for f in again["files"].as_array().unwrap().iter().filter(|f| f["name"].as_str().unwrap().contains(".tar")) {
         assert_eq!(f["sent"], 0, "[{label}] already pulled: {f}");
     }
-    eprintln!(
-        "[{label}] push of {} parts, ls, pull and verify: ok",
-        parts.len()
-    );
+    eprintln!("[{label}] push of {} parts, ls, pull and verify: ok", parts.len());
 }
 
 #[test]
@@ -470,12 +288,7 @@ fn http_webdav_save_load_ls_push_pull_verify() {
 fn read_by(pid: u32) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("rchar:")
-                    .map(|v| v.trim().parse().unwrap_or(0))
-            })
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("rchar:").map(|v| v.trim().parse().unwrap_or(0))))
         .unwrap_or(0)
 }
 
@@ -484,20 +297,9 @@ fn read_by(pid: u32) -> u64 {
 fn big_bundle(dir: &Path, stem: &str, size: u64) -> PathBuf {
     fs::create_dir_all(dir).unwrap();
     let name = format!("{stem}.tar.zst");
-    sh(&format!(
-        "head -c {size} /dev/urandom > '{}'",
-        dir.join(&name).display()
-    ));
-    let hex = sh(&format!("sha256sum '{}'", dir.join(&name).display()))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string();
-    fs::write(
-        dir.join(format!("{stem}.sha256")),
-        format!("{hex}  {name}\n"),
-    )
-    .unwrap();
+    sh(&format!("head -c {size} /dev/urandom > '{}'", dir.join(&name).display()));
+    let hex = sh(&format!("sha256sum '{}'", dir.join(&name).display())).split_whitespace().next().unwrap().to_string();
+    fs::write(dir.join(format!("{stem}.sha256")), format!("{hex}  {name}\n")).unwrap();
     dir.join(format!("{stem}.sha256"))
 }
 
@@ -512,15 +314,11 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
     let sums = big_bundle(work.path(), "big", size);
     let artifact = "big.tar.zst";
 
-    let mut child: Child = ferry_cmd(
-        site.home.path(),
-        &site.args(&["push", sums.to_str().unwrap(), &site.url, "--json"]),
-        &[],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child: Child = ferry_cmd(site.home.path(), &site.args(&["push", sums.to_str().unwrap(), &site.url, "--json"]), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     while read_by(pid) < 8 * MIB {
@@ -533,67 +331,30 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        assert!(
-            Instant::now() < deadline,
-            "[{label}] push did not start sending"
-        );
+        assert!(Instant::now() < deadline, "[{label}] push did not start sending");
         std::thread::sleep(Duration::from_millis(1));
     }
     server.kill();
     let t0 = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!(
-        "[{label}] server killed mid-push: exit {:?} after {:?}: {}",
-        out.status.code(),
-        t0.elapsed(),
-        stderr.lines().find(|l| l.contains("error:")).unwrap_or("")
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(4),
-        "[{label}] a push to a killed server is a transport failure:\n{stderr}"
-    );
+    eprintln!("[{label}] server killed mid-push: exit {:?} after {:?}: {}", out.status.code(), t0.elapsed(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+    assert_eq!(out.status.code(), Some(4), "[{label}] a push to a killed server is a transport failure:\n{stderr}");
     let names = site.names();
-    assert!(
-        !names.contains(&artifact.to_string()),
-        "[{label}] the artifact appeared under its final name: {names:?}"
-    );
-    assert!(
-        !names.contains(&"big.sha256".to_string()),
-        "[{label}] {names:?}"
-    );
+    assert!(!names.contains(&artifact.to_string()), "[{label}] the artifact appeared under its final name: {names:?}");
+    assert!(!names.contains(&"big.sha256".to_string()), "[{label}] {names:?}");
     let partial = site.data_dir.join(format!("{artifact}.partial"));
     let left = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
 
     server.restart();
-    let report = json(
-        &site
-            .ok(&["push", sums.to_str().unwrap(), &site.url, "--json"])
-            .stdout,
-    );
-    let f = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == artifact)
-        .unwrap()
-        .clone();
-    let (sent, from) = (
-        f["sent"].as_u64().unwrap(),
-        f["resumed_from"].as_u64().unwrap(),
-    );
+    let report = json(&site.ok(&["push", sums.to_str().unwrap(), &site.url, "--json"]).stdout);
+    let f = report["files"].as_array().unwrap().iter().find(|f| f["name"] == artifact).unwrap().clone();
+    let (sent, from) = (f["sent"].as_u64().unwrap(), f["resumed_from"].as_u64().unwrap());
     assert_eq!(f["size"].as_u64().unwrap(), size);
     assert_eq!(sent + from, size, "[{label}] {f}");
     if can_resume {
-        assert!(
-            left > 0,
-            "[{label}] nothing of the first attempt reached the server"
-        );
-        assert_eq!(
-            from, left,
-            "[{label}] resumed from what the server held: {f}"
-        );
+        assert!(left > 0, "[{label}] nothing of the first attempt reached the server");
+        assert_eq!(from, left, "[{label}] resumed from what the server held: {f}");
         assert!(sent < size, "[{label}] {f}");
         eprintln!("[{label}] second push resumed at byte {from}: sent only {sent} of {size} bytes");
     } else {
@@ -601,23 +362,12 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
         assert_eq!(from, 0, "[{label}] {f}");
         assert_eq!(sent, size, "[{label}] {f}");
         assert_eq!(report["resume_upload"], false, "[{label}] {report}");
-        eprintln!(
-            "[{label}] second push restarted from byte 0 (WebDAV cannot append): sent {sent} bytes"
-        );
+        eprintln!("[{label}] second push restarted from byte 0 (WebDAV cannot append): sent {sent} bytes");
     }
-    assert_eq!(
-        report["files"].as_array().unwrap().last().unwrap()["name"],
-        "big.sha256"
-    );
+    assert_eq!(report["files"].as_array().unwrap().last().unwrap()["name"], "big.sha256");
     let names = site.names();
-    assert!(
-        !names.iter().any(|n| n.ends_with(".partial")),
-        "[{label}] {names:?}"
-    );
-    sh(&format!(
-        "cd '{}' && sha256sum -c big.sha256",
-        site.data_dir.display()
-    ));
+    assert!(!names.iter().any(|n| n.ends_with(".partial")), "[{label}] {names:?}");
+    sh(&format!("cd '{}' && sha256sum -c big.sha256", site.data_dir.display()));
 }
 
 #[test]
@@ -655,91 +405,39 @@ fn killed_then_pull_resumes(site: &Site, server: &mut servers::Proc) {
     let artifact = "down.tar.zst";
     let partial = out.join(format!("{artifact}.partial"));
 
-    let mut child: Child = ferry_cmd(
-        site.home.path(),
-        &site.args(&[
-            "pull",
-            &site.loc("down"),
-            "-o",
-            out.to_str().unwrap(),
-            "--json",
-        ]),
-        &[],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
+    let mut child: Child = ferry_cmd(site.home.path(), &site.args(&["pull", &site.loc("down"), "-o", out.to_str().unwrap(), "--json"]), &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 * MIB {
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
-            panic!(
-                "[{label}] pull ended before the server was killed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            panic!("[{label}] pull ended before the server was killed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        assert!(
-            Instant::now() < deadline,
-            "[{label}] pull did not start receiving"
-        );
+        assert!(Instant::now() < deadline, "[{label}] pull did not start receiving");
         std::thread::sleep(Duration::from_millis(1));
     }
     server.kill();
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
-    eprintln!(
-        "[{label}] server killed mid-pull: exit {:?}: {}",
-        result.status.code(),
-        stderr.lines().find(|l| l.contains("error:")).unwrap_or("")
-    );
-    assert_eq!(
-        result.status.code(),
-        Some(4),
-        "[{label}] a pull from a killed server is a transport failure:\n{stderr}"
-    );
+    eprintln!("[{label}] server killed mid-pull: exit {:?}: {}", result.status.code(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+    assert_eq!(result.status.code(), Some(4), "[{label}] a pull from a killed server is a transport failure:\n{stderr}");
     let names = files_in(&out);
-    assert!(
-        !names.contains(&artifact.to_string()) && !names.contains(&"down.sha256".to_string()),
-        "[{label}] {names:?}"
-    );
+    assert!(!names.contains(&artifact.to_string()) && !names.contains(&"down.sha256".to_string()), "[{label}] {names:?}");
     let left = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
     assert!(left > 0, "[{label}] nothing kept locally");
 
     server.restart();
-    let report = json(
-        &site
-            .ok(&[
-                "pull",
-                &site.loc("down"),
-                "-o",
-                out.to_str().unwrap(),
-                "--json",
-            ])
-            .stdout,
-    );
-    let f = report["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["name"] == artifact)
-        .unwrap()
-        .clone();
-    let (sent, from) = (
-        f["sent"].as_u64().unwrap(),
-        f["resumed_from"].as_u64().unwrap(),
-    );
+    let report = json(&site.ok(&["pull", &site.loc("down"), "-o", out.to_str().unwrap(), "--json"]).stdout);
+    let f = report["files"].as_array().unwrap().iter().find(|f| f["name"] == artifact).unwrap().clone();
+    let (sent, from) = (f["sent"].as_u64().unwrap(), f["resumed_from"].as_u64().unwrap());
     assert_eq!(from, left, "[{label}] resumed from what was kept: {f}");
     assert_eq!(sent + from, size, "[{label}] {f}");
     eprintln!("[{label}] second pull resumed at byte {from}: received only {sent} of {size} bytes");
-    assert_eq!(
-        files_in(&out),
-        vec!["down.sha256".to_string(), artifact.to_string()]
-    );
-    sh(&format!(
-        "cd '{}' && sha256sum -c down.sha256",
-        out.display()
-    ));
+    assert_eq!(files_in(&out), vec!["down.sha256".to_string(), artifact.to_string()]);
+    sh(&format!("cd '{}' && sha256sum -c down.sha256", out.display()));
 }
 
 #[test]
@@ -780,51 +478,21 @@ fn corrupted_on_server(site: &Site) {
 
     let pulled = w.join("pulled");
     let r = site.run(&["pull", &site.loc("damaged"), "-o", pulled.to_str().unwrap()]);
-    assert_eq!(
-        r.code, 3,
-        "[{label}] pull of a corrupted file: exit {}\n{}",
-        r.code, r.stderr
-    );
+    assert_eq!(r.code, 3, "[{label}] pull of a corrupted file: exit {}\n{}", r.code, r.stderr);
     assert!(r.stderr.contains("checksum"), "[{label}] {}", r.stderr);
-    assert_eq!(
-        files_in(&pulled),
-        Vec::<String>::new(),
-        "[{label}] nothing may be committed (nor left) locally"
-    );
+    assert_eq!(files_in(&pulled), Vec::<String>::new(), "[{label}] nothing may be committed (nor left) locally");
 
     let oci = w.join("oci");
     let into = format!("oci:{}", oci.display());
-    let r = site.run(&[
-        "load",
-        &site.loc("damaged"),
-        "--into",
-        &into,
-        "--allow-unsigned",
-    ]);
-    assert_eq!(
-        r.code, 3,
-        "[{label}] load of a corrupted file: exit {}\n{}",
-        r.code, r.stderr
-    );
+    let r = site.run(&["load", &site.loc("damaged"), "--into", &into, "--allow-unsigned"]);
+    assert_eq!(r.code, 3, "[{label}] load of a corrupted file: exit {}\n{}", r.code, r.stderr);
     assert!(r.stderr.contains("checksum"), "[{label}] {}", r.stderr);
-    assert!(
-        !oci.exists() || files_in(&oci).is_empty(),
-        "[{label}] load left {:?}",
-        files_in(&oci)
-    );
-    assert_eq!(
-        files_in(w),
-        vec!["pulled".to_string()],
-        "[{label}] nothing else written: {:?}",
-        files_in(w)
-    );
+    assert!(!oci.exists() || files_in(&oci).is_empty(), "[{label}] load left {:?}", files_in(&oci));
+    assert_eq!(files_in(w), vec!["pulled".to_string()], "[{label}] nothing else written: {:?}", files_in(w));
 
     let r = site.run(&["verify", &site.loc("damaged")]);
     assert_eq!(r.code, 3, "[{label}] verify: {}", r.stderr);
-    eprintln!(
-        "[{label}] corrupted on the server: pull/load/verify exit 3: {}",
-        r.stderr.lines().next().unwrap_or("")
-    );
+    eprintln!("[{label}] corrupted on the server: pull/load/verify exit 3: {}", r.stderr.lines().next().unwrap_or(""));
 }
 
 #[test]
@@ -854,38 +522,18 @@ fn sftp_unknown_host_key_refused_then_accepted_with_flag() {
     let kh = h.path().join("fresh_known_hosts");
     let key = server.key.display().to_string();
     let url = format!("{}/", server.url());
-    let base = [
-        "--ssh-key",
-        key.as_str(),
-        "--known-hosts",
-        kh.to_str().unwrap(),
-    ];
+    let base = ["--ssh-key", key.as_str(), "--known-hosts", kh.to_str().unwrap()];
 
     let r = ferry_in(h.path(), &[&base[..], &["ls", &url]].concat(), &[]);
-    assert_eq!(
-        r.code, 4,
-        "unknown host key must be refused with exit 4:\n{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains("SHA256:"),
-        "the message shows the fingerprint: {}",
-        r.stderr
-    );
+    assert_eq!(r.code, 4, "unknown host key must be refused with exit 4:\n{}", r.stderr);
+    assert!(r.stderr.contains("SHA256:"), "the message shows the fingerprint: {}", r.stderr);
     assert!(!kh.exists(), "a refused key must not be recorded");
     eprintln!("unknown host key: {}", r.stderr.trim());
 
-    let r = ferry_in(
-        h.path(),
-        &[&base[..], &["--accept-new-host-key", "ls", &url]].concat(),
-        &[],
-    );
+    let r = ferry_in(h.path(), &[&base[..], &["--accept-new-host-key", "ls", &url]].concat(), &[]);
     assert_eq!(r.code, 0, "--accept-new-host-key: {}", r.stderr);
     let recorded = fs::read_to_string(&kh).unwrap();
-    assert!(
-        recorded.contains(server.host_pub.split_whitespace().nth(1).unwrap()),
-        "{recorded}"
-    );
+    assert!(recorded.contains(server.host_pub.split_whitespace().nth(1).unwrap()), "{recorded}");
     // Now known: the strict default connects.
     let r = ferry_in(h.path(), &[&base[..], &["ls", &url]].concat(), &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -895,21 +543,9 @@ fn sftp_unknown_host_key_refused_then_accepted_with_flag() {
     servers::ssh_keygen(&other, "other");
     let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
     let b64 = other_pub.split_whitespace().nth(1).unwrap();
-    fs::write(
-        &kh,
-        format!("[127.0.0.1]:{} ssh-ed25519 {b64}\n", server.port),
-    )
-    .unwrap();
-    let r = ferry_in(
-        h.path(),
-        &[&base[..], &["--accept-new-host-key", "ls", &url]].concat(),
-        &[],
-    );
-    assert_eq!(
-        r.code, 4,
-        "a changed host key must be refused:\n{}",
-        r.stderr
-    );
+    fs::write(&kh, format!("[127.0.0.1]:{} ssh-ed25519 {b64}\n", server.port)).unwrap();
+    let r = ferry_in(h.path(), &[&base[..], &["--accept-new-host-key", "ls", &url]].concat(), &[]);
+    assert_eq!(r.code, 4, "a changed host key must be refused:\n{}", r.stderr);
 }
 
 #[test]
@@ -921,24 +557,12 @@ fn wrong_password_fails_with_exit_4_and_no_password_in_output() {
     let t0 = Instant::now();
     let r = ferry_in(h.path(), &["ls", &ftp.url_with_password(WRONG)], &[]);
     assert_eq!(r.code, 4, "ftp wrong password: {}", r.stderr);
-    assert!(
-        !r.stderr.contains(WRONG) && !r.stdout.contains(WRONG),
-        "password leaked: {}",
-        r.stderr
-    );
+    assert!(!r.stderr.contains(WRONG) && !r.stdout.contains(WRONG), "password leaked: {}", r.stderr);
     assert!(r.stderr.contains("authentication"), "{}", r.stderr);
-    eprintln!(
-        "ftp wrong password ({:?}): {}",
-        t0.elapsed(),
-        r.stderr.trim()
-    );
+    eprintln!("ftp wrong password ({:?}): {}", t0.elapsed(), r.stderr.trim());
     // Right password from the environment instead of the URL works.
     let url = format!("ftp://{TEST_USER}@127.0.0.1:{}/", ftp.port);
-    let r = ferry_in(
-        h.path(),
-        &["ls", &url],
-        &[("FERRY_FTP_PASSWORD", TEST_PASSWORD)],
-    );
+    let r = ferry_in(h.path(), &["ls", &url], &[("FERRY_FTP_PASSWORD", TEST_PASSWORD)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let r = ferry_in(h.path(), &["ls", &url], &[("FERRY_FTP_PASSWORD", WRONG)]);
     assert_eq!(r.code, 4, "{}", r.stderr);
@@ -952,34 +576,19 @@ fn wrong_password_fails_with_exit_4_and_no_password_in_output() {
     assert!(!r.stderr.contains(WRONG), "password leaked: {}", r.stderr);
     eprintln!("sftp wrong password: {}", r.stderr.trim());
     let no_pw = wrong_url.replace(&format!(":{WRONG}@"), "@");
-    let r = ferry_in(
-        h.path(),
-        &["--known-hosts", &kh, "ls", &no_pw],
-        &[("FERRY_SFTP_PASSWORD", WRONG)],
-    );
+    let r = ferry_in(h.path(), &["--known-hosts", &kh, "ls", &no_pw], &[("FERRY_SFTP_PASSWORD", WRONG)]);
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(!r.stderr.contains(WRONG), "password leaked: {}", r.stderr);
-    let r = ferry_in(
-        h.path(),
-        &["--known-hosts", &kh, "ls", &no_pw],
-        &[("FERRY_SFTP_PASSWORD", TEST_PASSWORD)],
-    );
+    let r = ferry_in(h.path(), &["--known-hosts", &kh, "ls", &no_pw], &[("FERRY_SFTP_PASSWORD", TEST_PASSWORD)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     let nginx = Nginx::start();
-    let url = format!(
-        "http://{TEST_USER}:{WRONG}@127.0.0.1:{}/private/",
-        nginx.port
-    );
+    let url = format!("http://{TEST_USER}:{WRONG}@127.0.0.1:{}/private/", nginx.port);
     let r = ferry_in(h.path(), &["ls", &url], &[]);
     assert_eq!(r.code, 4, "http wrong password: {}", r.stderr);
     assert!(!r.stderr.contains(WRONG), "password leaked: {}", r.stderr);
     eprintln!("http wrong password: {}", r.stderr.trim());
-    let r = ferry_in(
-        h.path(),
-        &["ls", &nginx.url("token/")],
-        &[("FERRY_HTTP_TOKEN", WRONG)],
-    );
+    let r = ferry_in(h.path(), &["ls", &nginx.url("token/")], &[("FERRY_HTTP_TOKEN", WRONG)]);
     assert_eq!(r.code, 4, "http wrong token: {}", r.stderr);
     assert!(!r.stderr.contains(WRONG), "token leaked: {}", r.stderr);
 }
@@ -1004,34 +613,12 @@ fn server_down_fails_fast_with_exit_4() {
             let took = t0.elapsed();
             assert_eq!(r.code, 4, "{args:?} to a server that is down: {}", r.stderr);
             assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
-            eprintln!(
-                "{args:?}: exit 4 in {took:?}: {}",
-                r.stderr.lines().next().unwrap_or("")
-            );
+            eprintln!("{args:?}: exit 4 in {took:?}: {}", r.stderr.lines().next().unwrap_or(""));
         }
         let pulled = work.path().join("pulled");
-        let r = ferry_in(
-            h.path(),
-            &[
-                "pull",
-                &format!("{url}small"),
-                "-o",
-                pulled.to_str().unwrap(),
-            ],
-            &[],
-        );
+        let r = ferry_in(h.path(), &["pull", &format!("{url}small"), "-o", pulled.to_str().unwrap()], &[]);
         assert_eq!(r.code, 4, "pull from a server that is down: {}", r.stderr);
-        let r = ferry_in(
-            h.path(),
-            &[
-                "load",
-                &format!("{url}small"),
-                "--into",
-                "oci:/nonexistent-ferry",
-                "--allow-unsigned",
-            ],
-            &[],
-        );
+        let r = ferry_in(h.path(), &["load", &format!("{url}small"), "--into", "oci:/nonexistent-ferry", "--allow-unsigned"], &[]);
         assert_eq!(r.code, 4, "load from a server that is down: {}", r.stderr);
     }
 }
@@ -1046,30 +633,11 @@ fn ftp_push_over_a_damaged_partial_starts_over() {
     let work = servers::tempdir("ferry-e2e-damaged-partial-");
     let sums = big_bundle(work.path(), "mended", 8 * MIB);
     let partial = site.data_dir.join("mended.tar.zst.partial");
-    sh(&format!(
-        "head -c {} /dev/urandom > '{}' && chmod 666 '{}'",
-        3 * MIB,
-        partial.display(),
-        partial.display()
-    ));
-    let report = json(
-        &site
-            .ok(&["push", sums.to_str().unwrap(), &site.url, "--json"])
-            .stdout,
-    );
+    sh(&format!("head -c {} /dev/urandom > '{}' && chmod 666 '{}'", 3 * MIB, partial.display(), partial.display()));
+    let report = json(&site.ok(&["push", sums.to_str().unwrap(), &site.url, "--json"]).stdout);
     let f = &report["files"][0];
     assert_eq!(f["name"], "mended.tar.zst");
-    assert_eq!(
-        (
-            f["sent"].as_u64().unwrap(),
-            f["resumed_from"].as_u64().unwrap()
-        ),
-        (8 * MIB, 0),
-        "{report}"
-    );
-    sh(&format!(
-        "cd '{}' && sha256sum -c mended.sha256",
-        site.data_dir.display()
-    ));
+    assert_eq!((f["sent"].as_u64().unwrap(), f["resumed_from"].as_u64().unwrap()), (8 * MIB, 0), "{report}");
+    sh(&format!("cd '{}' && sha256sum -c mended.sha256", site.data_dir.display()));
     assert!(!partial.exists());
 }

@@ -15,10 +15,7 @@ pub struct ChecksumFile {
 
 impl ChecksumFile {
     pub fn render(&self) -> String {
-        self.lines
-            .iter()
-            .map(|l| format!("{}  {}\n", l.hex, l.name))
-            .collect()
+        self.lines.iter().map(|l| format!("{}  {}\n", l.hex, l.name)).collect()
     }
 
     /// Parse, refusing anything that could make ferry read outside the bundle.
@@ -30,28 +27,16 @@ impl ChecksumFile {
             if line.trim().is_empty() {
                 continue;
             }
-            let (hex, rest) = line
-                .split_once(' ')
-                .ok_or_else(|| bad(format!("line {} is not \"<sha256>  <file>\"", n + 1)))?;
+            let (hex, rest) = line.split_once(' ').ok_or_else(|| bad(format!("line {} is not \"<sha256>  <file>\"", n + 1)))?;
             // "  name" (text mode) or " *name" (binary mode)
-            let name = rest
-                .strip_prefix(' ')
-                .or_else(|| rest.strip_prefix('*'))
-                .ok_or_else(|| bad(format!("line {} is malformed", n + 1)))?;
+            let name = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*')).ok_or_else(|| bad(format!("line {} is malformed", n + 1)))?;
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad(format!("line {} has no sha256 checksum", n + 1)));
             }
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.')
-            {
-                return Err(bad(format!(
-                    "line {} names {name:?}, which is not a file of this bundle",
-                    n + 1
-                )));
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
+                return Err(bad(format!("line {} names {name:?}, which is not a file of this bundle", n + 1)));
             }
-            lines.push(ChecksumLine {
-                hex: hex.to_ascii_lowercase(),
-                name: name.to_string(),
-            });
+            lines.push(ChecksumLine { hex: hex.to_ascii_lowercase(), name: name.to_string() });
         }
         if lines.is_empty() {
             return Err(bad("lists no files".into()));
@@ -65,19 +50,11 @@ mod tests {
     use super::*;
     #[test]
     fn round_trip_and_hostile_names() {
-        let f = ChecksumFile {
-            lines: vec![ChecksumLine {
-                hex: "a".repeat(64),
-                name: "x.tar.zst".into(),
-            }],
-        };
+        let f = ChecksumFile { lines: vec![ChecksumLine { hex: "a".repeat(64), name: "x.tar.zst".into() }] };
         assert_eq!(ChecksumFile::parse(f.render().as_bytes(), "x").unwrap(), f);
         let evil = format!("{}  ../etc/passwd\n", "a".repeat(64));
         assert!(ChecksumFile::parse(evil.as_bytes(), "x").is_err());
         let bin = format!("{} *x.tar\n", "b".repeat(64));
-        assert_eq!(
-            ChecksumFile::parse(bin.as_bytes(), "x").unwrap().lines[0].name,
-            "x.tar"
-        );
+        assert_eq!(ChecksumFile::parse(bin.as_bytes(), "x").unwrap().lines[0].name, "x.tar");
     }
 }

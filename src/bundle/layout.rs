@@ -55,10 +55,7 @@ pub fn index_json(set: &ImageSet, meta: &BundleMeta) -> Vec<u8> {
     let mut annotations = serde_json::Map::new();
     annotations.insert(ANN_FORMAT.into(), FORMAT_VERSION.into());
     annotations.insert(ANN_CREATED.into(), meta.created.clone().into());
-    annotations.insert(
-        ANN_TOOL.into(),
-        format!("ferry {}", env!("CARGO_PKG_VERSION")).into(),
-    );
+    annotations.insert(ANN_TOOL.into(), format!("ferry {}", env!("CARGO_PKG_VERSION")).into());
     annotations.insert(ANN_FLATTENED.into(), meta.flattened.to_string().into());
     if let Some(base) = &meta.delta_base {
         annotations.insert(ANN_DELTA_BASE.into(), base.clone().into());
@@ -80,10 +77,7 @@ pub fn manifest_json(set: &ImageSet) -> Vec<u8> {
         let config = view.config.blob_path();
         let layers: Vec<String> = view.layers.iter().map(Digest::blob_path).collect();
         let tag = img.name.as_ref().map(|n| n.familiar());
-        match entries
-            .iter_mut()
-            .find(|e| e.config == config && e.layers == layers)
-        {
+        match entries.iter_mut().find(|e| e.config == config && e.layers == layers) {
             Some(e) => {
                 if let Some(t) = tag {
                     let tags = e.repo_tags.get_or_insert_with(Vec::new);
@@ -92,11 +86,7 @@ pub fn manifest_json(set: &ImageSet) -> Vec<u8> {
                     }
                 }
             }
-            None => entries.push(DockerManifestEntry {
-                config,
-                repo_tags: tag.map(|t| vec![t]),
-                layers,
-            }),
+            None => entries.push(DockerManifestEntry { config, repo_tags: tag.map(|t| vec![t]), layers }),
         }
     }
     serde_json::to_vec(&entries).expect("json serializes")

@@ -19,20 +19,12 @@ pub struct BundleSource {
 
 impl BundleSource {
     pub fn describe(&self) -> String {
-        format!(
-            "{}/{}",
-            self.transport.describe().trim_end_matches('/'),
-            self.stem
-        )
+        format!("{}/{}", self.transport.describe().trim_end_matches('/'), self.stem)
     }
 
     /// Artifact file names in order (one, or numbered parts).
     pub fn artifact_names(&self) -> Vec<&str> {
-        self.checksums
-            .lines
-            .iter()
-            .map(|l| l.name.as_str())
-            .collect()
+        self.checksums.lines.iter().map(|l| l.name.as_str()).collect()
     }
 
     /// Total size of the artifact's files, if the location can tell.
@@ -45,11 +37,7 @@ impl BundleSource {
     }
 
     pub fn is_encrypted_by_name(&self) -> bool {
-        self.checksums
-            .lines
-            .first()
-            .map(|l| l.name.contains(".age"))
-            .unwrap_or(false)
+        self.checksums.lines.first().map(|l| l.name.contains(".age")).unwrap_or(false)
     }
 }
 
@@ -70,13 +58,9 @@ pub fn locate(source: &str, open: TransportOpener) -> Result<BundleSource> {
 fn split_source(source: &str) -> Result<(String, Option<String>)> {
     if Location::parse(source).is_remote() {
         let trimmed = source.trim_end_matches('/');
-        let (loc, last) = trimmed
-            .rsplit_once('/')
-            .ok_or_else(|| Error::usage(format!("{source}: give LOCATION/STEM")))?;
+        let (loc, last) = trimmed.rsplit_once('/').ok_or_else(|| Error::usage(format!("{source}: give LOCATION/STEM")))?;
         if loc.ends_with(':') || loc.ends_with("//") || last.contains('@') && !loc.contains("//") {
-            return Err(Error::usage(format!(
-                "{source}: give LOCATION/STEM, e.g. sftp://host/drop/mybundle"
-            )));
+            return Err(Error::usage(format!("{source}: give LOCATION/STEM, e.g. sftp://host/drop/mybundle")));
         }
         let stem = stem_of(last).unwrap_or(last).to_string();
         return Ok((format!("{loc}/"), Some(stem)));
@@ -85,20 +69,11 @@ fn split_source(source: &str) -> Result<(String, Option<String>)> {
     if path.is_dir() {
         return Ok((source.to_string(), None));
     }
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let file = path
-        .file_name()
-        .and_then(|f| f.to_str())
-        .ok_or_else(|| Error::usage(format!("{source}: not a bundle")))?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let file = path.file_name().and_then(|f| f.to_str()).ok_or_else(|| Error::usage(format!("{source}: not a bundle")))?;
     let stem = stem_of(file).unwrap_or(file);
     if !path.exists() && !parent.join(names::checksum_name(stem)).exists() {
-        return Err(Error::usage(format!(
-            "{source}: no such bundle (expected {})",
-            parent.join(names::checksum_name(stem)).display()
-        )));
+        return Err(Error::usage(format!("{source}: no such bundle (expected {})", parent.join(names::checksum_name(stem)).display())));
     }
     Ok((parent.display().to_string(), Some(stem.to_string())))
 }
@@ -108,18 +83,11 @@ fn only_stem(transport: &dyn Transport) -> Result<String> {
     let stems: Vec<String> = transport
         .list()?
         .into_iter()
-        .filter_map(|e| {
-            e.name
-                .strip_suffix(names::CHECKSUM_SUFFIX)
-                .map(str::to_string)
-        })
+        .filter_map(|e| e.name.strip_suffix(names::CHECKSUM_SUFFIX).map(str::to_string))
         .collect();
     match stems.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::usage(format!(
-            "{}: no complete bundle here (no STEM.sha256 file)",
-            transport.describe()
-        ))),
+        [] => Err(Error::usage(format!("{}: no complete bundle here (no STEM.sha256 file)", transport.describe()))),
         many => Err(Error::usage(format!(
             "{} holds {} bundles ({}): name one as {}/STEM",
             transport.describe(),
@@ -154,25 +122,12 @@ fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<BundleSo
     };
     let checksums = ChecksumFile::parse(&checksum_bytes, &checksum_name)?;
     let prefix = format!("{stem}.tar");
-    if let Some(bad) = checksums
-        .lines
-        .iter()
-        .find(|l| !l.name.starts_with(&prefix))
-    {
-        return Err(Error::integrity(format!(
-            "{checksum_name} lists {:?}, which is not an artifact of bundle {stem}",
-            bad.name
-        )));
+    if let Some(bad) = checksums.lines.iter().find(|l| !l.name.starts_with(&prefix)) {
+        return Err(Error::integrity(format!("{checksum_name} lists {:?}, which is not an artifact of bundle {stem}", bad.name)));
     }
     let signature = match transport.stat(&names::signature_name(&stem))? {
         Some(_) => Some(read_small(&*transport, &names::signature_name(&stem))?),
         None => None,
     };
-    Ok(BundleSource {
-        transport,
-        stem,
-        checksums,
-        checksum_bytes,
-        signature,
-    })
+    Ok(BundleSource { transport, stem, checksums, checksum_bytes, signature })
 }

@@ -8,11 +8,7 @@ pub const AGE_SUFFIX: &str = ".age";
 
 /// `STEM.tar[.zst|.gz][.age]`
 pub fn artifact_name(stem: &str, compression: Compression, encrypted: bool) -> String {
-    format!(
-        "{stem}.tar{}{}",
-        compression.extension(),
-        if encrypted { AGE_SUFFIX } else { "" }
-    )
+    format!("{stem}.tar{}{}", compression.extension(), if encrypted { AGE_SUFFIX } else { "" })
 }
 
 /// `ARTIFACT.000`, `ARTIFACT.001`, ...
@@ -34,9 +30,7 @@ pub fn check_stem(stem: &str) -> Result<()> {
         && stem.len() <= 200
         && !stem.starts_with('.')
         && !stem.starts_with('-')
-        && stem
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-+@".contains(c));
+        && stem.chars().all(|c| c.is_ascii_alphanumeric() || "._-+@".contains(c));
     if !ok {
         return Err(Error::usage(format!(
             "invalid bundle name {stem:?}: use letters, digits and . _ - + @ (no slashes, not starting with . or -)"
@@ -52,13 +46,7 @@ pub fn default_stem(image_names: &[String]) -> String {
             .next()
             .unwrap_or(s)
             .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
             .collect::<String>()
             .trim_start_matches(['.', '-'])
             .to_string()
@@ -87,10 +75,7 @@ mod tests {
     fn names() {
         assert_eq!(artifact_name("x", Compression::Zstd, true), "x.tar.zst.age");
         assert_eq!(part_name("x.tar.zst", 2), "x.tar.zst.002");
-        assert_eq!(
-            default_stem(&["localhost/a/busybox:1.0".into()]),
-            "busybox_1.0"
-        );
+        assert_eq!(default_stem(&["localhost/a/busybox:1.0".into()]), "busybox_1.0");
         assert_eq!(stem_of("x.sha256.minisig"), Some("x"));
         assert_eq!(stem_of("x.tar.gz.000"), Some("x"));
         assert!(check_stem("../x").is_err());

@@ -43,11 +43,7 @@ impl PartState {
     fn commit_current(&mut self) -> Result<()> {
         if let Some(part) = self.current.take() {
             part.upload.commit()?;
-            self.done.push(PartRecord {
-                name: part.name,
-                size: part.written,
-                digest: part.hasher.finish(),
-            });
+            self.done.push(PartRecord { name: part.name, size: part.written, digest: part.hasher.finish() });
         }
         Ok(())
     }
@@ -59,13 +55,7 @@ pub struct PartWriter(Arc<Mutex<PartState>>);
 
 impl PartWriter {
     pub fn new(transport: Arc<dyn Transport>, artifact: String, split: Option<u64>) -> Self {
-        PartWriter(Arc::new(Mutex::new(PartState {
-            transport,
-            artifact,
-            split,
-            current: None,
-            done: Vec::new(),
-        })))
+        PartWriter(Arc::new(Mutex::new(PartState { transport, artifact, split, current: None, done: Vec::new() })))
     }
 
     /// Commit the last part and return every part's record.
@@ -80,9 +70,7 @@ impl PartWriter {
         let mut state = self.0.lock().unwrap();
         if let Some(part) = state.current.take() {
             drop(part.upload);
-            let _ = state
-                .transport
-                .delete(&ferry_transports::partial_name(&part.name));
+            let _ = state.transport.delete(&ferry_transports::partial_name(&part.name));
         }
         for part in std::mem::take(&mut state.done) {
             let _ = state.transport.delete(&part.name);
@@ -95,16 +83,8 @@ impl Write for PartWriter {
         let mut state = self.0.lock().unwrap();
         if state.current.is_none() {
             let name = state.next_name();
-            let upload = state
-                .transport
-                .put(&name, PutMode::Fresh)
-                .map_err(|e| Error::from(e).into_io())?;
-            state.current = Some(OpenPart {
-                name,
-                upload,
-                hasher: BackgroundHasher::new()?,
-                written: 0,
-            });
+            let upload = state.transport.put(&name, PutMode::Fresh).map_err(|e| Error::from(e).into_io())?;
+            state.current = Some(OpenPart { name, upload, hasher: BackgroundHasher::new()?, written: 0 });
         }
         let limit = state.split.unwrap_or(u64::MAX);
         let part = state.current.as_mut().expect("opened above");
@@ -148,15 +128,7 @@ const PART_BUFFER: usize = 64 << 10;
 
 impl PartsReader {
     pub fn new(transport: Arc<dyn Transport>, parts: Vec<ChecksumLine>) -> Self {
-        PartsReader {
-            transport,
-            parts,
-            next: 0,
-            current: None,
-            read_ahead: false,
-            mismatch: None,
-            bytes: 0,
-        }
+        PartsReader { transport, parts, next: 0, current: None, read_ahead: false, mismatch: None, bytes: 0 }
     }
 
     /// Read every part on a thread of its own, in large buffers.
@@ -211,26 +183,16 @@ impl PartsReader {
     }
 
     fn open_next(&mut self) -> io::Result<bool> {
-        let Some(line) = self.parts.get(self.next) else {
-            return Ok(false);
-        };
+        let Some(line) = self.parts.get(self.next) else { return Ok(false) };
         let reader = self.transport.get(&line.name, 0).map_err(|e| {
             if e.is_not_found() {
-                Error::integrity(format!(
-                    "{}: part {} is missing",
-                    self.transport.describe(),
-                    line.name
-                ))
-                .into_io()
+                Error::integrity(format!("{}: part {} is missing", self.transport.describe(), line.name)).into_io()
             } else {
                 Error::from(e).into_io()
             }
         })?;
         let reader: Box<dyn BufRead + Send> = if self.read_ahead {
-            Box::new(super::pipeline::ReadAhead::spawn(
-                "ferry-read-part",
-                reader,
-            )?)
+            Box::new(super::pipeline::ReadAhead::spawn("ferry-read-part", reader)?)
         } else {
             Box::new(BufReader::with_capacity(PART_BUFFER, reader))
         };

@@ -40,59 +40,45 @@ impl ReadAhead {
         Self::with_sizes(name, inner, CHUNK, DEPTH)
     }
 
-    pub fn with_sizes<R: Read + Send + 'static>(
-        name: &str,
-        mut inner: R,
-        chunk: usize,
-        depth: usize,
-    ) -> io::Result<ReadAhead> {
+    pub fn with_sizes<R: Read + Send + 'static>(name: &str, mut inner: R, chunk: usize, depth: usize) -> io::Result<ReadAhead> {
         let (tx, rx) = sync_channel::<Msg>(depth);
         let (back, recycled) = sync_channel::<Vec<u8>>(depth + 2);
-        thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || loop {
-                let mut buf = match recycled.try_recv() {
-                    Ok(b) => b,
-                    Err(TryRecvError::Empty) => vec![0u8; chunk],
-                    Err(TryRecvError::Disconnected) => return, // the consumer is gone
-                };
-                let mut len = 0;
-                let mut failure = None;
-                let mut eof = false;
-                while len < buf.len() {
-                    match inner.read(&mut buf[len..]) {
-                        Ok(0) => {
-                            eof = true;
-                            break;
-                        }
-                        Ok(n) => len += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            failure = Some(e);
-                            break;
-                        }
+        thread::Builder::new().name(name.to_string()).spawn(move || loop {
+            let mut buf = match recycled.try_recv() {
+                Ok(b) => b,
+                Err(TryRecvError::Empty) => vec![0u8; chunk],
+                Err(TryRecvError::Disconnected) => return, // the consumer is gone
+            };
+            let mut len = 0;
+            let mut failure = None;
+            let mut eof = false;
+            while len < buf.len() {
+                match inner.read(&mut buf[len..]) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => len += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
                     }
                 }
-                if len > 0 && tx.send(Msg::Data(buf, len)).is_err() {
-                    return;
-                }
-                if let Some(e) = failure {
-                    let _ = tx.send(Msg::Failed(e));
-                    return;
-                }
-                if eof {
-                    let _ = tx.send(Msg::Eof);
-                    return;
-                }
-            })?;
-        Ok(ReadAhead {
-            rx,
-            back,
-            cur: Vec::new(),
-            len: 0,
-            pos: 0,
-            end: None,
-        })
+            }
+            if len > 0 && tx.send(Msg::Data(buf, len)).is_err() {
+                return;
+            }
+            if let Some(e) = failure {
+                let _ = tx.send(Msg::Failed(e));
+                return;
+            }
+            if eof {
+                let _ = tx.send(Msg::Eof);
+                return;
+            }
+        })?;
+        Ok(ReadAhead { rx, back, cur: Vec::new(), len: 0, pos: 0, end: None })
     }
 
     fn next_chunk(&mut self) -> io::Result<bool> {
@@ -121,11 +107,7 @@ impl ReadAhead {
                 Err(e)
             }
             Err(_) => {
-                let f = Failure {
-                    kind: io::ErrorKind::Other,
-                    msg: "the reading thread stopped unexpectedly".into(),
-                    os: None,
-                };
+                let f = Failure { kind: io::ErrorKind::Other, msg: "the reading thread stopped unexpectedly".into(), os: None };
                 self.end = Some(Err(f.clone()));
                 Err(f.to_io())
             }
@@ -169,11 +151,7 @@ struct Failure {
 
 impl Failure {
     fn of(e: &io::Error) -> Failure {
-        Failure {
-            kind: e.kind(),
-            msg: e.to_string(),
-            os: e.raw_os_error(),
-        }
+        Failure { kind: e.kind(), msg: e.to_string(), os: e.raw_os_error() }
     }
     fn to_io(&self) -> io::Error {
         match self.os {
@@ -190,8 +168,7 @@ mod tests {
     #[test]
     fn passes_every_byte_in_order_then_eof() {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
-        let mut r =
-            ReadAhead::with_sizes("t", io::Cursor::new(data.clone()), 4096 * 3 + 1, 2).unwrap();
+        let mut r = ReadAhead::with_sizes("t", io::Cursor::new(data.clone()), 4096 * 3 + 1, 2).unwrap();
         let mut out = Vec::new();
         r.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);

@@ -30,18 +30,11 @@ impl Read for SharedParts {
 impl SharedParts {
     /// Prefer a checksum failure over a downstream symptom of it.
     pub fn explain(&self, downstream: Error) -> Error {
-        if matches!(downstream, Error::Integrity(_))
-            && downstream.to_string().contains("checksum mismatch")
-        {
+        if matches!(downstream, Error::Integrity(_)) && downstream.to_string().contains("checksum mismatch") {
             return downstream;
         }
         // The reading thread may still be between two reads; the lock orders us after it.
-        match self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain_and_check()
-        {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).drain_and_check() {
             Err(e @ Error::Integrity(_)) => e,
             _ => downstream,
         }
@@ -55,20 +48,11 @@ pub struct ArtifactStream {
     pub encrypted: bool,
 }
 
-pub fn open_artifact(
-    bundle: &BundleSource,
-    decryptor: Option<Decryptor>,
-) -> Result<ArtifactStream> {
+pub fn open_artifact(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<ArtifactStream> {
     let lines = bundle.checksums.lines.clone();
-    let parts = SharedParts(Arc::new(Mutex::new(PartsReader::new(
-        bundle.transport.clone(),
-        lines,
-    ))));
-    let mut raw = ReadAhead::spawn("ferry-read", parts.clone())
-        .map_err(|e| Error::io("starting a reader thread", e))?;
-    let head = raw
-        .fill_buf()
-        .map_err(|e| parts.explain(Error::io(format!("reading {}", bundle.describe()), e)))?;
+    let parts = SharedParts(Arc::new(Mutex::new(PartsReader::new(bundle.transport.clone(), lines))));
+    let mut raw = ReadAhead::spawn("ferry-read", parts.clone()).map_err(|e| Error::io("starting a reader thread", e))?;
+    let head = raw.fill_buf().map_err(|e| parts.explain(Error::io(format!("reading {}", bundle.describe()), e)))?;
     let encrypted = head.starts_with(AGE_MAGIC);
     let mut plain = if encrypted {
         let decrypt = decryptor.ok_or_else(|| {
@@ -78,8 +62,7 @@ pub fn open_artifact(
             ))
         })?;
         let decrypted = decrypt(Box::new(raw))?;
-        ReadAhead::spawn("ferry-decrypt", decrypted)
-            .map_err(|e| Error::io("starting a reader thread", e))?
+        ReadAhead::spawn("ferry-decrypt", decrypted).map_err(|e| Error::io("starting a reader thread", e))?
     } else {
         raw
     };
@@ -88,24 +71,13 @@ pub fn open_artifact(
     let compression = Compression::detect(&compress::peek(&mut plain).map_err(explain)?);
     let decoder = compress::decoder(compression, plain).map_err(explain)?;
     let reader = decompressing_stage(compression, decoder)?;
-    Ok(ArtifactStream {
-        parts,
-        reader,
-        compression,
-        encrypted,
-    })
+    Ok(ArtifactStream { parts, reader, compression, encrypted })
 }
 
 /// Decompression on its own thread; an uncompressed stream needs none.
-fn decompressing_stage(
-    compression: Compression,
-    decoder: Box<dyn Read + Send>,
-) -> Result<Box<dyn Read + Send>> {
+fn decompressing_stage(compression: Compression, decoder: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
     Ok(match compression {
         Compression::None => decoder,
-        _ => Box::new(
-            ReadAhead::spawn("ferry-decompress", decoder)
-                .map_err(|e| Error::io("starting a reader thread", e))?,
-        ),
+        _ => Box::new(ReadAhead::spawn("ferry-decompress", decoder).map_err(|e| Error::io("starting a reader thread", e))?),
     })
 }

@@ -9,13 +9,7 @@ pub const BLOCK: u64 = 512;
 const COPY_BUFFER: usize = 256 << 10;
 
 /// A ustar header owned by root, as every entry ferry writes has.
-pub fn entry_header(
-    path: &str,
-    size: u64,
-    mode: u32,
-    mtime: u64,
-    kind: tar::EntryType,
-) -> io::Result<tar::Header> {
+pub fn entry_header(path: &str, size: u64, mode: u32, mtime: u64, kind: tar::EntryType) -> io::Result<tar::Header> {
     let mut h = tar::Header::new_ustar();
     h.set_path(path)?;
     h.set_size(size);
@@ -36,20 +30,10 @@ pub struct TarWriter<W: Write> {
 
 impl<W: Write> TarWriter<W> {
     pub fn new(out: W, mtime: u64) -> Self {
-        TarWriter {
-            out,
-            mtime,
-            buf: vec![0; COPY_BUFFER],
-        }
+        TarWriter { out, mtime, buf: vec![0; COPY_BUFFER] }
     }
 
-    fn header(
-        &self,
-        path: &str,
-        size: u64,
-        mode: u32,
-        kind: tar::EntryType,
-    ) -> io::Result<tar::Header> {
+    fn header(&self, path: &str, size: u64, mode: u32, kind: tar::EntryType) -> io::Result<tar::Header> {
         entry_header(path, size, mode, self.mtime, kind)
     }
 
@@ -64,33 +48,27 @@ impl<W: Write> TarWriter<W> {
 
     /// Write an entry of exactly `size` bytes from `data`; fewer is an error.
     pub fn add_reader(&mut self, path: &str, size: u64, data: &mut dyn Read) -> io::Result<()> {
-        let h = self.header(path, size, 0o644, tar::EntryType::Regular)?;
-        self.out.write_all(h.as_bytes())?;
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
-            let n = data.read(&mut self.buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{path}: source ended {left} bytes early"),
-                ));
+        let mut buf = std::mem::take(&mut self.buf);
+        let copied = self.add_with(path, size, |out| {
+            let mut left = size;
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = data.read(&mut buf[..want])?;
+                if n == 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{path}: source ended {left} bytes early")));
+                }
+                out.write_all(&buf[..n])?;
+                left -= n as u64;
             }
-            self.out.write_all(&self.buf[..n])?;
-            left -= n as u64;
-        }
-        let pad = (BLOCK - size % BLOCK) % BLOCK;
-        self.out.write_all(&[0u8; 512][..pad as usize])
+            Ok(())
+        });
+        self.buf = buf;
+        copied
     }
 
     /// Write an entry of `size` bytes that `write_content` puts into the
     /// output itself (already compressed frames, say).
-    pub fn add_with(
-        &mut self,
-        path: &str,
-        size: u64,
-        write_content: impl FnOnce(&mut W) -> io::Result<()>,
-    ) -> io::Result<()> {
+    pub fn add_with(&mut self, path: &str, size: u64, write_content: impl FnOnce(&mut W) -> io::Result<()>) -> io::Result<()> {
         let h = self.header(path, size, 0o644, tar::EntryType::Regular)?;
         self.out.write_all(h.as_bytes())?;
         write_content(&mut self.out)?;

@@ -6,11 +6,11 @@
 //! `index.json`, `manifest.json`, and `blobs/sha256/<hex>` whose digest was
 //! announced by a document before it (so its size is known before its bytes
 //! are read: no decompression bomb, no path tricks, no links).
-use super::layout::{DockerManifestEntry, ANN_FORMAT, FORMAT_VERSION};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::image::media_types as mt;
 use crate::image::{parse_json, Descriptor, Index, Manifest, MAX_DOCUMENT};
+use super::layout::{DockerManifestEntry, ANN_FORMAT, FORMAT_VERSION};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 
@@ -101,36 +101,25 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
     let mut buf = vec![0u8; COPY_BUFFER];
     let bad = |m: String| Error::integrity(m);
     {
-        let entries = archive
-            .entries()
-            .map_err(|e| Error::io("reading the artifact", e))?;
+        let entries = archive.entries().map_err(|e| Error::io("reading the artifact", e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| Error::io("reading the artifact's tar stream", e))?;
             let path = String::from_utf8(entry.path_bytes().into_owned())
                 .map_err(|_| bad("the artifact holds an entry whose name is not UTF-8".into()))?;
             let kind = entry.header().entry_type();
             let size = entry.size();
-            if kind.is_dir()
-                && (path == "blobs/"
-                    || path == "blobs/sha256/"
-                    || path == "blobs"
-                    || path == "blobs/sha256")
-            {
+            if kind.is_dir() && (path == "blobs/" || path == "blobs/sha256/" || path == "blobs" || path == "blobs/sha256") {
                 continue;
             }
             if !kind.is_file() {
-                return Err(bad(format!(
-                    "the artifact holds {path:?}, which is not a regular file: refused"
-                )));
+                return Err(bad(format!("the artifact holds {path:?}, which is not a regular file: refused")));
             }
             match path.as_str() {
                 "oci-layout" => {
                     let bytes = read_document(&mut entry, size, &path)?;
                     let v: serde_json::Value = parse_json(&bytes, "oci-layout")?;
                     if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
-                        return Err(bad(
-                            "oci-layout has an unsupported imageLayoutVersion".into()
-                        ));
+                        return Err(bad("oci-layout has an unsupported imageLayoutVersion".into()));
                     }
                     have_layout = true;
                     sink.document(&path, &bytes)?;
@@ -158,22 +147,15 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     let entries: Vec<DockerManifestEntry> = parse_json(&bytes, "manifest.json")?;
                     for e in &entries {
                         for p in std::iter::once(&e.config).chain(&e.layers) {
-                            blob_digest(p).ok_or_else(|| {
-                                bad(format!(
-                                    "manifest.json points at {p:?}, outside blobs/sha256/"
-                                ))
-                            })?;
+                            blob_digest(p).ok_or_else(|| bad(format!("manifest.json points at {p:?}, outside blobs/sha256/")))?;
                         }
                     }
                     sink.document(&path, &bytes)?;
                     verified.docker_manifest = entries;
                 }
                 _ => {
-                    let digest = blob_digest(&path).ok_or_else(|| {
-                        bad(format!(
-                            "the artifact holds an unexpected entry {path:?}: refused"
-                        ))
-                    })?;
+                    let digest = blob_digest(&path)
+                        .ok_or_else(|| bad(format!("the artifact holds an unexpected entry {path:?}: refused")))?;
                     let (want_size, role) = *expected.get(&digest).ok_or_else(|| {
                         bad(format!("blob {digest} appears before anything references it (or is not referenced at all)"))
                     })?;
@@ -181,9 +163,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                         return Err(bad(format!("blob {digest} appears twice")));
                     }
                     if size != want_size {
-                        return Err(bad(format!(
-                            "blob {digest} is {size} bytes but its descriptor says {want_size}"
-                        )));
+                        return Err(bad(format!("blob {digest} is {size} bytes but its descriptor says {want_size}")));
                     }
                     if matches!(role, Role::Layer) && !sink.wants_layers() {
                         verified.partial = true;
@@ -191,11 +171,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     }
                     if !reserved && matches!(role, Role::Layer) {
                         // Every document has been read: all sizes are known.
-                        let total: u64 = expected
-                            .iter()
-                            .filter(|(d, _)| !seen.contains(*d))
-                            .map(|(_, (s, _))| *s)
-                            .sum();
+                        let total: u64 = expected.iter().filter(|(d, _)| !seen.contains(*d)).map(|(_, (s, _))| *s).sum();
                         sink.reserve(total + size)?;
                         reserved = true;
                     }
@@ -205,9 +181,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     {
                         let mut out = sink.begin_blob(&digest, size)?;
                         loop {
-                            let n = entry
-                                .read(&mut buf)
-                                .map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+                            let n = entry.read(&mut buf).map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
                             if n == 0 {
                                 break;
                             }
@@ -215,17 +189,13 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                             if keep {
                                 kept.extend_from_slice(&buf[..n]);
                             }
-                            out.write_all(&buf[..n])
-                                .map_err(|e| Error::io(format!("writing blob {digest}"), e))?;
+                            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing blob {digest}"), e))?;
                         }
-                        out.flush()
-                            .map_err(|e| Error::io(format!("writing blob {digest}"), e))?;
+                        out.flush().map_err(|e| Error::io(format!("writing blob {digest}"), e))?;
                     }
                     let actual = hasher.finish();
                     if actual != digest {
-                        return Err(bad(format!(
-                            "blob {digest} is corrupt: its content hashes to {actual}"
-                        )));
+                        return Err(bad(format!("blob {digest} is corrupt: its content hashes to {actual}")));
                     }
                     sink.blob_verified(&digest)?;
                     verified.blobs += 1;
@@ -247,8 +217,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                             verified.manifests.push((digest.clone(), m));
                         }
                         Role::Config => {
-                            let _: serde_json::Value =
-                                parse_json(&kept, &format!("config {digest}"))?;
+                            let _: serde_json::Value = parse_json(&kept, &format!("config {digest}"))?;
                             verified.configs.insert(digest.clone(), kept);
                         }
                         Role::Layer | Role::Other => {}
@@ -262,27 +231,19 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
     let trailing = io::copy(&mut (&mut rest).take(MAX_TRAILING + 1), &mut io::sink())
         .map_err(|e| Error::io("reading the end of the artifact", e))?;
     if trailing > MAX_TRAILING {
-        return Err(bad(
-            "the artifact has unexpected data after the end of its tar archive".into(),
-        ));
+        return Err(bad("the artifact has unexpected data after the end of its tar archive".into()));
     }
     if !have_layout || verified.index.is_none() {
-        return Err(bad(
-            "the artifact is incomplete: oci-layout or index.json is missing".into(),
-        ));
+        return Err(bad("the artifact is incomplete: oci-layout or index.json is missing".into()));
     }
     if let Some((missing, _)) = expected.iter().find(|(d, _)| !seen.contains(*d)) {
-        return Err(bad(format!(
-            "blob {missing} is referenced but missing from the artifact"
-        )));
+        return Err(bad(format!("blob {missing} is referenced but missing from the artifact")));
     }
     for e in &verified.docker_manifest {
         for p in std::iter::once(&e.config).chain(&e.layers) {
             let d = blob_digest(p).expect("checked when read");
             if !seen.contains(&d) {
-                return Err(bad(format!(
-                    "manifest.json points at {p}, which is missing from the artifact"
-                )));
+                return Err(bad(format!("manifest.json points at {p}, which is missing from the artifact")));
             }
         }
     }
@@ -320,13 +281,9 @@ fn blob_digest(path: &str) -> Option<Digest> {
 
 fn read_document(entry: &mut dyn Read, size: u64, name: &str) -> Result<Vec<u8>> {
     if size > MAX_DOCUMENT {
-        return Err(Error::integrity(format!(
-            "{name} is {size} bytes, more than a metadata document may be"
-        )));
+        return Err(Error::integrity(format!("{name} is {size} bytes, more than a metadata document may be")));
     }
     let mut buf = Vec::with_capacity(size as usize);
-    entry
-        .read_to_end(&mut buf)
-        .map_err(|e| Error::io(format!("reading {name}"), e))?;
+    entry.read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {name}"), e))?;
     Ok(buf)
 }

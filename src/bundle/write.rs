@@ -84,12 +84,7 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-pub fn write_bundle(
-    set: &ImageSet,
-    transport: Arc<dyn Transport>,
-    opts: SaveOptions,
-    progress: &dyn Progress,
-) -> Result<SaveReport> {
+pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
     names::check_stem(&opts.stem)?;
     if set.images.is_empty() {
         return Err(Error::usage("no images to save"));
@@ -105,86 +100,44 @@ pub fn write_bundle(
             None => compress::plain(parts.clone()),
         };
         let level = opts.level;
-        let encoder = compress::encoder(opts.compression, level, sealed).map_err(|e| {
-            Error::io(
-                format!("starting {} compression", opts.compression.name()),
-                e,
-            )
-        })?;
-        let mtime = opts
-            .created
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let mut tar = TarWriter::new(
-            Counting {
-                inner: encoder,
-                count: 0,
-            },
-            mtime,
-        );
-        let io_err = |e: std::io::Error| {
-            Error::io(format!("writing {artifact} to {}", transport.describe()), e)
-        };
+        let encoder = compress::encoder(opts.compression, level, sealed)
+            .map_err(|e| Error::io(format!("starting {} compression", opts.compression.name()), e))?;
+        let mtime = opts.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut tar = TarWriter::new(Counting { inner: encoder, count: 0 }, mtime);
+        let io_err = |e: std::io::Error| Error::io(format!("writing {artifact} to {}", transport.describe()), e);
 
-        let meta = BundleMeta {
-            created: created.clone(),
-            flattened: opts.flattened,
-            delta_base: None,
-        };
-        tar.add_bytes("oci-layout", layout::OCI_LAYOUT)
-            .map_err(io_err)?;
-        tar.add_bytes("index.json", &layout::index_json(set, &meta))
-            .map_err(io_err)?;
-        tar.add_bytes("manifest.json", &layout::manifest_json(set))
-            .map_err(io_err)?;
+        let meta = BundleMeta { created: created.clone(), flattened: opts.flattened, delta_base: None };
+        tar.add_bytes("oci-layout", layout::OCI_LAYOUT).map_err(io_err)?;
+        tar.add_bytes("index.json", &layout::index_json(set, &meta)).map_err(io_err)?;
+        tar.add_bytes("manifest.json", &layout::manifest_json(set)).map_err(io_err)?;
         tar.add_dir("blobs/").map_err(io_err)?;
         tar.add_dir("blobs/sha256/").map_err(io_err)?;
 
         progress.start(&format!("writing {artifact}"), Some(set.total_size()));
         for digest in layout::blob_order(set)? {
             let blob = set.blob(&digest).expect("ordered from the set");
-            if let BlobSource::Zstd {
-                level: spooled_level,
-                digest: spooled_digest,
-                ..
-            } = &blob.source
-            {
-                if *spooled_level == level && opts.compression == Compression::Zstd {
-                    if spooled_digest != &digest {
-                        return Err(Error::integrity(format!(
-                            "the source's blob {digest} does not match its digest (it hashed to {spooled_digest}): the source image is damaged"
-                        )));
-                    }
-                    let mut frames = blob
-                        .source
-                        .open_stored()
-                        .map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+            let reading = |e| Error::io(format!("reading blob {digest}"), e);
+            let actual = match &blob.source {
+                // Compressed and hashed as it arrived, at this level: the frames go in as they are.
+                BlobSource::Zstd { level: spooled, digest: hashed, .. } if *spooled == level && opts.compression == Compression::Zstd => {
+                    let mut frames = blob.source.open_stored().map_err(reading)?;
                     tar.add_with(&digest.blob_path(), blob.size, |out| {
                         let spliced = out.inner.splice_zstd_frames(level, &mut frames)?;
-                        assert!(
-                            spliced,
-                            "a zstd encoder at the level of the spooled frames takes them"
-                        );
+                        assert!(spliced, "a zstd encoder at the level of the spooled frames takes them");
                         out.count += blob.size;
                         Ok(())
                     })
                     .map_err(io_err)?;
                     progress.advance(blob.size);
-                    continue;
+                    hashed.clone()
                 }
-            }
-            let source = blob
-                .source
-                .open()
-                .map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
-            let mut reader = HashingReader::new(ProgressReader {
-                inner: source,
-                progress,
-            });
-            tar.add_reader(&digest.blob_path(), blob.size, &mut reader)
-                .map_err(io_err)?;
-            let (actual, _, _) = reader.finish();
+                _ => {
+                    let source = blob.source.open().map_err(reading)?;
+                    let mut reader = HashingReader::new(ProgressReader { inner: source, progress });
+                    tar.add_reader(&digest.blob_path(), blob.size, &mut reader).map_err(io_err)?;
+                    reader.finish().0
+                }
+            };
             if actual != digest {
                 return Err(Error::integrity(format!(
                     "the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"
@@ -208,20 +161,10 @@ pub fn write_bundle(
 
     let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
     let checksums = ChecksumFile {
-        lines: records
-            .iter()
-            .map(|p| ChecksumLine {
-                hex: p.digest.hex().to_string(),
-                name: p.name.clone(),
-            })
-            .collect(),
+        lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect(),
     };
     let checksum_text = checksums.render();
-    let summary = BundleSummary {
-        stem: opts.stem.clone(),
-        images: images.clone(),
-        created,
-    };
+    let summary = BundleSummary { stem: opts.stem.clone(), images: images.clone(), created };
     let signed = opts.signer.is_some();
     let publish = || -> Result<()> {
         if let Some(sign) = opts.signer {
@@ -229,11 +172,7 @@ pub fn write_bundle(
             put_small(&*transport, &names::signature_name(&opts.stem), &sig)?;
         }
         // Last: its presence means the bundle is complete.
-        put_small(
-            &*transport,
-            &names::checksum_name(&opts.stem),
-            checksum_text.as_bytes(),
-        )
+        put_small(&*transport, &names::checksum_name(&opts.stem), checksum_text.as_bytes())
     };
     if let Err(e) = publish() {
         parts.abort();
@@ -254,9 +193,7 @@ pub fn write_bundle(
 /// Write a small file atomically (temporary name, then rename).
 pub fn put_small(transport: &dyn Transport, name: &str, data: &[u8]) -> Result<()> {
     let mut upload = transport.put(name, PutMode::Fresh)?;
-    upload
-        .write_all(data)
-        .map_err(|e| Error::io(format!("writing {name} to {}", transport.describe()), e))?;
+    upload.write_all(data).map_err(|e| Error::io(format!("writing {name} to {}", transport.describe()), e))?;
     upload.commit()?;
     Ok(())
 }

@@ -25,35 +25,15 @@ pub struct EngineHost {
 impl EngineHost {
     /// `DOCKER_HOST`, else the Docker socket, else a Podman socket if only that exists.
     pub fn from_env() -> EngineHost {
-        if let Some(url) = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.trim().is_empty())
-        {
-            return EngineHost {
-                url: url.trim().to_string(),
-                from_env: true,
-            };
+        if let Some(url) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.trim().is_empty()) {
+            return EngineHost { url: url.trim().to_string(), from_env: true };
         }
-        let mut candidates = vec![
-            "/var/run/docker.sock".to_string(),
-            "/run/podman/podman.sock".to_string(),
-        ];
+        let mut candidates = vec!["/var/run/docker.sock".to_string(), "/run/podman/podman.sock".to_string()];
         if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR") {
-            candidates.push(
-                Path::new(&dir)
-                    .join("podman/podman.sock")
-                    .display()
-                    .to_string(),
-            );
+            candidates.push(Path::new(&dir).join("podman/podman.sock").display().to_string());
         }
-        let path = candidates
-            .iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap_or(&candidates[0]);
-        EngineHost {
-            url: format!("unix://{path}"),
-            from_env: false,
-        }
+        let path = candidates.iter().find(|p| Path::new(p).exists()).unwrap_or(&candidates[0]);
+        EngineHost { url: format!("unix://{path}"), from_env: false }
     }
 
     /// For messages: the URL and where it came from.
@@ -102,13 +82,7 @@ impl Engine {
         .map_err(|e| unreachable(&host, &e))?;
         let docker = rt
             .block_on(async { tokio::time::timeout(SHORT, docker.negotiate_version()).await })
-            .map_err(|_| {
-                Error::Engine(format!(
-                    "the Docker Engine at {} did not answer within {}s",
-                    host.describe(),
-                    SHORT.as_secs()
-                ))
-            })?
+            .map_err(|_| Error::Engine(format!("the Docker Engine at {} did not answer within {}s", host.describe(), SHORT.as_secs())))?
             .map_err(|e| unreachable(&host, &e))?;
         let version = docker.client_version();
         let server = rt
@@ -116,26 +90,14 @@ impl Engine {
             .ok()
             .map(|v| {
                 // Podman names itself in a component; Docker's first component is "Engine".
-                let podman = v
-                    .components
-                    .iter()
-                    .flatten()
-                    .find(|c| c.name.contains("Podman"));
+                let podman = v.components.iter().flatten().find(|c| c.name.contains("Podman"));
                 match podman {
                     Some(c) => format!("{} {}", c.name, c.version),
-                    None => format!("Docker Engine {}", v.version.unwrap_or_default())
-                        .trim()
-                        .to_string(),
+                    None => format!("Docker Engine {}", v.version.unwrap_or_default()).trim().to_string(),
                 }
             })
             .unwrap_or_else(|| "Docker Engine".into());
-        Ok(Engine {
-            rt,
-            docker,
-            host,
-            api: (version.major_version, version.minor_version),
-            server,
-        })
+        Ok(Engine { rt, docker, host, api: (version.major_version, version.minor_version), server })
     }
 
     /// The client for short requests.
@@ -166,32 +128,19 @@ impl Engine {
     pub fn error(&self, doing: &str, e: &bollard::errors::Error) -> Error {
         use bollard::errors::Error as B;
         match e {
-            B::DockerResponseServerError {
-                status_code,
-                message,
-            } => Error::EngineFailed(format!(
-                "{doing}: the Docker Engine at {} answered {status_code}: {message}",
-                self.host.url
-            )),
-            B::DockerStreamError { error } => Error::EngineFailed(format!(
-                "{doing}: the Docker Engine at {} said: {error}",
-                self.host.url
-            )),
-            _ => Error::Engine(format!(
-                "{doing}: lost the connection to the Docker Engine at {}: {}",
-                self.host.url,
-                chain(e)
-            )),
+            B::DockerResponseServerError { status_code, message } => {
+                Error::EngineFailed(format!("{doing}: the Docker Engine at {} answered {status_code}: {message}", self.host.url))
+            }
+            B::DockerStreamError { error } => {
+                Error::EngineFailed(format!("{doing}: the Docker Engine at {} said: {error}", self.host.url))
+            }
+            _ => Error::Engine(format!("{doing}: lost the connection to the Docker Engine at {}: {}", self.host.url, chain(e))),
         }
     }
 }
 
 fn unreachable(host: &EngineHost, e: &bollard::errors::Error) -> Error {
-    Error::Engine(format!(
-        "cannot reach the Docker Engine at {}: {}",
-        host.describe(),
-        chain(e)
-    ))
+    Error::Engine(format!("cannot reach the Docker Engine at {}: {}", host.describe(), chain(e)))
 }
 
 /// An error with its causes, each once: "client error (Connect): No such file or directory".

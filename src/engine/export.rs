@@ -19,20 +19,15 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Chunks in flight between the runtime and the reader.
 const CHANNEL_DEPTH: usize = 16;
 
 /// Export `names` from the daemon `DOCKER_HOST` names into an image set.
-pub fn export_images(
-    names: &[String],
-    opts: &SourceOptions,
-    progress: &dyn Progress,
-) -> Result<ImageSet> {
+pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
     let engine = Engine::connect()?;
     let mut wanted: Vec<String> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
@@ -51,15 +46,7 @@ pub fn export_images(
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let (file, spool_path) = spool.into_parts();
     let label = format!("exporting {} from {}", wanted.join(", "), engine.host.url);
-    let files = stream_export(
-        &engine,
-        &wanted,
-        file,
-        spool_path.to_path_buf(),
-        opts.spool_zstd_level,
-        &label,
-        progress,
-    )?;
+    let files = stream_export(&engine, &wanted, file, spool_path.to_path_buf(), opts.spool_zstd_level, &label, progress)?;
 
     let mut set = ImageSet::default();
     if files.exists("index.json") && files.exists("oci-layout") {
@@ -68,10 +55,7 @@ pub fn export_images(
     } else if files.exists("manifest.json") {
         docker_archive::read_docker_archive(&files, None, &mut set)?;
     } else {
-        return Err(Error::EngineFailed(format!(
-            "the export from {} holds no manifest.json",
-            engine.host.url
-        )));
+        return Err(Error::EngineFailed(format!("the export from {} holds no manifest.json", engine.host.url)));
     }
     set.spools.push(spool_path);
     // Keep the order the user gave (it names the bundle).
@@ -88,12 +72,7 @@ pub fn export_images(
 /// The name Docker is asked for: `NAME` means `NAME:latest` (as skopeo's
 /// docker-daemon: does); IDs and digests are passed as they are.
 fn daemon_name(name: &str) -> Result<String> {
-    let is_hex = |s: &str| {
-        s.len() >= 12
-            && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    };
+    let is_hex = |s: &str| s.len() >= 12 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
     if name.starts_with("sha256:") || name.contains('@') || is_hex(name) {
         return Ok(name.to_string());
     }
@@ -105,15 +84,8 @@ fn daemon_name(name: &str) -> Result<String> {
 /// The image ID of `name`, or a clear "not found".
 fn resolve(engine: &Engine, name: &str) -> Result<String> {
     match engine.block_on(engine.docker().inspect_image(name)) {
-        Ok(info) => info.id.ok_or_else(|| {
-            Error::EngineFailed(format!(
-                "the Docker Engine at {} gave no ID for {name}",
-                engine.host.url
-            ))
-        }),
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Err(Error::ImageNotFound(format!(
+        Ok(info) => info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url))),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(Error::ImageNotFound(format!(
             "image {name} not found in the Docker Engine at {}",
             engine.host.describe()
         ))),
@@ -124,17 +96,8 @@ fn resolve(engine: &Engine, name: &str) -> Result<String> {
 /// One entry of the export.
 enum Entry {
     Bytes(Arc<Vec<u8>>),
-    Spooled {
-        offset: u64,
-        len: u64,
-    },
-    Compressed {
-        offset: u64,
-        stored: u64,
-        len: u64,
-        level: i32,
-        digest: Digest,
-    },
+    Spooled { offset: u64, len: u64 },
+    Compressed { offset: u64, stored: u64, len: u64, level: i32, digest: Digest },
     Symlink(String),
     Hardlink(String),
     Other,
@@ -158,28 +121,15 @@ impl ExportFiles {
             match entry {
                 Entry::Symlink(target) => {
                     let base = current.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                    current =
-                        crate::image::archive::resolve_relative(base, target).ok_or_else(|| {
-                            Error::format(format!(
-                                "{}: link {current:?} points outside the export",
-                                self.describe
-                            ))
-                        })?;
+                    current = crate::image::archive::resolve_relative(base, target)
+                        .ok_or_else(|| Error::format(format!("{}: link {current:?} points outside the export", self.describe)))?;
                 }
                 Entry::Hardlink(target) => current = normalize(target),
-                Entry::Other => {
-                    return Err(Error::format(format!(
-                        "{}: {current:?} is not a file",
-                        self.describe
-                    )))
-                }
+                Entry::Other => return Err(Error::format(format!("{}: {current:?} is not a file", self.describe))),
                 _ => return Ok((entry, current)),
             }
         }
-        Err(Error::format(format!(
-            "{}: too many links at {path:?}",
-            self.describe
-        )))
+        Err(Error::format(format!("{}: too many links at {path:?}", self.describe)))
     }
 }
 
@@ -193,28 +143,11 @@ impl SourceFiles for ExportFiles {
     fn locate(&self, path: &str) -> Result<(BlobSource, u64)> {
         match self.resolve(path)?.0 {
             Entry::Bytes(b) => Ok((BlobSource::Bytes(b.clone()), b.len() as u64)),
-            Entry::Spooled { offset, len } => Ok((
-                BlobSource::FileRange {
-                    path: self.spool.clone(),
-                    offset: *offset,
-                    len: *len,
-                },
-                *len,
-            )),
-            Entry::Compressed {
-                offset,
-                stored,
-                len,
-                level,
-                digest,
-            } => Ok((
-                BlobSource::Zstd {
-                    path: self.spool.clone(),
-                    offset: *offset,
-                    stored: *stored,
-                    level: *level,
-                    digest: digest.clone(),
-                },
+            Entry::Spooled { offset, len } => {
+                Ok((BlobSource::FileRange { path: self.spool.clone(), offset: *offset, len: *len }, *len))
+            }
+            Entry::Compressed { offset, stored, len, level, digest } => Ok((
+                BlobSource::Zstd { path: self.spool.clone(), offset: *offset, stored: *stored, level: *level, digest: digest.clone() },
                 *len,
             )),
             _ => unreachable!("resolve returns files only"),
@@ -224,12 +157,7 @@ impl SourceFiles for ExportFiles {
 
 /// Small metadata files of an export, kept in memory.
 fn is_document(name: &str) -> bool {
-    name == "manifest.json"
-        || name == "repositories"
-        || name == "index.json"
-        || name == "oci-layout"
-        || name.ends_with("json")
-        || name.ends_with("VERSION")
+    name == "manifest.json" || name == "repositories" || name == "index.json" || name == "oci-layout" || name.ends_with("json") || name.ends_with("VERSION")
 }
 
 /// Reads the export's bytes as the runtime thread receives them.
@@ -283,11 +211,7 @@ fn stream_export(
             })
         });
         progress.start(label, None);
-        let reader = ChannelReader {
-            rx,
-            current: Bytes::new(),
-            progress,
-        };
+        let reader = ChannelReader { rx, current: Bytes::new(), progress };
         let result = read_export(reader, spool_file, spool_path, zstd_level, &engine.host.url);
         progress.finish();
         // The reader (and so the receiver) is gone: the worker cannot block.
@@ -296,23 +220,13 @@ fn stream_export(
     })
 }
 
-fn read_export(
-    reader: ChannelReader<'_>,
-    spool_file: File,
-    spool_path: PathBuf,
-    zstd_level: Option<i32>,
-    host: &str,
-) -> Result<ExportFiles> {
+fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf, zstd_level: Option<i32>, host: &str) -> Result<ExportFiles> {
     let describe = format!("the export from the Docker Engine at {host}");
     let bad = |e: io::Error| match crate::error::unwrap_io(e) {
         Ok(ours) => ours,
         Err(e) => Error::EngineFailed(format!("{describe} is not a valid tar stream: {e}")),
     };
-    let mut spool = Spool {
-        file: spool_file,
-        offset: 0,
-        buf: vec![0u8; COPY_BUFFER],
-    };
+    let mut spool = Spool { file: spool_file, offset: 0, buf: vec![0u8; COPY_BUFFER] };
     let mut entries = HashMap::new();
     let mut archive = tar::Archive::new(reader);
     {
@@ -320,12 +234,7 @@ fn read_export(
             let mut entry = entry.map_err(bad)?;
             let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
             let size = entry.size();
-            let link = || {
-                entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            };
+            let link = || entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let kind = entry.header().entry_type();
             let value = match kind {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -336,9 +245,7 @@ fn read_export(
                     } else {
                         let spooling = |e: io::Error| match crate::error::unwrap_io(e) {
                             Ok(ours) => ours,
-                            Err(e) => {
-                                Error::io(format!("spooling {name} to {}", spool_path.display()), e)
-                            }
+                            Err(e) => Error::io(format!("spooling {name} to {}", spool_path.display()), e),
                         };
                         match zstd_level {
                             Some(level) => spool.compressed(&mut entry, level).map_err(spooling)?,
@@ -357,11 +264,7 @@ fn read_export(
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(bad)?;
     // No fsync: the spool is read back at once (from the page cache) and
     // deleted; write errors surfaced above.
-    Ok(ExportFiles {
-        describe,
-        spool: spool_path,
-        entries,
-    })
+    Ok(ExportFiles { describe, spool: spool_path, entries })
 }
 
 /// Bytes copied at a time into the spool.
@@ -370,6 +273,7 @@ const COPY_BUFFER: usize = 1 << 20;
 /// The spool file, appended to entry by entry.
 struct Spool {
     file: File,
+    /// Where the next entry starts.
     offset: u64,
     buf: Vec<u8>,
 }
@@ -378,69 +282,30 @@ impl Spool {
     /// Copy an entry as it is.
     fn plain(&mut self, entry: &mut dyn Read) -> io::Result<Entry> {
         let mut out = io::BufWriter::with_capacity(COPY_BUFFER, &self.file);
-        let len = copy_with(&mut self.buf, entry, &mut out)?;
-        out.flush()?;
-        let at = self.offset;
-        self.offset += len;
-        Ok(Entry::Spooled { offset: at, len })
+        io::copy(entry, &mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?;
+        let (offset, len) = self.written()?;
+        Ok(Entry::Spooled { offset, len })
     }
 
     /// Compress an entry into zstd frames at `level`, hashing what goes in.
     fn compressed(&mut self, entry: &mut dyn Read, level: i32) -> io::Result<Entry> {
-        let counted = Arc::new(AtomicU64::new(0));
-        let sink = CountingFile {
-            file: self.file.try_clone()?,
-            written: counted.clone(),
-        };
-        let mut encoder = compress::encoder(
-            Compression::Zstd,
-            level,
-            compress::plain(io::BufWriter::with_capacity(COPY_BUFFER, sink)),
-        )?;
+        // A clone of the handle shares the file position with `self.file`.
+        let out = io::BufWriter::with_capacity(COPY_BUFFER, self.file.try_clone()?);
+        let mut encoder = compress::encoder(Compression::Zstd, level, compress::plain(out))?;
         let mut hashing = HashingReader::new(entry);
-        let len = copy_with(&mut self.buf, &mut hashing, &mut encoder)?;
+        let len = compress::copy_with_buffer(&mut self.buf, &mut hashing, &mut encoder)?;
         encoder.finish_box()?;
-        let (digest, _, _) = hashing.finish();
-        let stored = counted.load(Ordering::Relaxed);
-        let at = self.offset;
-        self.offset += stored;
-        Ok(Entry::Compressed {
-            offset: at,
-            stored,
-            len,
-            level,
-            digest,
-        })
+        let digest = hashing.finish().0;
+        let (offset, stored) = self.written()?;
+        Ok(Entry::Compressed { offset, stored, len, level, digest })
     }
-}
 
-/// The spool file (a clone of its handle), counting what is written.
-struct CountingFile {
-    file: File,
-    written: Arc<AtomicU64>,
-}
-impl Write for CountingFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.written.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
-fn copy_with(buf: &mut [u8], from: &mut dyn Read, to: &mut dyn Write) -> io::Result<u64> {
-    let mut total = 0u64;
-    loop {
-        let n = match from.read(buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-        total += n as u64;
+    /// Start and length of what was just appended.
+    fn written(&mut self) -> io::Result<(u64, u64)> {
+        let end = (&self.file).stream_position()?;
+        let start = std::mem::replace(&mut self.offset, end);
+        Ok((start, end - start))
     }
 }
 
@@ -452,20 +317,14 @@ mod tests {
     fn names_default_to_latest_and_ids_pass() {
         assert_eq!(daemon_name("busybox").unwrap(), "busybox:latest");
         assert_eq!(daemon_name("ferry/x:1").unwrap(), "ferry/x:1");
-        assert_eq!(
-            daemon_name("localhost:5000/a").unwrap(),
-            "localhost:5000/a:latest"
-        );
+        assert_eq!(daemon_name("localhost:5000/a").unwrap(), "localhost:5000/a:latest");
         assert_eq!(daemon_name("sha256:abcd").unwrap(), "sha256:abcd");
         assert_eq!(daemon_name("0123456789ab").unwrap(), "0123456789ab");
     }
 
     #[test]
     fn links_resolve_inside_the_export() {
-        assert_eq!(
-            crate::image::archive::resolve_relative("abc", "../def/layer.tar").as_deref(),
-            Some("def/layer.tar")
-        );
+        assert_eq!(crate::image::archive::resolve_relative("abc", "../def/layer.tar").as_deref(), Some("def/layer.tar"));
         assert_eq!(crate::image::archive::resolve_relative("", "../x"), None);
     }
 }

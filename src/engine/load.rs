@@ -69,15 +69,10 @@ impl HoldBack {
     }
 
     fn send(&mut self, item: BodyItem) -> io::Result<()> {
-        let tx = self.tx.as_ref().ok_or_else(|| {
-            io::Error::other("the upload to the Docker Engine was already closed")
-        })?;
+        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("the upload to the Docker Engine was already closed"))?;
         if tx.blocking_send(item).is_err() {
             self.broken = true;
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "the Docker Engine stopped reading the upload",
-            ));
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the Docker Engine stopped reading the upload"));
         }
         Ok(())
     }
@@ -97,9 +92,7 @@ impl HoldBack {
     fn cut(&mut self) {
         self.pending = Vec::new();
         if let Some(tx) = self.tx.take() {
-            let _ = tx.blocking_send(Err(io::Error::other(
-                "ferry: the bundle failed verification; upload aborted",
-            )));
+            let _ = tx.blocking_send(Err(io::Error::other("ferry: the bundle failed verification; upload aborted")));
         }
     }
 }
@@ -113,12 +106,7 @@ impl Drop for HoldBack {
 
 /// A zstd layer being converted to gzip.
 struct Conversion {
-    decoder: Option<
-        zstd::stream::write::Decoder<
-            'static,
-            Bounded<flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>,
-        >,
-    >,
+    decoder: Option<zstd::stream::write::Decoder<'static, Bounded<flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>>>,
     error: Option<io::Error>,
 }
 
@@ -153,19 +141,10 @@ enum Current {
     /// Not sent (not in manifest.json).
     Skip,
     /// First bytes not seen yet (compression unknown).
-    Undecided {
-        digest: Digest,
-        size: u64,
-        head: Vec<u8>,
-    },
+    Undecided { digest: Digest, size: u64, head: Vec<u8> },
     /// Sent as it is: the header is out, data follows.
-    Pass {
-        size: u64,
-    },
-    Convert {
-        digest: Digest,
-        conversion: Box<Conversion>,
-    },
+    Pass { size: u64 },
+    Convert { digest: Digest, conversion: Box<Conversion> },
 }
 
 /// Streams verified blobs into the tar sent to `/images/load`.
@@ -183,18 +162,9 @@ pub struct DaemonSink {
 }
 
 impl DaemonSink {
-    fn new(
-        tx: tokio::sync::mpsc::Sender<BodyItem>,
-        convert_zstd: bool,
-        spool_dir: PathBuf,
-        daemon: String,
-    ) -> Self {
+    fn new(tx: tokio::sync::mpsc::Sender<BodyItem>, convert_zstd: bool, spool_dir: PathBuf, daemon: String) -> Self {
         DaemonSink {
-            out: HoldBack {
-                pending: Vec::with_capacity(HOLD_BACK + CHUNK),
-                tx: Some(tx),
-                broken: false,
-            },
+            out: HoldBack { pending: Vec::with_capacity(HOLD_BACK + CHUNK), tx: Some(tx), broken: false },
             convert_zstd,
             spool_dir,
             entries: Vec::new(),
@@ -232,39 +202,21 @@ impl DaemonSink {
 
     /// Pass the blob through, or start converting it, once its first bytes are known.
     fn decide(&mut self) -> io::Result<()> {
-        let Current::Undecided { digest, size, head } =
-            std::mem::replace(&mut self.current, Current::None)
-        else {
+        let Current::Undecided { digest, size, head } = std::mem::replace(&mut self.current, Current::None) else {
             return Ok(());
         };
         if self.convert_zstd && head.starts_with(&ZSTD_MAGIC) {
             let file = tempfile::tempfile_in(&self.spool_dir)?;
-            let gz = flate2::write::GzEncoder::new(
-                HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
-                flate2::Compression::fast(),
-            );
+            let gz = flate2::write::GzEncoder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)), flate2::Compression::fast());
             let free = crate::load::free_space(&self.spool_dir).unwrap_or(u64::MAX);
-            let gz = Bounded {
-                inner: gz,
-                left: free.saturating_sub(64 << 20),
-                dir: self.spool_dir.clone(),
-            };
-            let mut conversion = Box::new(Conversion {
-                decoder: Some(zstd::stream::write::Decoder::new(gz)?),
-                error: None,
-            });
-            if let Err(e) = conversion
-                .decoder
-                .as_mut()
-                .expect("just made")
-                .write_all(&head)
-            {
+            let gz = Bounded { inner: gz, left: free.saturating_sub(64 << 20), dir: self.spool_dir.clone() };
+            let mut conversion = Box::new(Conversion { decoder: Some(zstd::stream::write::Decoder::new(gz)?), error: None });
+            if let Err(e) = conversion.decoder.as_mut().expect("just made").write_all(&head) {
                 conversion.error = Some(e);
             }
             self.current = Current::Convert { digest, conversion };
         } else {
-            self.out
-                .write(&tarw::file_header(&digest.blob_path(), size))?;
+            self.out.write(&tarw::file_header(&digest.blob_path(), size))?;
             self.out.write(&head)?;
             self.current = Current::Pass { size };
         }
@@ -275,9 +227,7 @@ impl DaemonSink {
     fn finish_conversion(&mut self, digest: Digest, mut conversion: Box<Conversion>) -> Result<()> {
         let failed = |e: io::Error| match crate::error::unwrap_io(e) {
             Ok(ours) => ours,
-            Err(e) => Error::format(format!(
-                "layer {digest} is not a valid zstd stream; cannot convert it for Docker: {e}"
-            )),
+            Err(e) => Error::format(format!("layer {digest} is not a valid zstd stream; cannot convert it for Docker: {e}")),
         };
         if let Some(e) = conversion.error.take() {
             return Err(failed(e));
@@ -285,30 +235,19 @@ impl DaemonSink {
         let mut decoder = conversion.decoder.take().expect("set until finished");
         decoder.flush().map_err(failed)?;
         let gz = decoder.into_inner().inner;
-        let hashing = gz
-            .finish()
-            .map_err(|e| Error::io("writing a converted layer", e))?;
+        let hashing = gz.finish().map_err(|e| Error::io("writing a converted layer", e))?;
         let (gz_digest, gz_size, buffered) = hashing.finish();
-        let mut file = buffered
-            .into_inner()
-            .map_err(|e| Error::io("writing a converted layer", e.into_error()))?;
-        file.rewind()
-            .map_err(|e| Error::io("reading a converted layer", e))?;
+        let mut file = buffered.into_inner().map_err(|e| Error::io("writing a converted layer", e.into_error()))?;
+        file.rewind().map_err(|e| Error::io("reading a converted layer", e))?;
         let send = |e: io::Error| Error::io("sending a converted layer to the Docker Engine", e);
-        self.out
-            .write(&tarw::file_header(&gz_digest.blob_path(), gz_size))
-            .map_err(send)?;
+        self.out.write(&tarw::file_header(&gz_digest.blob_path(), gz_size)).map_err(send)?;
         let mut buf = vec![0u8; CHUNK];
         let mut left = gz_size;
         while left > 0 {
             let want = left.min(buf.len() as u64) as usize;
-            let n = io::Read::read(&mut file, &mut buf[..want])
-                .map_err(|e| Error::io("reading a converted layer", e))?;
+            let n = io::Read::read(&mut file, &mut buf[..want]).map_err(|e| Error::io("reading a converted layer", e))?;
             if n == 0 {
-                return Err(Error::io(
-                    "reading a converted layer",
-                    io::ErrorKind::UnexpectedEof.into(),
-                ));
+                return Err(Error::io("reading a converted layer", io::ErrorKind::UnexpectedEof.into()));
             }
             self.out.write(&buf[..n]).map_err(send)?;
             left -= n as u64;
@@ -329,12 +268,10 @@ impl DaemonSink {
                 layers: e
                     .layers
                     .iter()
-                    .map(
-                        |l| match blob_digest(l).and_then(|d| self.converted.get(&d)) {
-                            Some(gz) => gz.blob_path(),
-                            None => l.clone(),
-                        },
-                    )
+                    .map(|l| match blob_digest(l).and_then(|d| self.converted.get(&d)) {
+                        Some(gz) => gz.blob_path(),
+                        None => l.clone(),
+                    })
                     .collect(),
             })
             .collect();
@@ -380,11 +317,7 @@ impl Sink for DaemonSink {
 
     fn begin_blob(&mut self, digest: &Digest, size: u64) -> Result<Box<dyn Write + '_>> {
         self.current = if self.wanted.contains(digest) {
-            Current::Undecided {
-                digest: digest.clone(),
-                size,
-                head: Vec::with_capacity(ZSTD_MAGIC.len()),
-            }
+            Current::Undecided { digest: digest.clone(), size, head: Vec::with_capacity(ZSTD_MAGIC.len()) }
         } else {
             Current::Skip
         };
@@ -393,17 +326,13 @@ impl Sink for DaemonSink {
 
     fn blob_verified(&mut self, _digest: &Digest) -> Result<()> {
         if matches!(self.current, Current::Undecided { .. }) {
-            self.decide()
-                .map_err(|e| Error::io("sending to the Docker Engine", e))?;
+            self.decide().map_err(|e| Error::io("sending to the Docker Engine", e))?;
         }
         match std::mem::replace(&mut self.current, Current::None) {
-            Current::Pass { size } => self
-                .out
-                .write(tarw::padding(size))
-                .map_err(|e| Error::io("sending to the Docker Engine", e))?,
-            Current::Convert { digest, conversion } => {
-                self.finish_conversion(digest, conversion)?
+            Current::Pass { size } => {
+                self.out.write(tarw::padding(size)).map_err(|e| Error::io("sending to the Docker Engine", e))?
             }
+            Current::Convert { digest, conversion } => self.finish_conversion(digest, conversion)?,
             _ => {}
         }
         Ok(())
@@ -412,13 +341,9 @@ impl Sink for DaemonSink {
     fn commit(&mut self, _verified: &Verified) -> Result<()> {
         let manifest = self.manifest_for_docker();
         let send = |e: io::Error| Error::io("sending to the Docker Engine", e);
-        self.out
-            .write(&tarw::file_header("manifest.json", manifest.len() as u64))
-            .map_err(send)?;
+        self.out.write(&tarw::file_header("manifest.json", manifest.len() as u64)).map_err(send)?;
         self.out.write(&manifest).map_err(send)?;
-        self.out
-            .write(tarw::padding(manifest.len() as u64))
-            .map_err(send)?;
+        self.out.write(tarw::padding(manifest.len() as u64)).map_err(send)?;
         self.out.write(&tarw::END).map_err(send)?;
         self.out.release().map_err(send)
     }
@@ -431,20 +356,12 @@ impl Sink for DaemonSink {
 
 /// What the runtime thread reports while Docker loads.
 enum Event {
-    Progress {
-        id: String,
-        current: u64,
-        total: Option<u64>,
-    },
+    Progress { id: String, current: u64, total: Option<u64> },
     Line(String),
 }
 
 /// `ferry load SOURCE` (into the Docker Engine of `DOCKER_HOST`).
-pub fn load_into_daemon(
-    bundle: &BundleSource,
-    decryptor: Option<Decryptor>,
-    progress: &dyn Progress,
-) -> Result<LoadReport> {
+pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
     let engine = Engine::connect()?;
     let convert = !engine.reads_zstd_layers();
     let (tx, rx) = tokio::sync::mpsc::channel::<BodyItem>(CHANNEL_DEPTH);
@@ -456,17 +373,11 @@ pub fn load_into_daemon(
         let engine = &engine;
         let worker = scope.spawn(move || {
             engine.block_on(async move {
-                let body = futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|item| (item, rx))
-                });
-                let options = bollard::query_parameters::ImportImageOptions {
-                    quiet: false,
-                    ..Default::default()
-                };
+                let body = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+                let options = bollard::query_parameters::ImportImageOptions { quiet: false, ..Default::default() };
                 let mut responses = docker.import_image_stream(options, body, None);
                 while let Some(item) = responses.next().await {
-                    let info = item
-                        .map_err(|e| engine.error("loading the images (nothing was tagged)", &e))?;
+                    let info = item.map_err(|e| engine.error("loading the images (nothing was tagged)", &e))?;
                     if let Some(detail) = &info.progress_detail {
                         if let Some(current) = detail.current {
                             let _ = events_tx.send(Event::Progress {
@@ -492,11 +403,7 @@ pub fn load_into_daemon(
         let broken = sink.out.broken;
         let mut notes = Vec::new();
         if !sink.converted.is_empty() {
-            let mut pairs: Vec<String> = sink
-                .converted
-                .iter()
-                .map(|(z, g)| format!("{} -> {}", z.short(), g.short()))
-                .collect();
+            let mut pairs: Vec<String> = sink.converted.iter().map(|(z, g)| format!("{} -> {}", z.short(), g.short())).collect();
             pairs.sort();
             notes.push(format!(
                 "converted {} zstd layer(s) to gzip ({}): {} cannot read zstd layers (API 1.42 / Docker 23+ can); image IDs and diff_ids are unchanged",
@@ -542,13 +449,8 @@ pub fn load_into_daemon(
         let id = blob_digest(&entry.config).expect("verified");
         let tags: Vec<String> = entry.repo_tags.clone().unwrap_or_default();
         for tag in &tags {
-            let name = ImageName::parse(tag).ok_or_else(|| {
-                Error::format(format!("manifest.json has an invalid tag {tag:?}"))
-            })?;
-            let options = bollard::query_parameters::TagImageOptions {
-                repo: Some(repository(&name)),
-                tag: Some(name.tag.clone()),
-            };
+            let name = ImageName::parse(tag).ok_or_else(|| Error::format(format!("manifest.json has an invalid tag {tag:?}")))?;
+            let options = bollard::query_parameters::TagImageOptions { repo: Some(repository(&name)), tag: Some(name.tag.clone()) };
             engine
                 .block_on(engine.docker().tag_image(id.as_str(), Some(options)))
                 .map_err(|e| engine.error(&format!("tagging {} as {tag}", id.short()), &e))?;
@@ -558,27 +460,14 @@ pub fn load_into_daemon(
                 Some(r) => format!("the bundle records only the tag {r:?}, no repository name"),
                 None => "the bundle records no name for it".to_string(),
             };
-            progress.note(&format!(
-                "loaded image {id} untagged ({why}); name it with `docker tag {} NAME:TAG`",
-                id.short()
-            ));
+            progress.note(&format!("loaded image {id} untagged ({why}); name it with `docker tag {} NAME:TAG`", id.short()));
             loaded.push(format!("<untagged {}>", id.short()));
         } else {
             progress.note(&format!("loaded {} (image {id})", tags.join(", ")));
             loaded.extend(tags);
         }
     }
-    let mut report = crate::load::report(
-        format!(
-            "docker-daemon: ({}, {}, API {})",
-            host,
-            engine.server,
-            engine.api_version()
-        ),
-        &verified,
-        compression,
-        encrypted,
-    );
+    let mut report = crate::load::report(format!("docker-daemon: ({}, {}, API {})", host, engine.server, engine.api_version()), &verified, compression, encrypted);
     report.images = loaded;
     Ok(report)
 }
@@ -586,10 +475,7 @@ pub fn load_into_daemon(
 /// `docker.io/library/busybox` → `busybox`; others stay full.
 fn repository(name: &ImageName) -> String {
     if name.domain == "docker.io" {
-        name.path
-            .strip_prefix("library/")
-            .unwrap_or(&name.path)
-            .to_string()
+        name.path.strip_prefix("library/").unwrap_or(&name.path).to_string()
     } else {
         format!("{}/{}", name.domain, name.path)
     }
@@ -597,11 +483,7 @@ fn repository(name: &ImageName) -> String {
 
 /// The `ref.name` of the index.json entry that leads to config `id`, when it has no full name.
 fn untagged_ref_name(v: &Verified, id: &Digest) -> Option<String> {
-    let manifests: HashMap<&Digest, &Digest> = v
-        .manifests
-        .iter()
-        .map(|(d, m)| (d, &m.config.digest))
-        .collect();
+    let manifests: HashMap<&Digest, &Digest> = v.manifests.iter().map(|(d, m)| (d, &m.config.digest)).collect();
     let leads_to = |d: &Digest| -> bool {
         if manifests.get(d) == Some(&id) {
             return true;
@@ -613,8 +495,7 @@ fn untagged_ref_name(v: &Verified, id: &Digest) -> Option<String> {
             .any(|m| manifests.get(&m.digest) == Some(&id))
     };
     v.index.as_ref()?.manifests.iter().find_map(|d| {
-        (d.annotation(ANN_CONTAINERD_NAME).is_none() && leads_to(&d.digest))
-            .then(|| d.annotation(ANN_REF_NAME).map(str::to_string))?
+        (d.annotation(ANN_CONTAINERD_NAME).is_none() && leads_to(&d.digest)).then(|| d.annotation(ANN_REF_NAME).map(str::to_string))?
     })
 }
 
@@ -661,11 +542,7 @@ mod tests {
     #[test]
     fn hold_back_keeps_the_tail_until_released() {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<BodyItem>(64);
-        let mut hb = HoldBack {
-            pending: Vec::new(),
-            tx: Some(tx),
-            broken: false,
-        };
+        let mut hb = HoldBack { pending: Vec::new(), tx: Some(tx), broken: false };
         let data = vec![7u8; 3 * CHUNK + 12345];
         for piece in data.chunks(100_000) {
             hb.write(piece).unwrap();
@@ -674,26 +551,16 @@ mod tests {
         while let Ok(Ok(b)) = rx.try_recv() {
             sent += b.len();
         }
-        assert!(
-            sent <= data.len() - HOLD_BACK,
-            "at least HOLD_BACK bytes held"
-        );
+        assert!(sent <= data.len() - HOLD_BACK, "at least HOLD_BACK bytes held");
         assert!(sent > 0);
         hb.cut();
-        assert!(
-            matches!(rx.try_recv(), Ok(Err(_))),
-            "a cut ends the body with an error"
-        );
+        assert!(matches!(rx.try_recv(), Ok(Err(_))), "a cut ends the body with an error");
     }
 
     #[test]
     fn release_sends_everything() {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<BodyItem>(64);
-        let mut hb = HoldBack {
-            pending: Vec::new(),
-            tx: Some(tx),
-            broken: false,
-        };
+        let mut hb = HoldBack { pending: Vec::new(), tx: Some(tx), broken: false };
         hb.write(&[1u8; 1000]).unwrap();
         hb.release().unwrap();
         let mut total = 0;

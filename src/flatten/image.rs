@@ -13,19 +13,17 @@
 //! its digest checked as it streams); the flattened layer is written to a
 //! temporary file in `tmp_dir` (next to the output) that becomes the blob's
 //! [`BlobSource::FileRange`] and lives as long as the returned set.
-use super::output::PartialArchive;
 use super::{flatten_config, flatten_layer_inputs, FlattenError, FlattenStats, LayerInput};
 use crate::bundle::Progress;
 use crate::compress::{self, Compression};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::image::media_types as mt;
-use crate::image::{
-    parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Manifest,
-};
-use crate::reference::ImageRef;
+use crate::image::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Manifest};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use super::output::PartialArchive;
+use crate::reference::ImageRef;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -76,10 +74,7 @@ impl FlattenReport {
                 format!(
                     "{}{}: {} layer(s) -> 1 ({} entries, {} bytes)",
                     m.images.join(", "),
-                    m.platform
-                        .as_deref()
-                        .map(|p| format!(" [{p}]"))
-                        .unwrap_or_default(),
+                    m.platform.as_deref().map(|p| format!(" [{p}]")).unwrap_or_default(),
                     m.layers_before,
                     m.entries,
                     m.layer_size
@@ -103,11 +98,7 @@ pub enum LayerStore<'a> {
 /// flattened images reference (the old layers are gone, and so are spool
 /// files only they needed). The flattened layers are temporary files in
 /// `tmp_dir`.
-pub fn flatten_image_set(
-    set: ImageSet,
-    tmp_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<(ImageSet, FlattenReport)> {
+pub fn flatten_image_set(set: ImageSet, tmp_dir: &Path, progress: &dyn Progress) -> Result<(ImageSet, FlattenReport)> {
     flatten_image_set_into(set, LayerStore::TempFiles, tmp_dir, progress)
 }
 
@@ -142,16 +133,9 @@ pub fn flatten_image_set_into(
             ),
             None => None,
         };
-        images.push(Image {
-            name: img.name.clone(),
-            ref_name: img.ref_name.clone(),
-            descriptor,
-            docker,
-        });
+        images.push(Image { name: img.name.clone(), ref_name: img.ref_name.clone(), descriptor, docker });
     }
-    let Flattener {
-        mut new, report, ..
-    } = f;
+    let Flattener { mut new, report, .. } = f;
     new.images = images;
     // Keep the old spool files (a decompressed source archive) only if a kept
     // blob still reads from them.
@@ -190,13 +174,9 @@ enum Kind {
 }
 
 fn kind_of(desc: &Descriptor, value: &serde_json::Value) -> Kind {
-    if mt::is_index(&desc.media_type)
-        || (desc.media_type.is_empty() && value.get("manifests").is_some())
-    {
+    if mt::is_index(&desc.media_type) || (desc.media_type.is_empty() && value.get("manifests").is_some()) {
         Kind::Index
-    } else if mt::is_manifest(&desc.media_type)
-        || (desc.media_type.is_empty() && value.get("config").is_some())
-    {
+    } else if mt::is_manifest(&desc.media_type) || (desc.media_type.is_empty() && value.get("config").is_some()) {
         Kind::Manifest
     } else {
         Kind::Other
@@ -212,11 +192,10 @@ pub fn is_tar_layer(media_type: &str) -> bool {
 
 impl Flattener<'_, '_> {
     fn copy_blob(&mut self, digest: &Digest) -> Result<()> {
-        let blob = self.old.blob(digest).ok_or_else(|| {
-            Error::format(format!(
-                "blob {digest} is referenced but missing from the source"
-            ))
-        })?;
+        let blob = self
+            .old
+            .blob(digest)
+            .ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
         self.new.add_blob(blob.clone());
         Ok(())
     }
@@ -236,9 +215,7 @@ impl Flattener<'_, '_> {
     fn document(&self, digest: &Digest) -> Result<Vec<u8>> {
         let bytes = self.old.document(digest)?;
         if &Digest::of_bytes(&bytes) != digest {
-            return Err(Error::integrity(format!(
-                "the source's blob {digest} does not match its digest: the source image is damaged"
-            )));
+            return Err(Error::integrity(format!("the source's blob {digest} does not match its digest: the source image is damaged")));
         }
         Ok(bytes)
     }
@@ -251,12 +228,7 @@ impl Flattener<'_, '_> {
         Ok(new)
     }
 
-    fn flatten_desc(
-        &mut self,
-        desc: &Descriptor,
-        name: &str,
-        platform: Option<String>,
-    ) -> Result<Descriptor> {
+    fn flatten_desc(&mut self, desc: &Descriptor, name: &str, platform: Option<String>) -> Result<Descriptor> {
         if let Some(done) = self.memo.get(&desc.digest) {
             // Same manifest under another name: record the name too.
             for m in &mut self.report.manifests {
@@ -271,8 +243,7 @@ impl Flattener<'_, '_> {
         let new = match kind_of(desc, &value) {
             Kind::Index => self.flatten_index(desc, value, name)?,
             Kind::Manifest => {
-                let manifest: Manifest =
-                    parse_json(&bytes, &format!("{name}: manifest {}", desc.digest))?;
+                let manifest: Manifest = parse_json(&bytes, &format!("{name}: manifest {}", desc.digest))?;
                 if manifest.layers.iter().all(|l| is_tar_layer(&l.media_type)) {
                     self.flatten_manifest(desc, &manifest, value, name, platform)?
                 } else {
@@ -295,39 +266,24 @@ impl Flattener<'_, '_> {
         Ok(with_target(desc, &new))
     }
 
-    fn flatten_index(
-        &mut self,
-        desc: &Descriptor,
-        mut value: serde_json::Value,
-        name: &str,
-    ) -> Result<Descriptor> {
-        let children: Vec<Descriptor> =
-            serde_json::from_value(value["manifests"].take()).map_err(|e| {
-                Error::format(format!("{name}: index {} is not valid: {e}", desc.digest))
-            })?;
+    fn flatten_index(&mut self, desc: &Descriptor, mut value: serde_json::Value, name: &str) -> Result<Descriptor> {
+        let children: Vec<Descriptor> = serde_json::from_value(value["manifests"].take())
+            .map_err(|e| Error::format(format!("{name}: index {} is not valid: {e}", desc.digest)))?;
         let mut kept = Vec::new();
         for child in children {
             if child.annotation(ANN_REFERENCE_TYPE) == Some("attestation-manifest") {
                 // It describes the unflattened image; its reference would dangle.
-                self.report
-                    .dropped
-                    .push(format!("{name}: attestation {}", child.digest));
+                self.report.dropped.push(format!("{name}: attestation {}", child.digest));
                 continue;
             }
             if self.old.blob(&child.digest).is_none() {
-                return Err(Error::format(format!(
-                    "{name}: index {} lists {} but the source lacks it",
-                    desc.digest, child.digest
-                )));
+                return Err(Error::format(format!("{name}: index {} lists {} but the source lacks it", desc.digest, child.digest)));
             }
             let platform = child.platform.as_ref().map(|p| p.to_string());
             kept.push(self.flatten_desc(&child, name, platform)?);
         }
         if kept.is_empty() {
-            return Err(Error::format(format!(
-                "{name}: index {} has no image manifest to flatten",
-                desc.digest
-            )));
+            return Err(Error::format(format!("{name}: index {} has no image manifest to flatten", desc.digest)));
         }
         value["manifests"] = serde_json::to_value(&kept).expect("descriptors serialize");
         if value.get("mediaType").is_some() {
@@ -353,49 +309,28 @@ impl Flattener<'_, '_> {
         let (stats, source, spool) = self.flatten_layers_of(manifest, name, &label)?;
         let layer_digest = Digest::parse(&stats.diff_id)?;
 
-        let new_config = flatten_config(&config, &stats.diff_id).map_err(|e| {
-            Error::format(format!("{name}: config {}: {e}", manifest.config.digest))
-        })?;
+        let new_config = flatten_config(&config, &stats.diff_id)
+            .map_err(|e| Error::format(format!("{name}: config {}: {e}", manifest.config.digest)))?;
         let config_desc = self.add_document(mt::OCI_CONFIG, new_config);
         let layer_desc = Descriptor::new(FLAT_LAYER_MEDIA_TYPE, layer_digest.clone(), stats.size);
         if self.new.blob(&layer_digest).is_none() {
-            self.new.add_blob(Blob {
-                digest: layer_digest.clone(),
-                size: stats.size,
-                media_type: FLAT_LAYER_MEDIA_TYPE.into(),
-                source,
-            });
+            self.new.add_blob(Blob { digest: layer_digest.clone(), size: stats.size, media_type: FLAT_LAYER_MEDIA_TYPE.into(), source });
             self.new.spools.extend(spool);
         }
 
-        let obj = value.as_object_mut().ok_or_else(|| {
-            Error::format(format!(
-                "{name}: manifest {} is not a JSON object",
-                desc.digest
-            ))
-        })?;
+        let obj = value
+            .as_object_mut()
+            .ok_or_else(|| Error::format(format!("{name}: manifest {} is not a JSON object", desc.digest)))?;
         obj.insert("schemaVersion".into(), 2.into());
         obj.insert("mediaType".into(), mt::OCI_MANIFEST.into());
-        obj.insert(
-            "config".into(),
-            serde_json::to_value(&config_desc).expect("descriptor serializes"),
-        );
-        obj.insert(
-            "layers".into(),
-            serde_json::to_value([&layer_desc]).expect("descriptor serializes"),
-        );
+        obj.insert("config".into(), serde_json::to_value(&config_desc).expect("descriptor serializes"));
+        obj.insert("layers".into(), serde_json::to_value([&layer_desc]).expect("descriptor serializes"));
         let bytes = serde_json::to_vec(&value).expect("json serializes");
         let manifest_desc = self.add_document(mt::OCI_MANIFEST, bytes);
 
         self.views.push((
-            DockerView {
-                config: manifest.config.digest.clone(),
-                layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
-            },
-            DockerView {
-                config: config_desc.digest.clone(),
-                layers: vec![layer_digest.clone()],
-            },
+            DockerView { config: manifest.config.digest.clone(), layers: manifest.layers.iter().map(|l| l.digest.clone()).collect() },
+            DockerView { config: config_desc.digest.clone(), layers: vec![layer_digest.clone()] },
         ));
         self.report.manifests.push(FlattenedManifest {
             images: vec![name.to_string()],
@@ -426,16 +361,11 @@ impl Flattener<'_, '_> {
         let mut inputs: Vec<LayerInput> = Vec::new();
         let mut checks = Vec::new();
         for layer in &manifest.layers {
-            let blob = self.old.blob(&layer.digest).ok_or_else(|| {
-                Error::format(format!(
-                    "{name}: layer {} is missing from the source",
-                    layer.digest
-                ))
-            })?;
-            let raw = blob
-                .source
-                .open()
-                .map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
+            let blob = self
+                .old
+                .blob(&layer.digest)
+                .ok_or_else(|| Error::format(format!("{name}: layer {} is missing from the source", layer.digest)))?;
+            let raw = blob.source.open().map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
             let check = Arc::new(LayerCheck::default());
             let checked = CheckedReader {
                 inner: raw,
@@ -449,70 +379,52 @@ impl Flattener<'_, '_> {
             // The media type says how the layer is compressed; an "uncompressed"
             // one that is compressed after all is decompressed (as Docker does).
             let compression = match mt::layer_compression(&layer.media_type) {
-                Compression::None => Compression::detect(
-                    &compress::peek(&mut buffered)
-                        .map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?,
-                ),
+                Compression::None => Compression::detect(&compress::peek(&mut buffered).map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?),
                 declared => declared,
             };
-            let decoder = compress::decoder(compression, buffered)
-                .map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
+            let decoder = compress::decoder(compression, buffered).map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
             // An uncompressed layer stored in a file (docker save's layer.tar,
             // an OCI blob): file contents are read from there, not spooled.
             let file = match (&blob.source, compression) {
                 (BlobSource::FileRange { path, offset, .. }, Compression::None) => Some((
-                    std::fs::File::open(path)
-                        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
+                    std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
                     *offset,
                 )),
                 _ => None,
             };
-            inputs.push(LayerInput {
-                stream: decoder,
-                file,
-            });
+            inputs.push(LayerInput { stream: decoder, file });
             checks.push((layer.clone(), check));
         }
 
-        std::fs::create_dir_all(&self.tmp_dir)
-            .map_err(|e| Error::io(format!("creating {}", self.tmp_dir.display()), e))?;
+        std::fs::create_dir_all(&self.tmp_dir).map_err(|e| Error::io(format!("creating {}", self.tmp_dir.display()), e))?;
         let tmp_dir = self.tmp_dir.clone();
         let progress = self.progress;
         // The output: a temporary file of its own, or the end of the archive being written.
         let mut own: Option<(std::fs::File, tempfile::TempPath)> = None;
-        let (out_file, out_path, out_offset): (&mut std::fs::File, PathBuf, u64) =
-            match &mut self.store {
-                LayerStore::TempFiles => {
-                    let spool = tempfile::Builder::new()
-                        .prefix(".ferry-flatten-")
-                        .suffix(".tar")
-                        .tempfile_in(&tmp_dir)
-                        .map_err(|e| {
-                            Error::io(
-                                format!("creating a temporary file in {}", tmp_dir.display()),
-                                e,
-                            )
-                        })?;
-                    let (file, path) = spool.into_parts();
-                    let (file, path) = own.insert((file, path));
-                    (file, path.to_path_buf(), 0)
-                }
-                LayerStore::Archive(archive) => {
-                    let path = archive.path().to_path_buf();
-                    let (file, offset) = archive.begin_blob()?;
-                    (file, path, offset)
-                }
-            };
+        let (out_file, out_path, out_offset): (&mut std::fs::File, PathBuf, u64) = match &mut self.store {
+            LayerStore::TempFiles => {
+                let spool = tempfile::Builder::new()
+                    .prefix(".ferry-flatten-")
+                    .suffix(".tar")
+                    .tempfile_in(&tmp_dir)
+                    .map_err(|e| Error::io(format!("creating a temporary file in {}", tmp_dir.display()), e))?;
+                let (file, path) = spool.into_parts();
+                let (file, path) = own.insert((file, path));
+                (file, path.to_path_buf(), 0)
+            }
+            LayerStore::Archive(archive) => {
+                let path = archive.path().to_path_buf();
+                let (file, offset) = archive.begin_blob()?;
+                (file, path, offset)
+            }
+        };
         let total: u64 = manifest.layers.iter().map(|l| l.size).sum();
         progress.start(label, Some(total));
         let result = std::thread::scope(|s| {
             let worker = s.spawn(move || -> std::result::Result<FlattenStats, FlattenError> {
                 let mut out = BufWriter::with_capacity(1 << 20, out_file);
                 let stats = flatten_layer_inputs(inputs, &mut out, &tmp_dir)?;
-                out.flush().map_err(|source| FlattenError::Io {
-                    action: "cannot write the flattened layer",
-                    source,
-                })?;
+                out.flush().map_err(|source| FlattenError::Io { action: "cannot write the flattened layer", source })?;
                 Ok(stats)
             });
             let mut reported = 0;
@@ -531,11 +443,7 @@ impl Flattener<'_, '_> {
             (LayerStore::Archive(archive), Ok(stats)) => {
                 let digest = Digest::parse(&stats.diff_id)?;
                 let offset = archive.finish_blob(&digest, stats.size)?;
-                let source = BlobSource::FileRange {
-                    path: out_path,
-                    offset,
-                    len: stats.size,
-                };
+                let source = BlobSource::FileRange { path: out_path, offset, len: stats.size };
                 Ok((stats, source, None))
             }
             (LayerStore::Archive(archive), Err(e)) => {
@@ -544,11 +452,7 @@ impl Flattener<'_, '_> {
             }
             (LayerStore::TempFiles, Ok(stats)) => {
                 let spool = own.map(|(_, path)| path);
-                let source = BlobSource::FileRange {
-                    path: out_path,
-                    offset: out_offset,
-                    len: stats.size,
-                };
+                let source = BlobSource::FileRange { path: out_path, offset: out_offset, len: stats.size };
                 Ok((stats, source, spool))
             }
             (LayerStore::TempFiles, Err(e)) => Err(e),
@@ -565,10 +469,7 @@ impl Flattener<'_, '_> {
         // A layer whose bytes do not match their digest is the first thing to report.
         for (i, (layer, check)) in checks.iter().enumerate() {
             if let Some(msg) = check.mismatch.lock().unwrap().take() {
-                return Err(Error::integrity(format!(
-                    "{name}: layer {i} ({}): {msg}: the source image is damaged",
-                    layer.digest
-                )));
+                return Err(Error::integrity(format!("{name}: layer {i} ({}): {msg}: the source image is damaged", layer.digest)));
             }
         }
         let stats = match result {
@@ -578,8 +479,7 @@ impl Flattener<'_, '_> {
                 // damaged: say so if its digest does not check out.
                 if let FlattenError::Tar { layer, .. } = &e {
                     if let Some((desc, _)) = checks.get(*layer) {
-                        verify_blob(self.old, desc)
-                            .map_err(|d| Error::integrity(format!("{name}: {d}")))?;
+                        verify_blob(self.old, desc).map_err(|d| Error::integrity(format!("{name}: {d}")))?;
                     }
                 }
                 return Err(flatten_error(e, name, checks));
@@ -609,25 +509,17 @@ fn flatten_error(e: FlattenError, name: &str, checks: &[(Descriptor, Arc<LayerCh
     let which = |layer: usize| {
         checks
             .get(layer)
-            .map(|(d, _)| {
-                format!(
-                    " (layer {layer} of {}, counting from 0 = the lowest, is {})",
-                    checks.len(),
-                    d.digest
-                )
-            })
+            .map(|(d, _)| format!(" (layer {layer} of {}, counting from 0 = the lowest, is {})", checks.len(), d.digest))
             .unwrap_or_default()
     };
     if let FlattenError::Io { action, source } = e {
         return Error::io(format!("flattening {name}: {action}"), source);
     }
     match &e {
-        FlattenError::UnsafePath { layer, .. } | FlattenError::BadHardlink { layer, .. } => {
-            Error::UnsafeImage(format!(
-                "refusing to flatten {name}: {e}{}: the image holds a hostile or corrupt layer",
-                which(*layer)
-            ))
-        }
+        FlattenError::UnsafePath { layer, .. } | FlattenError::BadHardlink { layer, .. } => Error::UnsafeImage(format!(
+            "refusing to flatten {name}: {e}{}: the image holds a hostile or corrupt layer",
+            which(*layer)
+        )),
         FlattenError::Unsupported { layer, .. } | FlattenError::Tar { layer, .. } => {
             Error::format(format!("cannot flatten {name}: {e}{}", which(*layer)))
         }
@@ -637,19 +529,11 @@ fn flatten_error(e: FlattenError, name: &str, checks: &[(Descriptor, Arc<LayerCh
 
 fn verify_blob(set: &ImageSet, layer: &Descriptor) -> Result<()> {
     let blob = set.blob(&layer.digest).expect("checked before");
-    let mut r = crate::digest::HashingReader::new(
-        blob.source
-            .open()
-            .map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?,
-    );
-    io::copy(&mut r, &mut io::sink())
-        .map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
+    let mut r = crate::digest::HashingReader::new(blob.source.open().map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?);
+    io::copy(&mut r, &mut io::sink()).map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
     let (digest, size, _) = r.finish();
     if digest != layer.digest || size != layer.size {
-        return Err(Error::integrity(format!(
-            "layer {} does not match its digest or size: the source image is damaged",
-            layer.digest
-        )));
+        return Err(Error::integrity(format!("layer {} does not match its digest or size: the source image is damaged", layer.digest)));
     }
     Ok(())
 }
@@ -683,10 +567,7 @@ impl Read for CheckedReader {
             if let Some(h) = self.hasher.take() {
                 let digest = h.finish();
                 if self.count != self.expect.1 || digest != self.expect.0 {
-                    let msg = format!(
-                        "its {} bytes hash to {digest} (expected {} bytes)",
-                        self.count, self.expect.1
-                    );
+                    let msg = format!("its {} bytes hash to {digest} (expected {} bytes)", self.count, self.expect.1);
                     *self.check.mismatch.lock().unwrap() = Some(msg.clone());
                     return Err(io::Error::new(io::ErrorKind::InvalidData, msg));
                 }
@@ -707,23 +588,17 @@ pub fn flatten_command(
     progress: &dyn Progress,
 ) -> Result<FlattenReport> {
     let tmp_dir = super::output::spool_dir_for_target(target);
-    std::fs::create_dir_all(&tmp_dir)
-        .map_err(|e| Error::io(format!("creating {}", tmp_dir.display()), e))?;
-    let opts = crate::image::SourceOptions {
-        platforms,
-        spool_dir: Some(tmp_dir.clone()),
-        spool_zstd_level: None,
-    };
-    let set =
-        crate::save::collect_images_with_progress(std::slice::from_ref(source), &opts, progress)?;
+    std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(format!("creating {}", tmp_dir.display()), e))?;
+    let opts = crate::image::SourceOptions { platforms, spool_dir: Some(tmp_dir.clone()), spool_zstd_level: None };
+    let set = crate::save::collect_images_with_progress(std::slice::from_ref(source), &opts, progress)?;
     if set.images.is_empty() {
         return Err(Error::usage("the source holds no image"));
     }
     // A target that names the image takes one image: say so before the work.
     let named = match target {
-        ImageRef::DockerArchive { reference, .. }
-        | ImageRef::OciArchive { reference, .. }
-        | ImageRef::OciDir { reference, .. } => reference.clone(),
+        ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => {
+            reference.clone()
+        }
         ImageRef::DockerDaemon(name) => Some(name.clone()).filter(|n| !n.is_empty()),
     };
     if let (Some(n), true) = (named, set.images.len() > 1) {
@@ -735,8 +610,7 @@ pub fn flatten_command(
     if let Some(path) = super::output::archive_path(target) {
         // Archive targets: each flattened layer is written once, into the archive.
         let mut archive = PartialArchive::create(path)?;
-        let (mut set, report) =
-            flatten_image_set_into(set, LayerStore::Archive(&mut archive), &tmp_dir, progress)?;
+        let (mut set, report) = flatten_image_set_into(set, LayerStore::Archive(&mut archive), &tmp_dir, progress)?;
         super::output::name_for_archive(&mut set, target)?;
         archive.finish(&set, progress)?;
         return Ok(report);
@@ -757,11 +631,7 @@ mod tests {
             let mut h = tar::Header::new_ustar();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
-            h.set_entry_type(if path.ends_with('/') {
-                tar::EntryType::Directory
-            } else {
-                tar::EntryType::Regular
-            });
+            h.set_entry_type(if path.ends_with('/') { tar::EntryType::Directory } else { tar::EntryType::Regular });
             h.set_cksum();
             b.append_data(&mut h, path, *data).unwrap();
         }
@@ -773,13 +643,7 @@ mod tests {
     fn layers_in_a_file_flatten_like_streams() {
         let big = vec![7u8; 300_000];
         let layers = [
-            layer(&[
-                ("a/", b""),
-                ("a/x", b"one"),
-                ("a/big", &big),
-                ("d/big", &big),
-                ("b", b"bee"),
-            ]),
+            layer(&[("a/", b""), ("a/x", b"one"), ("a/big", &big), ("d/big", &big), ("b", b"bee")]),
             layer(&[("a/.wh.x", b""), ("a/y", b"two"), ("c", &big[..1000])]),
             layer(&[("b", b"bee2"), ("a/.wh..wh..opq", b""), ("a/z", b"zed")]),
         ];
@@ -792,10 +656,7 @@ mod tests {
             file.write_all(l).unwrap();
             file.write_all(b"junk between").unwrap();
         }
-        let streams: Vec<Box<dyn Read + Send>> = layers
-            .iter()
-            .map(|l| Box::new(std::io::Cursor::new(l.clone())) as _)
-            .collect();
+        let streams: Vec<Box<dyn Read + Send>> = layers.iter().map(|l| Box::new(std::io::Cursor::new(l.clone())) as _).collect();
         let mut expected = Vec::new();
         let want = flatten_layers(streams, &mut expected, dir.path()).unwrap();
 
@@ -805,10 +666,7 @@ mod tests {
             .map(|(l, &off)| {
                 let mut f = file.try_clone().unwrap();
                 f.seek(SeekFrom::Start(0)).unwrap();
-                LayerInput {
-                    stream: Box::new(std::io::Cursor::new(l.clone())),
-                    file: Some((f, off)),
-                }
+                LayerInput { stream: Box::new(std::io::Cursor::new(l.clone())), file: Some((f, off)) }
             })
             .collect();
         let mut actual = Vec::new();

@@ -160,11 +160,7 @@ pub(crate) fn read_layer_in_file(
 }
 
 /// Parse every entry; file content offsets are stream positions plus `base`.
-fn parse_entries<R: Read>(
-    layer: usize,
-    archive: &mut tar::Archive<R>,
-    base: u64,
-) -> Result<Vec<Op>> {
+fn parse_entries<R: Read>(layer: usize, archive: &mut tar::Archive<R>, base: u64) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
     let entries = archive.entries().map_err(|source| FlattenError::Tar {
         layer,
@@ -197,11 +193,7 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn parse_entry<R: Read>(
-    layer: usize,
-    entry: &mut tar::Entry<'_, R>,
-    base: u64,
-) -> Result<Option<Op>> {
+fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) -> Result<Option<Op>> {
     let raw_path = entry.path_bytes().into_owned();
     let name = lossy(&raw_path);
     let ty = entry.header().entry_type();

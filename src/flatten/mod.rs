@@ -48,8 +48,8 @@
 mod config;
 mod error;
 pub mod image;
-mod layer;
 pub mod output;
+mod layer;
 mod path;
 mod tree;
 mod writer;
@@ -88,10 +88,7 @@ pub fn flatten_layers<W: Write>(
     out: W,
     tmp_dir: &Path,
 ) -> Result<FlattenStats> {
-    let inputs = layers
-        .into_iter()
-        .map(|stream| LayerInput { stream, file: None })
-        .collect();
+    let inputs = layers.into_iter().map(|stream| LayerInput { stream, file: None }).collect();
     flatten_layer_inputs(inputs, out, tmp_dir)
 }
 

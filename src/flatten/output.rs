@@ -20,17 +20,17 @@ use crate::bundle::tarstream::TarWriter;
 use crate::bundle::verify::{Sink, Verified};
 use crate::bundle::{Progress, SaveOptions};
 use crate::compress::Compression;
-use crate::digest::Digest;
 use crate::digest::HashingReader;
 use crate::error::{Error, Result};
 use crate::image::{parse_json, ImageSet, Index};
+use crate::digest::Digest;
 use crate::load::OciDirSink;
-use crate::reference::{ImageName, ImageRef};
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
 use std::io::{BufWriter, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
+use crate::reference::{ImageName, ImageRef};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const BLOCK: usize = 512;
@@ -42,9 +42,7 @@ pub fn spool_dir_for_target(target: &ImageRef) -> PathBuf {
         _ => PathBuf::from("."),
     };
     match target {
-        ImageRef::DockerArchive { path, .. }
-        | ImageRef::OciArchive { path, .. }
-        | ImageRef::OciDir { path, .. } => parent_of(path),
+        ImageRef::DockerArchive { path, .. } | ImageRef::OciArchive { path, .. } | ImageRef::OciDir { path, .. } => parent_of(path),
         ImageRef::DockerDaemon(_) => std::env::temp_dir(),
     }
 }
@@ -70,46 +68,28 @@ pub fn archive_path(target: &ImageRef) -> Option<&Path> {
 /// Apply an archive target's NAME/REF to the set's one image.
 pub fn name_for_archive(set: &mut ImageSet, target: &ImageRef) -> Result<()> {
     match target {
-        ImageRef::DockerArchive {
-            path,
-            reference: Some(r),
-        } => {
-            let name = ImageName::parse(r).ok_or_else(|| {
-                Error::usage(format!(
-                    "docker-archive:{}:{r}: {r:?} is not an image name",
-                    path.display()
-                ))
-            })?;
+        ImageRef::DockerArchive { path, reference: Some(r) } => {
+            let name = ImageName::parse(r)
+                .ok_or_else(|| Error::usage(format!("docker-archive:{}:{r}: {r:?} is not an image name", path.display())))?;
             rename_one(set, r, Some(name), None)
         }
-        ImageRef::OciArchive {
-            reference: Some(r), ..
-        } => rename_oci(set, r),
+        ImageRef::OciArchive { reference: Some(r), .. } => rename_oci(set, r),
         _ => Ok(()),
     }
 }
 
 /// Write `set` to `target`.
-pub fn write_image_set(
-    set: &mut ImageSet,
-    target: &ImageRef,
-    progress: &dyn Progress,
-) -> Result<()> {
+pub fn write_image_set(set: &mut ImageSet, target: &ImageRef, progress: &dyn Progress) -> Result<()> {
     match target {
         ImageRef::DockerArchive { path, .. } | ImageRef::OciArchive { path, .. } => {
             name_for_archive(set, target)?;
             PartialArchive::create(path)?.finish(set, progress)
         }
-        ImageRef::OciDir { path, reference } => {
-            write_oci_dir(set, path, reference.clone(), progress)
-        }
+        ImageRef::OciDir { path, reference } => write_oci_dir(set, path, reference.clone(), progress),
         ImageRef::DockerDaemon(name) => {
             if !name.is_empty() {
-                let parsed = ImageName::parse(name).ok_or_else(|| {
-                    Error::usage(format!(
-                        "docker-daemon:{name}: {name:?} is not an image name"
-                    ))
-                })?;
+                let parsed = ImageName::parse(name)
+                    .ok_or_else(|| Error::usage(format!("docker-daemon:{name}: {name:?} is not an image name")))?;
                 rename_one(set, name, Some(parsed), None)?;
             }
             write_daemon(set, progress)
@@ -117,12 +97,7 @@ pub fn write_image_set(
     }
 }
 
-fn rename_one(
-    set: &mut ImageSet,
-    r: &str,
-    name: Option<ImageName>,
-    ref_name: Option<String>,
-) -> Result<()> {
+fn rename_one(set: &mut ImageSet, r: &str, name: Option<ImageName>, ref_name: Option<String>) -> Result<()> {
     if set.images.len() != 1 {
         return Err(Error::usage(format!(
             "the target names one image ({r}) but there are {} images; choose one with SOURCE:REF or leave the target unnamed",
@@ -146,13 +121,8 @@ fn rename_oci(set: &mut ImageSet, r: &str) -> Result<()> {
 
 /// index.json without the bundle annotations (a plain image layout).
 fn plain_index_json(set: &ImageSet) -> Vec<u8> {
-    let meta = BundleMeta {
-        created: String::new(),
-        flattened: false,
-        delta_base: None,
-    };
-    let mut v: serde_json::Value =
-        serde_json::from_slice(&layout::index_json(set, &meta)).expect("ferry's own json");
+    let meta = BundleMeta { created: String::new(), flattened: false, delta_base: None };
+    let mut v: serde_json::Value = serde_json::from_slice(&layout::index_json(set, &meta)).expect("ferry's own json");
     if let Some(o) = v.as_object_mut() {
         o.remove("annotations");
     }
@@ -162,20 +132,12 @@ fn plain_index_json(set: &ImageSet) -> Vec<u8> {
 /// The layout tar (oci-layout, index.json, manifest.json, blobs) into `out`,
 /// leaving out the blobs in `skip` (already in the archive). Every blob is
 /// checked against its digest as it is copied.
-pub fn write_layout_tar<W: Write>(
-    set: &ImageSet,
-    out: W,
-    skip: &HashMap<Digest, u64>,
-    progress: &dyn Progress,
-) -> Result<W> {
+pub fn write_layout_tar<W: Write>(set: &ImageSet, out: W, skip: &HashMap<Digest, u64>, progress: &dyn Progress) -> Result<W> {
     let io_err = |e: io::Error| Error::io("writing the image archive", e);
     let mut tar = TarWriter::new(out, 0);
-    tar.add_bytes("oci-layout", layout::OCI_LAYOUT)
-        .map_err(io_err)?;
-    tar.add_bytes("index.json", &plain_index_json(set))
-        .map_err(io_err)?;
-    tar.add_bytes("manifest.json", &layout::manifest_json(set))
-        .map_err(io_err)?;
+    tar.add_bytes("oci-layout", layout::OCI_LAYOUT).map_err(io_err)?;
+    tar.add_bytes("index.json", &plain_index_json(set)).map_err(io_err)?;
+    tar.add_bytes("manifest.json", &layout::manifest_json(set)).map_err(io_err)?;
     tar.add_dir("blobs/").map_err(io_err)?;
     tar.add_dir("blobs/sha256/").map_err(io_err)?;
     for digest in layout::blob_order(set)? {
@@ -183,21 +145,12 @@ pub fn write_layout_tar<W: Write>(
             continue;
         }
         let blob = set.blob(&digest).expect("ordered from the set");
-        let source = blob
-            .source
-            .open()
-            .map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
-        let mut reader = HashingReader::new(Counted {
-            inner: source,
-            progress,
-        });
-        tar.add_reader(&digest.blob_path(), blob.size, &mut reader)
-            .map_err(io_err)?;
+        let source = blob.source.open().map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+        let mut reader = HashingReader::new(Counted { inner: source, progress });
+        tar.add_reader(&digest.blob_path(), blob.size, &mut reader).map_err(io_err)?;
         let (actual, _, _) = reader.finish();
         if actual != digest {
-            return Err(Error::integrity(format!(
-                "blob {digest} does not match its digest (it hashes to {actual})"
-            )));
+            return Err(Error::integrity(format!("blob {digest} does not match its digest (it hashes to {actual})")));
         }
     }
     tar.finish().map_err(io_err)
@@ -226,9 +179,7 @@ impl PartialArchive {
                 target.display()
             )));
         }
-        let name = target
-            .file_name()
-            .ok_or_else(|| Error::usage(format!("{}: not a file path", target.display())))?;
+        let name = target.file_name().ok_or_else(|| Error::usage(format!("{}: not a file path", target.display())))?;
         let dir = match target.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -239,14 +190,7 @@ impl PartialArchive {
             .tempfile_in(&dir)
             .map_err(|e| Error::io(format!("creating a temporary file in {}", dir.display()), e))?
             .into_parts();
-        Ok(PartialArchive {
-            target: target.to_path_buf(),
-            temp,
-            file,
-            blobs: HashMap::new(),
-            header_at: None,
-            end: 0,
-        })
+        Ok(PartialArchive { target: target.to_path_buf(), temp, file, blobs: HashMap::new(), header_at: None, end: 0 })
     }
 
     /// The temporary file (blob sources may point into it).
@@ -278,12 +222,8 @@ impl PartialArchive {
         }
         let data = at + BLOCK as u64;
         let pad = (BLOCK as u64 - size % BLOCK as u64) % BLOCK as u64;
-        self.file
-            .write_all_at(&[0u8; BLOCK][..pad as usize], data + size)
-            .map_err(ctx)?;
-        self.file
-            .write_all_at(blob_header(digest, size).map_err(ctx)?.as_bytes(), at)
-            .map_err(ctx)?;
+        self.file.write_all_at(&[0u8; BLOCK][..pad as usize], data + size).map_err(ctx)?;
+        self.file.write_all_at(blob_header(digest, size).map_err(ctx)?.as_bytes(), at).map_err(ctx)?;
         self.end = data + size + pad;
         self.blobs.insert(digest.clone(), data);
         Ok(data)
@@ -300,23 +240,10 @@ impl PartialArchive {
     /// yet), the end-of-archive marker, sync, and rename into place.
     pub fn finish(mut self, set: &ImageSet, progress: &dyn Progress) -> Result<()> {
         let ctx = |e: io::Error| Error::io(format!("writing {}", self.target.display()), e);
-        self.file
-            .set_len(self.end)
-            .and_then(|_| self.file.seek(SeekFrom::Start(self.end)).map(|_| ()))
-            .map_err(ctx)?;
-        let rest: u64 = set
-            .blobs()
-            .iter()
-            .filter(|b| !self.blobs.contains_key(&b.digest))
-            .map(|b| b.size)
-            .sum();
+        self.file.set_len(self.end).and_then(|_| self.file.seek(SeekFrom::Start(self.end)).map(|_| ())).map_err(ctx)?;
+        let rest: u64 = set.blobs().iter().filter(|b| !self.blobs.contains_key(&b.digest)).map(|b| b.size).sum();
         progress.start(&format!("writing {}", self.target.display()), Some(rest));
-        let out = write_layout_tar(
-            set,
-            BufWriter::with_capacity(1 << 20, &mut self.file),
-            &self.blobs,
-            progress,
-        )?;
+        let out = write_layout_tar(set, BufWriter::with_capacity(1 << 20, &mut self.file), &self.blobs, progress)?;
         out.into_inner().map_err(|e| ctx(e.into_error()))?;
         progress.finish();
         self.file.sync_all().map_err(ctx)?;
@@ -326,63 +253,36 @@ impl PartialArchive {
 }
 
 fn blob_header(digest: &Digest, size: u64) -> io::Result<tar::Header> {
-    crate::bundle::tarstream::entry_header(
-        &digest.blob_path(),
-        size,
-        0o644,
-        0,
-        tar::EntryType::Regular,
-    )
+    crate::bundle::tarstream::entry_header(&digest.blob_path(), size, 0o644, 0, tar::EntryType::Regular)
 }
 
-fn write_oci_dir(
-    set: &ImageSet,
-    dir: &Path,
-    reference: Option<String>,
-    progress: &dyn Progress,
-) -> Result<()> {
+fn write_oci_dir(set: &ImageSet, dir: &Path, reference: Option<String>, progress: &dyn Progress) -> Result<()> {
     let mut sink = OciDirSink::new(dir, reference)?;
     let result = (|| -> Result<()> {
         sink.reserve(set.total_size())?;
-        progress.start(
-            &format!("writing {}", dir.display()),
-            Some(set.total_size()),
-        );
+        progress.start(&format!("writing {}", dir.display()), Some(set.total_size()));
         let mut content_bytes = 0;
         let order = layout::blob_order(set)?;
         for digest in &order {
             let blob = set.blob(digest).expect("ordered from the set");
             let mut reader = HashingReader::new(Counted {
-                inner: blob
-                    .source
-                    .open()
-                    .map_err(|e| Error::io(format!("reading blob {digest}"), e))?,
+                inner: blob.source.open().map_err(|e| Error::io(format!("reading blob {digest}"), e))?,
                 progress,
             });
             let mut w = sink.begin_blob(digest, blob.size)?;
-            io::copy(&mut reader, &mut w)
-                .map_err(|e| Error::io(format!("writing blob {digest} to {}", dir.display()), e))?;
-            w.flush()
-                .map_err(|e| Error::io(format!("writing blob {digest} to {}", dir.display()), e))?;
+            io::copy(&mut reader, &mut w).map_err(|e| Error::io(format!("writing blob {digest} to {}", dir.display()), e))?;
+            w.flush().map_err(|e| Error::io(format!("writing blob {digest} to {}", dir.display()), e))?;
             drop(w);
             let (actual, n, _) = reader.finish();
             if &actual != digest || n != blob.size {
-                return Err(Error::integrity(format!(
-                    "blob {digest} does not match its digest (it hashes to {actual})"
-                )));
+                return Err(Error::integrity(format!("blob {digest} does not match its digest (it hashes to {actual})")));
             }
             content_bytes += n;
         }
         progress.finish();
         let index_bytes = plain_index_json(set);
         let index: Index = parse_json(&index_bytes, "index.json")?;
-        let verified = Verified {
-            index: Some(index),
-            index_bytes,
-            blobs: order.len(),
-            content_bytes,
-            ..Default::default()
-        };
+        let verified = Verified { index: Some(index), index_bytes, blobs: order.len(), content_bytes, ..Default::default() };
         sink.commit(&verified)
     })();
     if result.is_err() {
@@ -405,9 +305,7 @@ fn write_daemon(set: &ImageSet, progress: &dyn Progress) -> Result<()> {
     opts.flattened = true;
     crate::bundle::write_bundle(set, transport, opts, progress)?;
     let source = format!("{}/flattened", tmp.path().display());
-    let open = |loc: &str| -> Result<Box<dyn ferry_transports::Transport>> {
-        Ok(Box::new(ferry_transports::DirTransport::new(loc)))
-    };
+    let open = |loc: &str| -> Result<Box<dyn ferry_transports::Transport>> { Ok(Box::new(ferry_transports::DirTransport::new(loc))) };
     let bundle = crate::bundle::locate(&source, &open)?;
     crate::engine::load_into_daemon(&bundle, None, progress)?;
     Ok(())

@@ -32,10 +32,7 @@ pub struct ArchiveIndex {
 
 /// `./a//b/` → `a/b`
 pub fn normalize(path: &str) -> String {
-    path.split('/')
-        .filter(|c| !c.is_empty() && *c != ".")
-        .collect::<Vec<_>>()
-        .join("/")
+    path.split('/').filter(|c| !c.is_empty() && *c != ".").collect::<Vec<_>>().join("/")
 }
 
 impl ArchiveIndex {
@@ -44,16 +41,8 @@ impl ArchiveIndex {
         let file = File::open(path).map_err(|e| Error::io(ctx(), e))?;
         let mut archive = tar::Archive::new(file);
         let mut entries = HashMap::new();
-        for entry in archive
-            .entries_with_seek()
-            .map_err(|e| Error::io(ctx(), e))?
-        {
-            let entry = entry.map_err(|e| {
-                Error::format(format!(
-                    "{} is not a valid tar archive: {e}",
-                    path.display()
-                ))
-            })?;
+        for entry in archive.entries_with_seek().map_err(|e| Error::io(ctx(), e))? {
+            let entry = entry.map_err(|e| Error::format(format!("{} is not a valid tar archive: {e}", path.display())))?;
             let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
             let header = entry.header();
             let link = || {
@@ -69,19 +58,9 @@ impl ArchiveIndex {
                 tar::EntryType::Link => EntryKind::Hardlink(normalize(&link())),
                 _ => EntryKind::Other,
             };
-            entries.insert(
-                name,
-                ArchiveEntry {
-                    offset: entry.raw_file_position(),
-                    size: entry.size(),
-                    kind,
-                },
-            );
+            entries.insert(name, ArchiveEntry { offset: entry.raw_file_position(), size: entry.size(), kind });
         }
-        Ok(ArchiveIndex {
-            path: path.to_path_buf(),
-            entries,
-        })
+        Ok(ArchiveIndex { path: path.to_path_buf(), entries })
     }
 
     /// The regular file at `path`, following symlinks (relative to the link's
@@ -89,36 +68,23 @@ impl ArchiveIndex {
     pub fn file(&self, path: &str) -> Result<&ArchiveEntry> {
         let mut current = normalize(path);
         for _ in 0..16 {
-            let entry = self.entries.get(&current).ok_or_else(|| {
-                Error::format(format!(
-                    "{}: no entry {current:?} in the archive",
-                    self.path.display()
-                ))
-            })?;
+            let entry = self
+                .entries
+                .get(&current)
+                .ok_or_else(|| Error::format(format!("{}: no entry {current:?} in the archive", self.path.display())))?;
             match &entry.kind {
                 EntryKind::File => return Ok(entry),
                 EntryKind::Hardlink(target) => current = target.clone(),
                 EntryKind::Symlink(target) => {
                     let base = current.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
                     current = resolve_relative(base, target).ok_or_else(|| {
-                        Error::format(format!(
-                            "{}: link {current:?} points outside the archive",
-                            self.path.display()
-                        ))
+                        Error::format(format!("{}: link {current:?} points outside the archive", self.path.display()))
                     })?;
                 }
-                _ => {
-                    return Err(Error::format(format!(
-                        "{}: {current:?} is not a file",
-                        self.path.display()
-                    )))
-                }
+                _ => return Err(Error::format(format!("{}: {current:?} is not a file", self.path.display()))),
             }
         }
-        Err(Error::format(format!(
-            "{}: too many links at {path:?}",
-            self.path.display()
-        )))
+        Err(Error::format(format!("{}: too many links at {path:?}", self.path.display())))
     }
 
     pub fn contains(&self, path: &str) -> bool {
@@ -128,11 +94,7 @@ impl ArchiveIndex {
 
 /// Join a link target to its directory, refusing to climb above the root.
 pub fn resolve_relative(base: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        base.split('/').filter(|s| !s.is_empty()).collect()
-    };
+    let mut parts: Vec<&str> = if target.starts_with('/') { Vec::new() } else { base.split('/').filter(|s| !s.is_empty()).collect() };
     for comp in target.split('/') {
         match comp {
             "" | "." => {}
@@ -150,10 +112,7 @@ mod tests {
     use super::*;
     #[test]
     fn resolves_docker_duplicate_layer_links() {
-        assert_eq!(
-            resolve_relative("abc", "../def/layer.tar").as_deref(),
-            Some("def/layer.tar")
-        );
+        assert_eq!(resolve_relative("abc", "../def/layer.tar").as_deref(), Some("def/layer.tar"));
         assert_eq!(resolve_relative("", "../x"), None);
         assert_eq!(normalize("./blobs//sha256/"), "blobs/sha256");
     }

@@ -35,26 +35,13 @@ struct Rootfs {
 }
 
 /// Add the images of a legacy docker-archive (all, or those tagged `reference`).
-pub fn read_docker_archive(
-    archive: &dyn SourceFiles,
-    reference: Option<&str>,
-    set: &mut ImageSet,
-) -> Result<()> {
+pub fn read_docker_archive(archive: &dyn SourceFiles, reference: Option<&str>, set: &mut ImageSet) -> Result<()> {
     let what = format!("{}: manifest.json", archive.describe());
     let entries: Vec<ManifestEntry> = parse_json(&archive.read_small("manifest.json")?, &what)?;
-    let wanted = reference.map(|r| {
-        ImageName::parse(r)
-            .map(|n| n.full())
-            .unwrap_or_else(|| r.to_string())
-    });
+    let wanted = reference.map(|r| ImageName::parse(r).map(|n| n.full()).unwrap_or_else(|| r.to_string()));
     let mut found = false;
     for entry in &entries {
-        let tags: Vec<ImageName> = entry
-            .repo_tags
-            .iter()
-            .flatten()
-            .filter_map(|t| ImageName::parse(t))
-            .collect();
+        let tags: Vec<ImageName> = entry.repo_tags.iter().flatten().filter_map(|t| ImageName::parse(t)).collect();
         let tags: Vec<ImageName> = match &wanted {
             Some(w) => tags.into_iter().filter(|t| &t.full() == w).collect(),
             None => tags,
@@ -65,12 +52,7 @@ pub fn read_docker_archive(
         found = true;
         let (manifest_desc, view) = add_entry(archive, entry, set)?;
         if tags.is_empty() {
-            set.images.push(Image {
-                name: None,
-                ref_name: None,
-                descriptor: manifest_desc.clone(),
-                docker: Some(view.clone()),
-            });
+            set.images.push(Image { name: None, ref_name: None, descriptor: manifest_desc.clone(), docker: Some(view.clone()) });
         }
         for tag in tags {
             set.images.push(Image {
@@ -82,10 +64,7 @@ pub fn read_docker_archive(
         }
     }
     if let (Some(r), false) = (reference, found) {
-        return Err(Error::usage(format!(
-            "{}: no image tagged {r:?}",
-            archive.describe()
-        )));
+        return Err(Error::usage(format!("{}: no image tagged {r:?}", archive.describe())));
     }
     if entries.is_empty() {
         return Err(Error::format(format!("{what} lists no images")));
@@ -94,17 +73,10 @@ pub fn read_docker_archive(
 }
 
 /// Add one image's config and layers, and a synthesized OCI manifest for it.
-fn add_entry(
-    archive: &dyn SourceFiles,
-    entry: &ManifestEntry,
-    set: &mut ImageSet,
-) -> Result<(Descriptor, DockerView)> {
+fn add_entry(archive: &dyn SourceFiles, entry: &ManifestEntry, set: &mut ImageSet) -> Result<(Descriptor, DockerView)> {
     let config_bytes = archive.read_small(&entry.config)?;
     let config_digest = Digest::of_bytes(&config_bytes);
-    let rootfs: ConfigRootfs = parse_json(
-        &config_bytes,
-        &format!("{}: config {}", archive.describe(), entry.config),
-    )?;
+    let rootfs: ConfigRootfs = parse_json(&config_bytes, &format!("{}: config {}", archive.describe(), entry.config))?;
     if rootfs.rootfs.diff_ids.len() != entry.layers.len() {
         return Err(Error::format(format!(
             "{}: config {} lists {} layers but manifest.json {}",
@@ -114,11 +86,7 @@ fn add_entry(
             entry.layers.len()
         )));
     }
-    let config_desc = Descriptor::new(
-        mt::OCI_CONFIG,
-        config_digest.clone(),
-        config_bytes.len() as u64,
-    );
+    let config_desc = Descriptor::new(mt::OCI_CONFIG, config_digest.clone(), config_bytes.len() as u64);
     set.add_blob(Blob {
         digest: config_digest.clone(),
         size: config_bytes.len() as u64,
@@ -130,10 +98,7 @@ fn add_entry(
     for (path, diff_id) in entry.layers.iter().zip(&rootfs.rootfs.diff_ids) {
         let (source, size) = archive.locate(path)?;
         let mut head = [0u8; 8];
-        let n = source
-            .open()
-            .and_then(|mut r| read_up_to(&mut r, &mut head))
-            .map_err(|e| Error::io(format!("reading {path}"), e))?;
+        let n = source.open().and_then(|mut r| read_up_to(&mut r, &mut head)).map_err(|e| Error::io(format!("reading {path}"), e))?;
         let compression = Compression::detect(&head[..n]);
         let (digest, media_type) = match compression {
             // An uncompressed layer's digest is its diff_id; the writer checks it as it copies.
@@ -141,12 +106,7 @@ fn add_entry(
             Compression::Gzip => (hash_source(&source, path)?, mt::OCI_LAYER_GZIP),
             Compression::Zstd => (hash_source(&source, path)?, mt::OCI_LAYER_ZSTD),
         };
-        set.add_blob(Blob {
-            digest: digest.clone(),
-            size,
-            media_type: media_type.into(),
-            source,
-        });
+        set.add_blob(Blob { digest: digest.clone(), size, media_type: media_type.into(), source });
         layers.push(Descriptor::new(media_type, digest, size));
     }
 
@@ -157,21 +117,14 @@ fn add_entry(
         "layers": layers,
     });
     let bytes = serde_json::to_vec(&manifest).expect("json serializes");
-    let manifest_desc = Descriptor::new(
-        mt::OCI_MANIFEST,
-        Digest::of_bytes(&bytes),
-        bytes.len() as u64,
-    );
+    let manifest_desc = Descriptor::new(mt::OCI_MANIFEST, Digest::of_bytes(&bytes), bytes.len() as u64);
     set.add_blob(Blob {
         digest: manifest_desc.digest.clone(),
         size: bytes.len() as u64,
         media_type: mt::OCI_MANIFEST.into(),
         source: BlobSource::Bytes(Arc::new(bytes)),
     });
-    let view = DockerView {
-        config: config_digest,
-        layers: layers.into_iter().map(|l| l.digest).collect(),
-    };
+    let view = DockerView { config: config_digest, layers: layers.into_iter().map(|l| l.digest).collect() };
     Ok((manifest_desc, view))
 }
 
@@ -188,12 +141,7 @@ fn read_up_to(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
 
 /// Digest of a compressed layer (its diff_id is of the uncompressed bytes).
 fn hash_source(source: &BlobSource, path: &str) -> Result<Digest> {
-    let mut reader = HashingReader::new(
-        source
-            .open()
-            .map_err(|e| Error::io(format!("reading {path}"), e))?,
-    );
-    std::io::copy(&mut reader, &mut std::io::sink())
-        .map_err(|e| Error::io(format!("reading {path}"), e))?;
+    let mut reader = HashingReader::new(source.open().map_err(|e| Error::io(format!("reading {path}"), e))?);
+    std::io::copy(&mut reader, &mut std::io::sink()).map_err(|e| Error::io(format!("reading {path}"), e))?;
     Ok(reader.finish().0)
 }

@@ -27,10 +27,7 @@ impl DirFiles {
     fn path(&self, rel: &str) -> Result<PathBuf> {
         let rel = Path::new(rel);
         if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-            return Err(Error::format(format!(
-                "{}: refusing path {rel:?}",
-                self.root.display()
-            )));
+            return Err(Error::format(format!("{}: refusing path {rel:?}", self.root.display())));
         }
         Ok(self.root.join(rel))
     }
@@ -45,16 +42,8 @@ impl SourceFiles for DirFiles {
     }
     fn locate(&self, path: &str) -> Result<(BlobSource, u64)> {
         let full = self.path(path)?;
-        let meta = std::fs::metadata(&full)
-            .map_err(|e| Error::io(format!("reading {}", full.display()), e))?;
-        Ok((
-            BlobSource::FileRange {
-                path: full,
-                offset: 0,
-                len: meta.len(),
-            },
-            meta.len(),
-        ))
+        let meta = std::fs::metadata(&full).map_err(|e| Error::io(format!("reading {}", full.display()), e))?;
+        Ok((BlobSource::FileRange { path: full, offset: 0, len: meta.len() }, meta.len()))
     }
 }
 
@@ -67,13 +56,6 @@ impl SourceFiles for ArchiveIndex {
     }
     fn locate(&self, path: &str) -> Result<(BlobSource, u64)> {
         let entry = self.file(path)?;
-        Ok((
-            BlobSource::FileRange {
-                path: self.path.clone(),
-                offset: entry.offset,
-                len: entry.size,
-            },
-            entry.size,
-        ))
+        Ok((BlobSource::FileRange { path: self.path.clone(), offset: entry.offset, len: entry.size }, entry.size))
     }
 }

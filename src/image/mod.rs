@@ -84,22 +84,12 @@ pub enum BlobSource {
     Bytes(Arc<Vec<u8>>),
     /// A byte range of a file: a blob in an OCI directory, an entry in an
     /// uncompressed archive, a range of a spool file.
-    FileRange {
-        path: PathBuf,
-        offset: u64,
-        len: u64,
-    },
+    FileRange { path: PathBuf, offset: u64, len: u64 },
     /// A blob ferry compressed as it arrived (a Docker Engine export, when the
     /// bundle is zstd too): whole zstd frames at `offset..offset + stored` of a
     /// spool file, `digest` taken of the uncompressed bytes on the way in. A
     /// zstd bundle of the same `level` takes the frames as they are.
-    Zstd {
-        path: PathBuf,
-        offset: u64,
-        stored: u64,
-        level: i32,
-        digest: Digest,
-    },
+    Zstd { path: PathBuf, offset: u64, stored: u64, level: i32, digest: Digest },
 }
 
 impl BlobSource {
@@ -111,15 +101,8 @@ impl BlobSource {
                 f.seek(SeekFrom::Start(*offset))?;
                 Ok(Box::new(f.take(*len)))
             }
-            BlobSource::Zstd {
-                path,
-                offset,
-                stored,
-                ..
-            } => {
-                let mut f = File::open(path)?;
-                f.seek(SeekFrom::Start(*offset))?;
-                let frames = io::BufReader::with_capacity(1 << 20, f.take(*stored));
+            BlobSource::Zstd { .. } => {
+                let frames = io::BufReader::with_capacity(1 << 20, self.open_stored()?);
                 Ok(Box::new(zstd::stream::read::Decoder::with_buffer(frames)?))
             }
         }
@@ -129,12 +112,7 @@ impl BlobSource {
     /// for the others the same as [`BlobSource::open`].
     pub fn open_stored(&self) -> io::Result<Box<dyn Read + Send>> {
         match self {
-            BlobSource::Zstd {
-                path,
-                offset,
-                stored,
-                ..
-            } => {
+            BlobSource::Zstd { path, offset, stored, .. } => {
                 let mut f = File::open(path)?;
                 f.seek(SeekFrom::Start(*offset))?;
                 Ok(Box::new(f.take(*stored)))
@@ -161,9 +139,7 @@ impl BlobSource {
             .and_then(|r| r.take(limit + 1).read_to_end(&mut buf))
             .map_err(|e| Error::io("reading image metadata", e))?;
         if buf.len() as u64 > limit {
-            return Err(Error::format(format!(
-                "a metadata document is larger than {limit} bytes"
-            )));
+            return Err(Error::format(format!("a metadata document is larger than {limit} bytes")));
         }
         Ok(buf)
     }
@@ -257,11 +233,9 @@ impl ImageSet {
 
     /// The JSON bytes of a small blob (manifest, index, config).
     pub fn document(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let blob = self.blob(digest).ok_or_else(|| {
-            Error::format(format!(
-                "blob {digest} is referenced but missing from the source"
-            ))
-        })?;
+        let blob = self
+            .blob(digest)
+            .ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
         blob.source.read_all(MAX_DOCUMENT)
     }
 

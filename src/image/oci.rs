@@ -2,41 +2,24 @@
 //! docker-archive, which is an OCI layout too).
 use super::files::SourceFiles;
 use super::media_types::{self as mt, ANN_CONTAINERD_NAME, ANN_REF_NAME};
-use super::{
-    parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Index, Manifest,
-    PlatformFilter,
-};
+use super::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Index, Manifest, PlatformFilter};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::ImageName;
 use std::sync::Arc;
 
 /// Add the images of the layout (all, or the one named `reference`) to `set`.
-pub fn read_layout(
-    files: &dyn SourceFiles,
-    reference: Option<&str>,
-    filter: &PlatformFilter,
-    set: &mut ImageSet,
-) -> Result<()> {
-    let index: Index = parse_json(
-        &files.read_small("index.json")?,
-        &format!("{}: index.json", files.describe()),
-    )?;
+pub fn read_layout(files: &dyn SourceFiles, reference: Option<&str>, filter: &PlatformFilter, set: &mut ImageSet) -> Result<()> {
+    let index: Index = parse_json(&files.read_small("index.json")?, &format!("{}: index.json", files.describe()))?;
     let mut selected = index.manifests;
     if let Some(wanted) = reference {
         selected.retain(|d| reference_matches(d, wanted));
         if selected.is_empty() {
-            return Err(Error::usage(format!(
-                "{}: no image named {wanted:?}",
-                files.describe()
-            )));
+            return Err(Error::usage(format!("{}: no image named {wanted:?}", files.describe())));
         }
     }
     if selected.is_empty() {
-        return Err(Error::format(format!(
-            "{}: index.json lists no images",
-            files.describe()
-        )));
+        return Err(Error::format(format!("{}: index.json lists no images", files.describe())));
     }
     for desc in selected {
         let ref_name = desc.annotation(ANN_REF_NAME).map(str::to_string);
@@ -52,12 +35,7 @@ pub fn read_layout(
             ))
         })?;
         let docker = docker_view(set, &top, filter)?;
-        set.images.push(Image {
-            name,
-            ref_name,
-            descriptor: top,
-            docker,
-        });
+        set.images.push(Image { name, ref_name, descriptor: top, docker });
     }
     Ok(())
 }
@@ -78,15 +56,8 @@ fn image_name(desc: &Descriptor) -> Option<ImageName> {
 
 fn reference_matches(desc: &Descriptor, wanted: &str) -> bool {
     let wanted_full = ImageName::parse(wanted).map(|n| n.full());
-    [
-        desc.annotation(ANN_REF_NAME),
-        desc.annotation(ANN_CONTAINERD_NAME),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|have| {
-        have == wanted
-            || (wanted_full.is_some() && ImageName::parse(have).map(|n| n.full()) == wanted_full)
+    [desc.annotation(ANN_REF_NAME), desc.annotation(ANN_CONTAINERD_NAME)].into_iter().flatten().any(|have| {
+        have == wanted || (wanted_full.is_some() && ImageName::parse(have).map(|n| n.full()) == wanted_full)
     })
 }
 
@@ -109,10 +80,7 @@ fn add_large(files: &dyn SourceFiles, desc: &Descriptor, set: &mut ImageSet) -> 
     }
     let path = desc.digest.blob_path();
     if !files.exists(&path) {
-        return Err(Error::format(format!(
-            "{}: blob {path} is referenced but missing",
-            files.describe()
-        )));
+        return Err(Error::format(format!("{}: blob {path} is referenced but missing", files.describe())));
     }
     let (source, size) = files.locate(&path)?;
     if size != desc.size {
@@ -122,12 +90,7 @@ fn add_large(files: &dyn SourceFiles, desc: &Descriptor, set: &mut ImageSet) -> 
             desc.size
         )));
     }
-    set.add_blob(Blob {
-        digest: desc.digest.clone(),
-        size,
-        media_type: desc.media_type.clone(),
-        source,
-    });
+    set.add_blob(Blob { digest: desc.digest.clone(), size, media_type: desc.media_type.clone(), source });
     Ok(())
 }
 
@@ -161,12 +124,7 @@ fn kind_of(desc: &Descriptor, bytes: &[u8]) -> &'static str {
 /// Add the blobs reachable from `desc`, keeping the platforms `filter` keeps.
 /// Returns the descriptor to record (a filtered index may collapse to one
 /// manifest, keeping its digest), or `None` if nothing is left.
-pub fn add_tree(
-    files: &dyn SourceFiles,
-    desc: &Descriptor,
-    filter: &PlatformFilter,
-    set: &mut ImageSet,
-) -> Result<Option<Descriptor>> {
+pub fn add_tree(files: &dyn SourceFiles, desc: &Descriptor, filter: &PlatformFilter, set: &mut ImageSet) -> Result<Option<Descriptor>> {
     let bytes = read_document(files, desc)?;
     match kind_of(desc, &bytes) {
         "index" => {
@@ -192,11 +150,7 @@ pub fn add_tree(
             if kept.is_empty() {
                 return Ok(None);
             }
-            let media_type = if desc.media_type.is_empty() {
-                mt::OCI_INDEX
-            } else {
-                desc.media_type.as_str()
-            };
+            let media_type = if desc.media_type.is_empty() { mt::OCI_INDEX } else { desc.media_type.as_str() };
             if !changed {
                 add_document(set, desc, media_type, bytes);
                 return Ok(Some(desc.clone()));
@@ -211,19 +165,12 @@ pub fn add_tree(
             let mut value: serde_json::Value = parse_json(&bytes, &what)?;
             value["manifests"] = serde_json::to_value(&kept).expect("descriptors serialize");
             let new_bytes = serde_json::to_vec(&value).expect("json serializes");
-            let new_desc = Descriptor::new(
-                media_type,
-                Digest::of_bytes(&new_bytes),
-                new_bytes.len() as u64,
-            );
+            let new_desc = Descriptor::new(media_type, Digest::of_bytes(&new_bytes), new_bytes.len() as u64);
             add_document(set, &new_desc, media_type, new_bytes);
             Ok(Some(new_desc))
         }
         "manifest" => {
-            let manifest: Manifest = parse_json(
-                &bytes,
-                &format!("{}: manifest {}", files.describe(), desc.digest),
-            )?;
+            let manifest: Manifest = parse_json(&bytes, &format!("{}: manifest {}", files.describe(), desc.digest))?;
             add_large(files, &manifest.config, set)?;
             for layer in &manifest.layers {
                 add_large(files, layer, set)?;
@@ -231,10 +178,7 @@ pub fn add_tree(
             let media_type = if !desc.media_type.is_empty() {
                 desc.media_type.clone()
             } else {
-                manifest
-                    .media_type
-                    .clone()
-                    .unwrap_or_else(|| mt::OCI_MANIFEST.to_string())
+                manifest.media_type.clone().unwrap_or_else(|| mt::OCI_MANIFEST.to_string())
             };
             add_document(set, desc, &media_type, bytes);
             Ok(Some(desc.clone()))
@@ -248,44 +192,21 @@ pub fn add_tree(
 }
 
 /// The single-platform manifest that `manifest.json` (docker load) describes.
-pub fn docker_view(
-    set: &ImageSet,
-    top: &Descriptor,
-    filter: &PlatformFilter,
-) -> Result<Option<DockerView>> {
+pub fn docker_view(set: &ImageSet, top: &Descriptor, filter: &PlatformFilter) -> Result<Option<DockerView>> {
     let bytes = set.document(&top.digest)?;
     match kind_of(top, &bytes) {
         "manifest" => {
             let m: Manifest = parse_json(&bytes, "manifest")?;
-            Ok(Some(DockerView {
-                config: m.config.digest,
-                layers: m.layers.into_iter().map(|l| l.digest).collect(),
-            }))
+            Ok(Some(DockerView { config: m.config.digest, layers: m.layers.into_iter().map(|l| l.digest).collect() }))
         }
         "index" => {
             let index: Index = parse_json(&bytes, "index")?;
             let preferred = filter.preferred();
-            let candidates: Vec<&Descriptor> = index
-                .manifests
-                .iter()
-                .filter(|d| set.blob(&d.digest).is_some())
-                .collect();
+            let candidates: Vec<&Descriptor> = index.manifests.iter().filter(|d| set.blob(&d.digest).is_some()).collect();
             let chosen = candidates
                 .iter()
-                .find(|d| {
-                    d.platform
-                        .as_ref()
-                        .map(|p| preferred.matches(p))
-                        .unwrap_or(false)
-                })
-                .or_else(|| {
-                    candidates.iter().find(|d| {
-                        d.platform
-                            .as_ref()
-                            .map(|p| p.os != "unknown")
-                            .unwrap_or(true)
-                    })
-                });
+                .find(|d| d.platform.as_ref().map(|p| preferred.matches(p)).unwrap_or(false))
+                .or_else(|| candidates.iter().find(|d| d.platform.as_ref().map(|p| p.os != "unknown").unwrap_or(true)));
             match chosen {
                 Some(d) => docker_view(set, d, filter),
                 None => Ok(None),

@@ -35,21 +35,15 @@ impl PlatformSpec {
     pub fn parse(s: &str) -> Result<PlatformSpec> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
-            [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(PlatformSpec {
+            [os, arch] if !os.is_empty() && !arch.is_empty() => {
+                Ok(PlatformSpec { os: os.to_string(), architecture: arch.to_string(), variant: None })
+            }
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => Ok(PlatformSpec {
                 os: os.to_string(),
                 architecture: arch.to_string(),
-                variant: None,
+                variant: Some(variant.to_string()),
             }),
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
-                Ok(PlatformSpec {
-                    os: os.to_string(),
-                    architecture: arch.to_string(),
-                    variant: Some(variant.to_string()),
-                })
-            }
-            _ => Err(Error::usage(format!(
-                "invalid platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64"
-            ))),
+            _ => Err(Error::usage(format!("invalid platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64"))),
         }
     }
 
@@ -64,11 +58,7 @@ impl PlatformSpec {
             "s390x" => "s390x",
             other => other,
         };
-        PlatformSpec {
-            os: "linux".into(),
-            architecture: arch.into(),
-            variant: None,
-        }
+        PlatformSpec { os: "linux".into(), architecture: arch.into(), variant: None }
     }
 
     pub fn matches(&self, p: &Platform) -> bool {
@@ -84,11 +74,7 @@ pub struct PlatformFilter(pub Vec<PlatformSpec>);
 
 impl PlatformFilter {
     pub fn parse(values: &[String]) -> Result<PlatformFilter> {
-        values
-            .iter()
-            .map(|v| PlatformSpec::parse(v))
-            .collect::<Result<_>>()
-            .map(PlatformFilter)
+        values.iter().map(|v| PlatformSpec::parse(v)).collect::<Result<_>>().map(PlatformFilter)
     }
 
     pub fn is_all(&self) -> bool {

@@ -27,20 +27,14 @@ pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
         ImageRef::OciDir { path, reference } => {
             let files = DirFiles { root: path.clone() };
             if !files.exists("index.json") {
-                return Err(Error::format(format!(
-                    "{} is not an OCI image layout (no index.json)",
-                    path.display()
-                )));
+                return Err(Error::format(format!("{} is not an OCI image layout (no index.json)", path.display())));
             }
             oci::read_layout(&files, reference.as_deref(), &opts.platforms, &mut set)?;
         }
         ImageRef::OciArchive { path, reference } => {
             let archive = open_archive(path, opts, &mut set)?;
             if !archive.exists("index.json") {
-                return Err(Error::format(format!(
-                    "{} is not an oci-archive (no index.json)",
-                    path.display()
-                )));
+                return Err(Error::format(format!("{} is not an oci-archive (no index.json)", path.display())));
             }
             oci::read_layout(&archive, reference.as_deref(), &opts.platforms, &mut set)?;
         }
@@ -52,16 +46,11 @@ pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
             } else if archive.exists("manifest.json") {
                 docker_archive::read_docker_archive(&archive, reference.as_deref(), &mut set)?;
             } else {
-                return Err(Error::format(format!(
-                    "{} is not a docker-archive (no manifest.json)",
-                    path.display()
-                )));
+                return Err(Error::format(format!("{} is not a docker-archive (no manifest.json)", path.display())));
             }
         }
         ImageRef::DockerDaemon(_) => {
-            return Err(Error::usage(
-                "docker-daemon: sources are handled by the engine module",
-            ));
+            return Err(Error::usage("docker-daemon: sources are handled by the engine module"));
         }
     }
     Ok(set)
@@ -71,9 +60,7 @@ pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
 fn open_archive(path: &Path, opts: &SourceOptions, set: &mut ImageSet) -> Result<ArchiveIndex> {
     let ctx = || format!("reading {}", path.display());
     let mut head = [0u8; 8];
-    let n = File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| Error::io(ctx(), e))?;
+    let n = File::open(path).and_then(|mut f| f.read(&mut head)).map_err(|e| Error::io(ctx(), e))?;
     let compression = Compression::detect(&head[..n]);
     if compression == Compression::None {
         return ArchiveIndex::scan(path);
@@ -84,15 +71,9 @@ fn open_archive(path: &Path, opts: &SourceOptions, set: &mut ImageSet) -> Result
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let file = File::open(path).map_err(|e| Error::io(ctx(), e))?;
-    let mut decoder = compress::decoder(compression, BufReader::with_capacity(1 << 20, file))
-        .map_err(|e| Error::io(ctx(), e))?;
-    std::io::copy(&mut decoder, spool.as_file_mut()).map_err(|e| {
-        Error::format(format!(
-            "{}: cannot decompress ({}): {e}",
-            path.display(),
-            compression.name()
-        ))
-    })?;
+    let mut decoder = compress::decoder(compression, BufReader::with_capacity(1 << 20, file)).map_err(|e| Error::io(ctx(), e))?;
+    std::io::copy(&mut decoder, spool.as_file_mut())
+        .map_err(|e| Error::format(format!("{}: cannot decompress ({}): {e}", path.display(), compression.name())))?;
     let spool_path = spool.into_temp_path();
     let index = ArchiveIndex::scan(&spool_path)?;
     set.spools.push(spool_path);

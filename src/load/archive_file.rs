@@ -14,17 +14,10 @@ pub struct ArchiveFileSink {
 
 impl ArchiveFileSink {
     pub fn new(path: &Path) -> Result<Self> {
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::usage(format!("{}: not a file path", path.display())))?;
+        let name = path.file_name().ok_or_else(|| Error::usage(format!("{}: not a file path", path.display())))?;
         let temp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-        let file = File::create(&temp)
-            .map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
-        Ok(ArchiveFileSink {
-            path: path.to_path_buf(),
-            temp,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
-        })
+        let file = File::create(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
+        Ok(ArchiveFileSink { path: path.to_path_buf(), temp, file: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
     pub fn take_file(&mut self) -> BufWriter<File> {
@@ -33,9 +26,7 @@ impl ArchiveFileSink {
 
     pub fn commit_file(&mut self, file: BufWriter<File>) -> Result<()> {
         let ctx = || format!("writing {}", self.path.display());
-        let file = file
-            .into_inner()
-            .map_err(|e| Error::io(ctx(), e.into_error()))?;
+        let file = file.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(ctx(), e))?;
         std::fs::rename(&self.temp, &self.path).map_err(|e| Error::io(ctx(), e))
     }

@@ -40,25 +40,11 @@ pub fn verify_into(
             return Err(e);
         }
     };
-    progress.start(
-        &format!("verifying {}", bundle.describe()),
-        bundle.artifact_size(),
-    );
+    progress.start(&format!("verifying {}", bundle.describe()), bundle.artifact_size());
     let parts = stream.parts.clone();
-    let counted = CountingReader {
-        inner: stream.reader,
-        progress,
-        parts: parts.clone(),
-        last: 0,
-    };
+    let counted = CountingReader { inner: stream.reader, progress, parts: parts.clone(), last: 0 };
     let result = match tee {
-        Some(out) => verify_stream(
-            &mut TeeReader {
-                inner: counted,
-                out,
-            },
-            sink,
-        ),
+        Some(out) => verify_stream(&mut TeeReader { inner: counted, out }, sink),
         None => verify_stream(&mut { counted }, sink),
     };
     progress.finish();
@@ -71,38 +57,22 @@ pub fn verify_into(
 /// Checksums only (an encrypted bundle without an identity): reads every
 /// artifact file once.
 pub fn verify_checksums(bundle: &BundleSource, progress: &dyn Progress) -> Result<u64> {
-    let mut parts = crate::bundle::parts::PartsReader::new(
-        bundle.transport.clone(),
-        bundle.checksums.lines.clone(),
-    )
-    .with_read_ahead();
-    progress.start(
-        &format!("checking {}", bundle.describe()),
-        bundle.artifact_size(),
-    );
+    let mut parts =
+        crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone()).with_read_ahead();
+    progress.start(&format!("checking {}", bundle.describe()), bundle.artifact_size());
     parts.drain_and_check()?;
     progress.finish();
     Ok(parts.bytes)
 }
 
 /// `ferry verify`: every check, nothing written.
-pub fn verify(
-    bundle: &BundleSource,
-    decryptor: Option<Decryptor>,
-    progress: &dyn Progress,
-) -> Result<LoadReport> {
-    let (v, compression, encrypted) =
-        verify_into(bundle, decryptor, &mut NullSink, None, progress)?;
+pub fn verify(bundle: &BundleSource, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
+    let (v, compression, encrypted) = verify_into(bundle, decryptor, &mut NullSink, None, progress)?;
     Ok(report(bundle.describe(), &v, compression, encrypted))
 }
 
 /// `ferry load --into TARGET` for file-based targets.
-pub fn load(
-    bundle: &BundleSource,
-    into: &ImageRef,
-    decryptor: Option<Decryptor>,
-    progress: &dyn Progress,
-) -> Result<LoadReport> {
+pub fn load(bundle: &BundleSource, into: &ImageRef, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
     match into {
         ImageRef::OciDir { path, reference } => {
             let mut sink = OciDirSink::new(path, reference.clone())?;
@@ -138,12 +108,7 @@ pub fn load(
     }
 }
 
-pub fn report(
-    target: String,
-    v: &Verified,
-    compression: Compression,
-    encrypted: bool,
-) -> LoadReport {
+pub fn report(target: String, v: &Verified, compression: Compression, encrypted: bool) -> LoadReport {
     LoadReport {
         target,
         images: image_names(v),

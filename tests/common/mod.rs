@@ -48,12 +48,7 @@ pub fn ferry_ok(args: &[&str]) -> Run {
 
 /// Run a shell command, insist it succeeds, return stdout.
 pub fn sh(script: &str) -> String {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bash");
+    let out = Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).output().expect("run bash");
     assert!(
         out.status.success(),
         "`{script}` failed:\n{}{}",
@@ -67,24 +62,16 @@ pub fn require(bin: &str) {
     let found = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
         .unwrap_or(false);
-    assert!(
-        found || Path::new(bin).is_file(),
-        "missing {bin}: run scripts/install-deps.sh"
-    );
+    assert!(found || Path::new(bin).is_file(), "missing {bin}: run scripts/install-deps.sh");
 }
 
 /// Decompress any of none/gzip/zstd by magic bytes.
 pub fn decompress(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        zstd::stream::read::Decoder::new(data)
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
+        zstd::stream::read::Decoder::new(data).unwrap().read_to_end(&mut out).unwrap();
     } else if data.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::MultiGzDecoder::new(data)
-            .read_to_end(&mut out)
-            .unwrap();
+        flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out).unwrap();
     } else {
         out = data.to_vec();
     }
@@ -102,14 +89,9 @@ pub fn tar_files(tar_bytes: &[u8]) -> Vec<(String, tar::EntryType, Vec<u8>, Stri
     let mut a = tar::Archive::new(tar_bytes);
     for e in a.entries().unwrap() {
         let mut e = e.unwrap();
-        let path = String::from_utf8_lossy(&e.path_bytes())
-            .trim_start_matches("./")
-            .to_string();
+        let path = String::from_utf8_lossy(&e.path_bytes()).trim_start_matches("./").to_string();
         let kind = e.header().entry_type();
-        let link = e
-            .link_name_bytes()
-            .map(|l| String::from_utf8_lossy(&l).into_owned())
-            .unwrap_or_default();
+        let link = e.link_name_bytes().map(|l| String::from_utf8_lossy(&l).into_owned()).unwrap_or_default();
         let mut data = Vec::new();
         e.read_to_end(&mut data).unwrap();
         out.push((path, kind, data, link));
@@ -126,26 +108,12 @@ pub fn source_digests(path: &Path) -> Vec<String> {
             .into_iter()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_file())
-            .map(|e| {
-                (
-                    e.path()
-                        .strip_prefix(path)
-                        .unwrap()
-                        .to_string_lossy()
-                        .into_owned(),
-                    std::fs::read(e.path()).unwrap(),
-                )
-            })
+            .map(|e| (e.path().strip_prefix(path).unwrap().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
             .collect()
     } else {
         let raw = decompress(&std::fs::read(path).unwrap());
         let entries = tar_files(&raw);
-        let find = |p: &str| {
-            entries
-                .iter()
-                .find(|(n, ..)| n == p)
-                .map(|(_, _, d, _)| d.clone())
-        };
+        let find = |p: &str| entries.iter().find(|(n, ..)| n == p).map(|(_, _, d, _)| d.clone());
         entries
             .iter()
             .map(|(n, k, d, link)| {
@@ -163,15 +131,13 @@ pub fn source_digests(path: &Path) -> Vec<String> {
     let get = |p: &str| files.iter().find(|(n, _)| n == p).map(|(_, d)| d.clone());
     let mut digests = Vec::new();
     if let Some(index) = get("index.json") {
-        let mut queue: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&index)
-            .unwrap()["manifests"]
+        let mut queue: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&index).unwrap()["manifests"]
             .as_array()
             .unwrap()
             .clone();
         while let Some(d) = queue.pop() {
             let digest = d["digest"].as_str().unwrap().to_string();
-            let doc =
-                get(&format!("blobs/sha256/{}", &digest[7..])).expect("blob present in source");
+            let doc = get(&format!("blobs/sha256/{}", &digest[7..])).expect("blob present in source");
             digests.push(digest);
             let v: serde_json::Value = serde_json::from_slice(&doc).unwrap();
             if let Some(m) = v["manifests"].as_array() {
@@ -185,8 +151,7 @@ pub fn source_digests(path: &Path) -> Vec<String> {
             }
         }
     } else {
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&get("manifest.json").unwrap()).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&get("manifest.json").unwrap()).unwrap();
         for e in manifest.as_array().unwrap() {
             let config = get(e["Config"].as_str().unwrap()).unwrap();
             digests.push(format!("sha256:{}", sha256_hex(&config)));
@@ -217,9 +182,7 @@ impl Fixture {
 }
 
 pub fn fixtures() -> Vec<Fixture> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(repo().join("fixtures/fixtures.json")).unwrap())
-            .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("fixtures/fixtures.json")).unwrap()).unwrap();
     v["fixtures"]
         .as_array()
         .unwrap()
@@ -234,20 +197,10 @@ pub fn fixtures() -> Vec<Fixture> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|i| {
-                    (
-                        i["ref"].as_str().unwrap().to_string(),
-                        i["run_output"].as_str().map(str::to_string),
-                    )
-                })
+                .map(|i| (i["ref"].as_str().unwrap().to_string(), i["run_output"].as_str().map(str::to_string)))
                 .collect(),
             docker20_loadable: f["docker20_loadable"].as_bool().unwrap_or(false),
-            platforms: f["platforms"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p.as_str().unwrap().to_string())
-                .collect(),
+            platforms: f["platforms"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect(),
         })
         .collect()
 }
@@ -269,24 +222,11 @@ impl RawTar {
     pub fn new() -> Self {
         RawTar(Vec::new())
     }
-    pub fn entry(
-        &mut self,
-        name: &str,
-        kind: tar::EntryType,
-        data: &[u8],
-        link: &str,
-    ) -> &mut Self {
+    pub fn entry(&mut self, name: &str, kind: tar::EntryType, data: &[u8], link: &str) -> &mut Self {
         self.entry_sized(name, kind, data, data.len() as u64, link)
     }
     /// An entry whose header claims `size` (data is written as given, padded).
-    pub fn entry_sized(
-        &mut self,
-        name: &str,
-        kind: tar::EntryType,
-        data: &[u8],
-        size: u64,
-        link: &str,
-    ) -> &mut Self {
+    pub fn entry_sized(&mut self, name: &str, kind: tar::EntryType, data: &[u8], size: u64, link: &str) -> &mut Self {
         let mut h = tar::Header::new_gnu();
         {
             let old = h.as_old_mut();

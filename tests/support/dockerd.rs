@@ -115,9 +115,7 @@ pub fn busybox_rootfs_tar(out: &Path) {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .unwrap_or_else(|| {
-            panic!("missing busybox (package busybox-static): run scripts/install-deps.sh")
-        });
+        .unwrap_or_else(|| panic!("missing busybox (package busybox-static): run scripts/install-deps.sh"));
     let root = tempfile::Builder::new()
         .prefix("bbroot")
         .tempdir()
@@ -128,32 +126,9 @@ pub fn busybox_rootfs_tar(out: &Path) {
     }
     std::fs::copy(busybox, r.join("bin/busybox")).expect("copy busybox");
     for applet in [
-        "sh",
-        "echo",
-        "cat",
-        "ls",
-        "rm",
-        "ln",
-        "mkdir",
-        "printf",
-        "cp",
-        "mv",
-        "touch",
-        "test",
-        "true",
-        "false",
-        "sleep",
-        "env",
-        "id",
-        "wc",
-        "head",
-        "tail",
-        "grep",
-        "sed",
-        "sha256sum",
-        "find",
-        "stat",
-        "readlink",
+        "sh", "echo", "cat", "ls", "rm", "ln", "mkdir", "printf", "cp", "mv", "touch", "test",
+        "true", "false", "sleep", "env", "id", "wc", "head", "tail", "grep", "sed", "sha256sum",
+        "find", "stat", "readlink",
     ] {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
     }

@@ -26,8 +26,7 @@ fn main() {
             other => die(&format!("unknown option {other}")),
         }
     }
-    let [cmd, location, a, b] = <[String; 4]>::try_from(args)
-        .unwrap_or_else(|_| die("usage: xfer [opts] put|get LOCATION A B"));
+    let [cmd, location, a, b] = <[String; 4]>::try_from(args).unwrap_or_else(|_| die("usage: xfer [opts] put|get LOCATION A B"));
     let t = open_with(&location, &opts).unwrap_or_else(|e| die(&e.to_string()));
     let mut buf = vec![0u8; BLOCK];
     let start = Instant::now();
@@ -35,16 +34,13 @@ fn main() {
     match cmd.as_str() {
         "put" => {
             let mut file = std::fs::File::open(&a).unwrap_or_else(|e| die(&format!("{a}: {e}")));
-            let mut up = t
-                .put(&b, PutMode::Fresh)
-                .unwrap_or_else(|e| die(&e.to_string()));
+            let mut up = t.put(&b, PutMode::Fresh).unwrap_or_else(|e| die(&e.to_string()));
             loop {
                 let n = file.read(&mut buf).unwrap_or_else(|e| die(&e.to_string()));
                 if n == 0 {
                     break;
                 }
-                up.write_all(&buf[..n])
-                    .unwrap_or_else(|e| die(&e.to_string()));
+                up.write_all(&buf[..n]).unwrap_or_else(|e| die(&e.to_string()));
                 total += n as u64;
             }
             up.commit().unwrap_or_else(|e| die(&e.to_string()));
@@ -57,8 +53,7 @@ fn main() {
                 if n == 0 {
                     break;
                 }
-                file.write_all(&buf[..n])
-                    .unwrap_or_else(|e| die(&e.to_string()));
+                file.write_all(&buf[..n]).unwrap_or_else(|e| die(&e.to_string()));
                 total += n as u64;
             }
         }

@@ -1,8 +1,5 @@
 //! Local directory backend: a mounted USB key, a DVD staging folder, an NFS drop.
-use crate::{
-    check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
-    Upload,
-};
+use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -49,35 +46,22 @@ impl Transport for DirTransport {
             .truncate(mode == PutMode::Fresh)
             .open(&temp_path)
             .map_err(|e| self.err(format!("creating {}", temp_path.display()), e))?;
-        let resumed_from = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| self.err("seeking", e))?;
+        let resumed_from = file.seek(SeekFrom::End(0)).map_err(|e| self.err("seeking", e))?;
         let writeback = Writeback::new(resumed_from);
-        Ok(Box::new(DirUpload {
-            file,
-            temp_path,
-            final_path,
-            resumed_from,
-            location: self.describe(),
-            writeback,
-        }))
+        Ok(Box::new(DirUpload { file, temp_path, final_path, resumed_from, location: self.describe(), writeback }))
     }
 
     fn get(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.path(name)?;
         let mut file = File::open(&path).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                TransportError::NotFound {
-                    location: self.describe(),
-                    name: name.to_string(),
-                }
+                TransportError::NotFound { location: self.describe(), name: name.to_string() }
             } else {
                 self.err(format!("opening {name}"), e)
             }
         })?;
         if offset > 0 {
-            file.seek(SeekFrom::Start(offset))
-                .map_err(|e| self.err(format!("seeking {name}"), e))?;
+            file.seek(SeekFrom::Start(offset)).map_err(|e| self.err(format!("seeking {name}"), e))?;
         }
         Ok(Box::new(file))
     }
@@ -98,10 +82,7 @@ impl Transport for DirTransport {
             let meta = item.metadata().map_err(|e| self.err("listing", e))?;
             if meta.is_file() {
                 if let Some(name) = item.file_name().to_str() {
-                    entries.push(Entry {
-                        name: name.to_string(),
-                        size: meta.len(),
-                    });
+                    entries.push(Entry { name: name.to_string(), size: meta.len() });
                 }
             }
         }
@@ -112,10 +93,7 @@ impl Transport for DirTransport {
     fn delete(&self, name: &str) -> Result<()> {
         fs::remove_file(self.path(name)?).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
-                TransportError::NotFound {
-                    location: self.describe(),
-                    name: name.to_string(),
-                }
+                TransportError::NotFound { location: self.describe(), name: name.to_string() }
             } else {
                 self.err(format!("deleting {name}"), e)
             }
@@ -157,10 +135,7 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Writeback {
     fn new(offset: u64) -> Self {
-        Writeback {
-            started: offset,
-            end: offset,
-        }
+        Writeback { started: offset, end: offset }
     }
 
     fn wrote(&mut self, file: &File, n: u64) {
@@ -194,25 +169,12 @@ impl Upload for DirUpload {
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        let DirUpload {
-            file,
-            temp_path,
-            final_path,
-            location,
-            ..
-        } = *self;
+        let DirUpload { file, temp_path, final_path, location, .. } = *self;
         // Durable before visible: a USB key pulled right after ferry exits must hold the data.
-        file.sync_all().map_err(|e| {
-            TransportError::io(&location, format!("syncing {}", temp_path.display()), e)
-        })?;
+        file.sync_all().map_err(|e| TransportError::io(&location, format!("syncing {}", temp_path.display()), e))?;
         drop(file);
-        fs::rename(&temp_path, &final_path).map_err(|e| {
-            TransportError::io(
-                &location,
-                format!("renaming to {}", final_path.display()),
-                e,
-            )
-        })?;
+        fs::rename(&temp_path, &final_path)
+            .map_err(|e| TransportError::io(&location, format!("renaming to {}", final_path.display()), e))?;
         if let Some(parent) = final_path.parent() {
             // Make the rename itself durable.
             if let Ok(d) = File::open(parent) {

@@ -8,10 +8,7 @@ pub enum TransportError {
     #[error("{location}: {name} not found")]
     NotFound { location: String, name: String },
     #[error("{location}: the server does not allow {operation}")]
-    Unsupported {
-        location: String,
-        operation: &'static str,
-    },
+    Unsupported { location: String, operation: &'static str },
     #[error("invalid file name {0:?}")]
     InvalidName(String),
     #[error("invalid location {location:?}: {reason}")]
@@ -21,38 +18,17 @@ pub enum TransportError {
     #[error("{location}: host key verification failed: {detail}")]
     HostKey { location: String, detail: String },
     #[error("{location}: {context}: {source}")]
-    Io {
-        location: String,
-        context: String,
-        #[source]
-        source: io::Error,
-    },
+    Io { location: String, context: String, #[source] source: io::Error },
     #[error("{location}: {context}: {detail}")]
-    Protocol {
-        location: String,
-        context: String,
-        detail: String,
-    },
+    Protocol { location: String, context: String, detail: String },
 }
 
 impl TransportError {
     pub fn io(location: impl Into<String>, context: impl Into<String>, source: io::Error) -> Self {
-        TransportError::Io {
-            location: location.into(),
-            context: context.into(),
-            source,
-        }
+        TransportError::Io { location: location.into(), context: context.into(), source }
     }
-    pub fn protocol(
-        location: impl Into<String>,
-        context: impl Into<String>,
-        detail: impl ToString,
-    ) -> Self {
-        TransportError::Protocol {
-            location: location.into(),
-            context: context.into(),
-            detail: detail.to_string(),
-        }
+    pub fn protocol(location: impl Into<String>, context: impl Into<String>, detail: impl ToString) -> Self {
+        TransportError::Protocol { location: location.into(), context: context.into(), detail: detail.to_string() }
     }
     pub fn is_not_found(&self) -> bool {
         matches!(self, TransportError::NotFound { .. })

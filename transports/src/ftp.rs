@@ -9,10 +9,7 @@
 //!   folder: overwrite and delete are declared unsupported and refused.
 use crate::options::{FtpPassive, TransportOptions};
 use crate::remote::{set_io_timeout, Remote, UploadStream};
-use crate::{
-    check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
-    Upload,
-};
+use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::TcpStream;
 use std::sync::Mutex;
@@ -46,10 +43,7 @@ pub struct FtpTransport {
 
 impl std::fmt::Debug for FtpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FtpTransport")
-            .field("location", &self.remote.display)
-            .field("anonymous", &self.anonymous)
-            .finish()
+        f.debug_struct("FtpTransport").field("location", &self.remote.display).field("anonymous", &self.anonymous).finish()
     }
 }
 
@@ -60,26 +54,10 @@ impl FtpTransport {
             None => true,
             Some(u) => u.eq_ignore_ascii_case("anonymous") || u.eq_ignore_ascii_case("ftp"),
         };
-        let tls = if remote.scheme == "ftps" {
-            Some(tls_connector(&remote, opts)?)
-        } else {
-            None
-        };
+        let tls = if remote.scheme == "ftps" { Some(tls_connector(&remote, opts)?) } else { None };
         // Like curl: the path is relative to the login directory; "%2F" (or "//") makes it absolute.
-        let dir = remote
-            .path
-            .strip_prefix('/')
-            .unwrap_or(&remote.path)
-            .trim_end_matches('/')
-            .to_string();
-        Ok(FtpTransport {
-            remote,
-            opts: opts.clone(),
-            anonymous,
-            dir,
-            tls,
-            idle: Mutex::new(None),
-        })
+        let dir = remote.path.strip_prefix('/').unwrap_or(&remote.path).trim_end_matches('/').to_string();
+        Ok(FtpTransport { remote, opts: opts.clone(), anonymous, dir, tls, idle: Mutex::new(None) })
     }
 
     /// True when logging in anonymously (an incoming folder).
@@ -95,60 +73,44 @@ impl FtpTransport {
     fn connect(&self, create_dir: bool) -> Result<Ftp> {
         let tcp = self.remote.connect(&self.opts)?;
         set_io_timeout(&tcp, self.opts.io_timeout);
-        let mut ftp = Ftp::connect_with_stream(tcp)
-            .map_err(|e| self.err("waiting for the server's greeting", e))?;
+        let mut ftp = Ftp::connect_with_stream(tcp).map_err(|e| self.err("waiting for the server's greeting", e))?;
         let (connect_timeout, io_timeout) = (self.opts.connect_timeout, self.opts.io_timeout);
         ftp = ftp.passive_stream_builder(move |addr| {
-            let s = TcpStream::connect_timeout(&addr, connect_timeout)
-                .map_err(FtpError::ConnectionError)?;
+            let s = TcpStream::connect_timeout(&addr, connect_timeout).map_err(FtpError::ConnectionError)?;
             set_io_timeout(&s, io_timeout);
             let _ = s.set_nodelay(true);
             Ok(s)
         });
         if let Some(tls) = &self.tls {
-            ftp = ftp
-                .into_secure(NativeTlsConnector::from(tls.clone()), &self.remote.host)
-                .map_err(|e| match e {
-                    FtpError::SecureError(s) => self.remote.protocol_error(
-                        "TLS handshake (AUTH TLS)",
-                        format!(
-                            "{s} (is the server certificate signed by a trusted CA? see --ca-cert)"
-                        ),
-                    ),
-                    e => self.err("starting TLS (AUTH TLS)", e),
-                })?;
+            ftp = ftp.into_secure(NativeTlsConnector::from(tls.clone()), &self.remote.host).map_err(|e| match e {
+                FtpError::SecureError(s) => self.remote.protocol_error(
+                    "TLS handshake (AUTH TLS)",
+                    format!("{s} (is the server certificate signed by a trusted CA? see --ca-cert)"),
+                ),
+                e => self.err("starting TLS (AUTH TLS)", e),
+            })?;
         }
         self.login(&mut ftp)?;
-        ftp.transfer_type(FileType::Binary)
-            .map_err(|e| self.err("setting binary mode (TYPE I)", e))?;
+        ftp.transfer_type(FileType::Binary).map_err(|e| self.err("setting binary mode (TYPE I)", e))?;
         let features = ftp.feat().unwrap_or_default();
         let has = |f: &str| features.keys().any(|k| k.trim().eq_ignore_ascii_case(f));
         let mode = match self.opts.ftp_passive {
             FtpPassive::Epsv => Mode::ExtendedPassive,
             FtpPassive::Pasv => Mode::Passive,
-            FtpPassive::Auto if has("EPSV") || self.remote.host.contains(':') => {
-                Mode::ExtendedPassive
-            }
+            FtpPassive::Auto if has("EPSV") || self.remote.host.contains(':') => Mode::ExtendedPassive,
             FtpPassive::Auto => Mode::Passive,
         };
         ftp.set_mode(mode);
         ftp.set_passive_nat_workaround(true);
         if has("UTF8") {
-            let _ = ftp.custom_command(
-                "OPTS UTF8 ON",
-                &[Status::CommandOk, Status::CommandNotImplemented],
-            );
+            let _ = ftp.custom_command("OPTS UTF8 ON", &[Status::CommandOk, Status::CommandNotImplemented]);
         }
         self.change_dir(&mut ftp, create_dir)?;
         Ok(ftp)
     }
 
     fn login(&self, ftp: &mut Ftp) -> Result<()> {
-        let user = self
-            .remote
-            .user
-            .clone()
-            .unwrap_or_else(|| "anonymous".to_string());
+        let user = self.remote.user.clone().unwrap_or_else(|| "anonymous".to_string());
         let password = match &self.remote.password {
             Some(p) => p.expose().to_string(),
             None if self.anonymous => "ferry@".to_string(),
@@ -177,10 +139,7 @@ impl FtpTransport {
             return Ok(());
         }
         if !create {
-            return Err(TransportError::NotFound {
-                location: self.remote.display.clone(),
-                name: self.dir.clone(),
-            });
+            return Err(TransportError::NotFound { location: self.remote.display.clone(), name: self.dir.clone() });
         }
         // mkdir -p, one component at a time.
         if self.dir.starts_with('/') {
@@ -190,20 +149,15 @@ impl FtpTransport {
             if ftp.cwd(part).is_ok() {
                 continue;
             }
-            ftp.mkdir(part)
-                .map_err(|e| self.err(format!("creating directory {part:?} of {}", self.dir), e))?;
-            ftp.cwd(part)
-                .map_err(|e| self.err(format!("changing to directory {part:?}"), e))?;
+            ftp.mkdir(part).map_err(|e| self.err(format!("creating directory {part:?} of {}", self.dir), e))?;
+            ftp.cwd(part).map_err(|e| self.err(format!("changing to directory {part:?}"), e))?;
         }
         Ok(())
     }
 
     /// Run `f` on the kept connection (or a new one). A broken kept connection is
     /// replaced once. The outer error is a connection/login failure.
-    fn with_conn<T>(
-        &self,
-        mut f: impl FnMut(&mut Ftp) -> Result<T, FtpError>,
-    ) -> Result<Result<T, FtpError>> {
+    fn with_conn<T>(&self, mut f: impl FnMut(&mut Ftp) -> Result<T, FtpError>) -> Result<Result<T, FtpError>> {
         let kept = self.idle.lock().unwrap().take();
         let reused = kept.is_some();
         let mut ftp = match kept {
@@ -212,8 +166,7 @@ impl FtpTransport {
         };
         // A kept connection may have been closed by the server (idle timeout, "421").
         let broken = |r: &Result<T, FtpError>| {
-            matches!(r, Err(FtpError::ConnectionError(_) | FtpError::BadResponse))
-                || matches!(r, Err(e) if is_status(e, &[421]))
+            matches!(r, Err(FtpError::ConnectionError(_) | FtpError::BadResponse)) || matches!(r, Err(e) if is_status(e, &[421]))
         };
         let mut result = f(&mut ftp);
         if reused && broken(&result) {
@@ -249,20 +202,17 @@ fn is_missing(e: &FtpError) -> bool {
 fn ftp_error(remote: &Remote, context: String, e: FtpError) -> TransportError {
     match e {
         FtpError::ConnectionError(io) => {
-            let context =
-                if io.kind() == io::ErrorKind::WouldBlock || io.kind() == io::ErrorKind::TimedOut {
-                    format!("{context} (server did not answer in time)")
-                } else {
-                    context
-                };
+            let context = if io.kind() == io::ErrorKind::WouldBlock || io.kind() == io::ErrorKind::TimedOut {
+                format!("{context} (server did not answer in time)")
+            } else {
+                context
+            };
             TransportError::io(&remote.display, context, io)
         }
         FtpError::UnexpectedResponse(r) if matches!(r.status.code(), 530 | 430 | 332 | 532) => {
             remote.auth_error(format!(": {context}: server replied {r}"))
         }
-        FtpError::UnexpectedResponse(r) => {
-            remote.protocol_error(context, format!("server replied {r}"))
-        }
+        FtpError::UnexpectedResponse(r) => remote.protocol_error(context, format!("server replied {r}")),
         FtpError::SecureError(s) => remote.protocol_error(context, format!("TLS: {s}")),
         e => remote.protocol_error(context, e),
     }
@@ -275,23 +225,13 @@ fn tls_connector(remote: &Remote, opts: &TransportOptions) -> Result<native_tls:
             builder.add_root_certificate(cert);
         }
     }
-    builder
-        .build()
-        .map_err(|e| remote.protocol_error("setting up TLS", e))
+    builder.build().map_err(|e| remote.protocol_error("setting up TLS", e))
 }
 
 /// Every certificate in a PEM file (a bundle may hold several).
-pub(crate) fn read_ca_certs(
-    remote: &Remote,
-    path: &std::path::Path,
-) -> Result<Vec<native_tls::Certificate>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        TransportError::io(
-            &remote.display,
-            format!("reading CA certificate {}", path.display()),
-            e,
-        )
-    })?;
+pub(crate) fn read_ca_certs(remote: &Remote, path: &std::path::Path) -> Result<Vec<native_tls::Certificate>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| TransportError::io(&remote.display, format!("reading CA certificate {}", path.display()), e))?;
     let mut certs = Vec::new();
     for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
         let pem = format!("-----BEGIN CERTIFICATE-----{block}");
@@ -301,10 +241,7 @@ pub(crate) fn read_ca_certs(
         certs.push(cert);
     }
     if certs.is_empty() {
-        return Err(remote.protocol_error(
-            format!("reading CA certificate {}", path.display()),
-            "no PEM certificate found",
-        ));
+        return Err(remote.protocol_error(format!("reading CA certificate {}", path.display()), "no PEM certificate found"));
     }
     Ok(certs)
 }
@@ -336,14 +273,12 @@ impl Transport for FtpTransport {
                 // The server refuses to append (e.g. an incoming folder): start over.
                 Err(e) if is_status(&e, &[550, 553, 502, 504]) => {
                     offset = 0;
-                    ftp.put_with_stream(&temp)
-                        .map_err(|e| self.err(format!("uploading {temp} (STOR)"), e))?
+                    ftp.put_with_stream(&temp).map_err(|e| self.err(format!("uploading {temp} (STOR)"), e))?
                 }
                 Err(e) => return Err(self.err(format!("resuming {temp} (APPE)"), e)),
             }
         } else {
-            ftp.put_with_stream(&temp)
-                .map_err(|e| self.err(format!("uploading {temp} (STOR)"), e))?
+            ftp.put_with_stream(&temp).map_err(|e| self.err(format!("uploading {temp} (STOR)"), e))?
         };
         let label = format!("{}: uploading {temp}", self.remote.display);
         Ok(Box::new(FtpUpload {
@@ -361,15 +296,11 @@ impl Transport for FtpTransport {
         check_name(name)?;
         let mut ftp = self.connect(false)?;
         if offset > 0 {
-            ftp.resume_transfer(offset as usize)
-                .map_err(|e| self.err("REST", e))?;
+            ftp.resume_transfer(offset as usize).map_err(|e| self.err("REST", e))?;
         }
         let stream = ftp.retr_as_stream(name).map_err(|e| {
             if is_missing(&e) {
-                TransportError::NotFound {
-                    location: self.remote.display.clone(),
-                    name: name.to_string(),
-                }
+                TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() }
             } else {
                 self.err(format!("downloading {name} (RETR)"), e)
             }
@@ -397,21 +328,15 @@ impl Transport for FtpTransport {
     }
 
     fn list(&self) -> Result<Vec<Entry>> {
-        let lines = self
-            .with_conn(|ftp| ftp.list(None))?
-            .map_err(|e| self.err("listing (LIST)", e))?;
+        let lines = self.with_conn(|ftp| ftp.list(None))?.map_err(|e| self.err("listing (LIST)", e))?;
         let mut entries = Vec::new();
         for line in lines {
-            let file =
-                match ListParser::parse_posix(&line).or_else(|_| ListParser::parse_dos(&line)) {
-                    Ok(f) => f,
-                    Err(_) => continue, // "total N" and other noise
-                };
+            let file = match ListParser::parse_posix(&line).or_else(|_| ListParser::parse_dos(&line)) {
+                Ok(f) => f,
+                Err(_) => continue, // "total N" and other noise
+            };
             if file.is_file() && file.name() != "." && file.name() != ".." {
-                entries.push(Entry {
-                    name: file.name().to_string(),
-                    size: file.size() as u64,
-                });
+                entries.push(Entry { name: file.name().to_string(), size: file.size() as u64 });
             }
         }
         entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -429,10 +354,7 @@ impl Transport for FtpTransport {
         match self.with_conn(|ftp| ftp.rm(name))? {
             Ok(()) => Ok(()),
             Err(e) if is_missing(&e) && self.stat(name)?.is_none() => {
-                Err(TransportError::NotFound {
-                    location: self.remote.display.clone(),
-                    name: name.to_string(),
-                })
+                Err(TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() })
             }
             Err(e) => Err(self.err(format!("deleting {name} (DELE)"), e)),
         }
@@ -468,16 +390,10 @@ impl Upload for FtpUpload {
         let remote = self.remote.clone();
         let err = |context: String, e: FtpError| ftp_error(&remote, context, e);
         let writer = self.stream.take();
-        let stream = writer.into_inner().map_err(|e| {
-            TransportError::io(
-                &remote.display,
-                format!("uploading {}", self.temp),
-                e.into_error(),
-            )
-        })?;
-        stream
-            .finish()
-            .map_err(|e| err(format!("finishing upload of {}", self.temp), e))?;
+        let stream = writer
+            .into_inner()
+            .map_err(|e| TransportError::io(&remote.display, format!("uploading {}", self.temp), e.into_error()))?;
+        stream.finish().map_err(|e| err(format!("finishing upload of {}", self.temp), e))?;
         let mut ftp = self.ftp.take().expect("connection present until commit");
         if !self.caps.overwrite {
             match ftp.size(&self.name) {
@@ -491,8 +407,7 @@ impl Upload for FtpUpload {
                 Err(e) => return Err(err(format!("SIZE {}", self.name), e)),
             }
         }
-        ftp.rename(&self.temp, &self.name)
-            .map_err(|e| err(format!("renaming {} to {}", self.temp, self.name), e))?;
+        ftp.rename(&self.temp, &self.name).map_err(|e| err(format!("renaming {} to {}", self.temp, self.name), e))?;
         let expected = self.resumed_from + self.stream.written();
         match ftp.size(&self.name) {
             Ok(n) if n as u64 != expected => {
@@ -517,17 +432,13 @@ struct FtpReader {
 
 impl Read for FtpReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(stream) = self.stream.as_mut() else {
-            return Ok(0);
-        };
+        let Some(stream) = self.stream.as_mut() else { return Ok(0) };
         let n = stream.read(buf)?;
         if n == 0 && !buf.is_empty() {
             // End of data: the server's final reply says whether the transfer was complete.
             let stream = self.stream.take().unwrap();
             stream.finish().map_err(|e| {
-                io::Error::other(
-                    ftp_error(&self.remote, format!("downloading {}", self.name), e).to_string(),
-                )
+                io::Error::other(ftp_error(&self.remote, format!("downloading {}", self.name), e).to_string())
             })?;
         }
         Ok(n)

@@ -18,21 +18,16 @@
 //!   netrc) or a bearer token (`$FERRY_HTTP_TOKEN`).
 use crate::options::{Secret, TransportOptions};
 use crate::remote::{decode, Remote};
-use crate::{
-    check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
-    Upload,
-};
+use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
-use reqwest::header::{
-    HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE,
-};
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE};
 use reqwest::{Method, StatusCode};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::pin::Pin;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -67,9 +62,7 @@ pub struct HttpTransport {
 
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpTransport")
-            .field("location", &self.remote.display)
-            .finish()
+        f.debug_struct("HttpTransport").field("location", &self.remote.display).finish()
     }
 }
 
@@ -89,9 +82,7 @@ impl HttpTransport {
                 tls.add_root_certificate(cert);
             }
         }
-        let tls = tls
-            .build()
-            .map_err(|e| remote.protocol_error("setting up TLS", e))?;
+        let tls = tls.build().map_err(|e| remote.protocol_error("setting up TLS", e))?;
         let mut builder = Client::builder()
             .connect_timeout(opts.connect_timeout)
             .timeout(None::<Duration>)
@@ -101,18 +92,11 @@ impl HttpTransport {
         if !opts.io_timeout.is_zero() {
             builder = builder.tcp_user_timeout(opts.io_timeout);
         }
-        let client = builder
-            .build()
-            .map_err(|e| remote.protocol_error("setting up the HTTP client", error_chain(&e)))?;
-        let token = opts.http_token.clone().or_else(|| {
-            if opts.use_env {
-                std::env::var("FERRY_HTTP_TOKEN")
-                    .ok()
-                    .filter(|t| !t.is_empty())
-            } else {
-                None
-            }
-        });
+        let client = builder.build().map_err(|e| remote.protocol_error("setting up the HTTP client", error_chain(&e)))?;
+        let token = opts
+            .http_token
+            .clone()
+            .or_else(|| if opts.use_env { std::env::var("FERRY_HTTP_TOKEN").ok().filter(|t| !t.is_empty()) } else { None });
         let auth = match (&remote.user, &remote.password, token) {
             (Some(u), p, _) => Auth::Basic(u.clone(), p.clone()),
             (None, _, Some(t)) => Auth::Bearer(Secret(t)),
@@ -124,21 +108,14 @@ impl HttpTransport {
             client,
             auth,
             io_timeout: opts.io_timeout,
-            client_config: ClientConfig {
-                connect_timeout: opts.connect_timeout,
-                io_timeout: opts.io_timeout,
-                tls,
-            },
+            client_config: ClientConfig { connect_timeout: opts.connect_timeout, io_timeout: opts.io_timeout, tls },
             seen: Mutex::new(HashMap::new()),
         })
     }
 
     fn url_for(&self, name: &str) -> Url {
         let mut u = self.base.clone();
-        u.path_segments_mut()
-            .expect("http URLs have paths")
-            .pop_if_empty()
-            .push(name);
+        u.path_segments_mut().expect("http URLs have paths").pop_if_empty().push(name);
         u
     }
 
@@ -165,31 +142,17 @@ impl HttpTransport {
         rb.send().map_err(|e| send_error(&self.remote, context, &e))
     }
 
-    fn status_error(
-        &self,
-        context: &str,
-        name: Option<&str>,
-        status: StatusCode,
-    ) -> TransportError {
+    fn status_error(&self, context: &str, name: Option<&str>, status: StatusCode) -> TransportError {
         status_error(&self.remote, &self.auth, context, name, status)
     }
 
     fn remember(&self, name: &str, headers: &HeaderMap, size: Option<u64>) {
-        let etag = headers
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        self.seen
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), (etag, size));
+        let etag = headers.get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
+        self.seen.lock().unwrap().insert(name.to_string(), (etag, size));
     }
 
     fn head_size(&self, name: &str) -> Result<Option<u64>> {
-        let resp = self.send(
-            self.small(Method::HEAD, self.url_for(name)),
-            &format!("HEAD {name}"),
-        )?;
+        let resp = self.send(self.small(Method::HEAD, self.url_for(name)), &format!("HEAD {name}"))?;
         match resp.status() {
             s if s.is_success() => {
                 let size = header_u64(resp.headers(), CONTENT_LENGTH);
@@ -227,9 +190,7 @@ impl ClientConfig {
 }
 
 fn header_u64(h: &HeaderMap, name: reqwest::header::HeaderName) -> Option<u64> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    h.get(name).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
 }
 
 /// reqwest's message plus its causes (reqwest's own text is terse), without the URL.
@@ -259,11 +220,7 @@ fn send_error(remote: &Remote, context: &str, e: &reqwest::Error) -> TransportEr
     } else {
         io::ErrorKind::Other
     };
-    let context = if e.is_connect() {
-        format!("{context}: connecting to {}", remote.host_port())
-    } else {
-        context.to_string()
-    };
+    let context = if e.is_connect() { format!("{context}: connecting to {}", remote.host_port()) } else { context.to_string() };
     TransportError::io(&remote.display, context, io::Error::new(kind, text))
 }
 
@@ -286,47 +243,25 @@ fn reqwest_without_url(e: &reqwest::Error) -> Box<dyn std::error::Error + 'stati
     impl std::error::Error for Plain {}
     let mut head = e.to_string();
     if let Some(url) = e.url() {
-        head = head
-            .replace(&format!(" for url ({url})"), "")
-            .replace(url.as_str(), "");
+        head = head.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "");
     }
     let mut causes: Vec<String> = Vec::new();
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         let text = s.to_string();
         // Drop causes already contained in an earlier, more detailed one.
-        if !causes
-            .iter()
-            .any(|c| c.contains(text.trim_end_matches(':')))
-            && !head.contains(&text)
-        {
+        if !causes.iter().any(|c| c.contains(text.trim_end_matches(':'))) && !head.contains(&text) {
             causes.push(text);
         }
         source = s.source();
     }
-    if causes
-        .iter()
-        .any(|c| c.contains("certificate verify failed"))
-    {
+    if causes.iter().any(|c| c.contains("certificate verify failed")) {
         causes.push("is the server certificate signed by a trusted CA? see --ca-cert".into());
     }
-    Box::new(Plain(
-        head,
-        if causes.is_empty() {
-            None
-        } else {
-            Some(causes.join(": "))
-        },
-    ))
+    Box::new(Plain(head, if causes.is_empty() { None } else { Some(causes.join(": ")) }))
 }
 
-fn status_error(
-    remote: &Remote,
-    auth: &Auth,
-    context: &str,
-    name: Option<&str>,
-    status: StatusCode,
-) -> TransportError {
+fn status_error(remote: &Remote, auth: &Auth, context: &str, name: Option<&str>, status: StatusCode) -> TransportError {
     match status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN if status == StatusCode::UNAUTHORIZED || !matches!(auth, Auth::None) => {
             let how = match auth {
@@ -356,22 +291,13 @@ impl Transport for HttpTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            overwrite: true,
-            delete: true,
-            list: true,
-            resume_upload: false,
-            resume_download: true,
-        }
+        Capabilities { overwrite: true, delete: true, list: true, resume_upload: false, resume_download: true }
     }
 
     fn put(&self, name: &str, _mode: PutMode) -> Result<Box<dyn Upload>> {
         check_name(name)?;
         // Fail early and typed on bad credentials, before streaming a body.
-        let probe = self.send(
-            self.small(Method::HEAD, self.base.clone()),
-            "checking access",
-        )?;
+        let probe = self.send(self.small(Method::HEAD, self.base.clone()), "checking access")?;
         if probe.status() == StatusCode::UNAUTHORIZED {
             return Err(self.status_error("checking access", None, probe.status()));
         }
@@ -386,38 +312,23 @@ impl Transport for HttpTransport {
         let handle = std::thread::Builder::new()
             .name("ferry-http-put".into())
             .spawn(move || -> std::result::Result<StatusCode, TransportError> {
-                let body = reqwest::Body::wrap(ChannelBody {
-                    rx: Mutex::new(rx),
-                    done: false,
-                });
+                let body = reqwest::Body::wrap(ChannelBody { rx: Mutex::new(rx), done: false });
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
-                    .map_err(|e| {
-                        TransportError::io(&remote.display, "starting the upload runtime", e)
-                    })?;
+                    .map_err(|e| TransportError::io(&remote.display, "starting the upload runtime", e))?;
                 rt.block_on(async {
-                    let client = config.async_client().map_err(|e| {
-                        remote.protocol_error("setting up the HTTP client", error_chain(&e))
-                    })?;
+                    let client = config.async_client().map_err(|e| remote.protocol_error("setting up the HTTP client", error_chain(&e)))?;
                     let rb = match &auth {
                         Auth::None => client.put(url),
-                        Auth::Basic(u, p) => client
-                            .put(url)
-                            .basic_auth(u, p.as_ref().map(|p| p.expose())),
+                        Auth::Basic(u, p) => client.put(url).basic_auth(u, p.as_ref().map(|p| p.expose())),
                         Auth::Bearer(t) => client.put(url).bearer_auth(t.expose()),
                     };
-                    let resp = rb
-                        .body(body)
-                        .send()
-                        .await
-                        .map_err(|e| send_error(&remote, &context, &e))?;
+                    let resp = rb.body(body).send().await.map_err(|e| send_error(&remote, &context, &e))?;
                     Ok(resp.status())
                 })
             })
-            .map_err(|e| {
-                TransportError::io(&self.remote.display, "starting the upload thread", e)
-            })?;
+            .map_err(|e| TransportError::io(&self.remote.display, "starting the upload thread", e))?;
         Ok(Box::new(HttpUpload {
             tx: Some(tx),
             buf: Vec::with_capacity(CHUNK),
@@ -444,39 +355,21 @@ impl Transport for HttpTransport {
         let mut rb = self.request(Method::GET, self.url_for(name));
         if offset > 0 {
             rb = rb.header(RANGE, format!("bytes={offset}-"));
-            if let Some(etag) = seen
-                .as_ref()
-                .and_then(|(e, _)| e.as_ref())
-                .filter(|e| !e.starts_with("W/"))
-            {
+            if let Some(etag) = seen.as_ref().and_then(|(e, _)| e.as_ref()).filter(|e| !e.starts_with("W/")) {
                 rb = rb.header(IF_RANGE, etag.as_str());
             }
         }
         let mut resp = self.send(rb, &context)?;
         let status = resp.status();
-        let etag = resp
-            .headers()
-            .get(ETAG)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         match status {
             StatusCode::PARTIAL_CONTENT if offset > 0 => {
                 // Content-Range: bytes START-END/TOTAL
-                let range = resp
-                    .headers()
-                    .get(CONTENT_RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
+                let range = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
                 let parsed = range
                     .strip_prefix("bytes ")
                     .and_then(|r| r.split_once('-'))
-                    .and_then(|(start, rest)| {
-                        Some((
-                            start.parse::<u64>().ok()?,
-                            rest.split_once('/')?.1.parse::<u64>().ok(),
-                        ))
-                    });
+                    .and_then(|(start, rest)| Some((start.parse::<u64>().ok()?, rest.split_once('/')?.1.parse::<u64>().ok())));
                 match parsed {
                     Some((start, total)) if start == offset => {
                         if let (Some((_, Some(old))), Some(new)) = (&seen, total) {
@@ -501,10 +394,8 @@ impl Transport for HttpTransport {
                 if offset > 0 {
                     // The whole file came back: the server ignores Range, or (If-Range) the file changed.
                     if let Some((old_etag, old_size)) = &seen {
-                        let etag_changed =
-                            old_etag.is_some() && etag.is_some() && *old_etag != etag;
-                        let size_changed =
-                            old_size.is_some() && size.is_some() && *old_size != size;
+                        let etag_changed = old_etag.is_some() && etag.is_some() && *old_etag != etag;
+                        let size_changed = old_size.is_some() && size.is_some() && *old_size != size;
                         if etag_changed || size_changed {
                             return Err(self.remote.protocol_error(
                                 &context,
@@ -529,10 +420,7 @@ impl Transport for HttpTransport {
                 // Offset at (or past) the end: nothing more to read if the size is exactly the offset.
                 match self.head_size(name)? {
                     Some(size) if size == offset => Ok(Box::new(io::empty())),
-                    _ => Err(self.remote.protocol_error(
-                        &context,
-                        format!("range from byte {offset} not satisfiable"),
-                    )),
+                    _ => Err(self.remote.protocol_error(&context, format!("range from byte {offset} not satisfiable"))),
                 }
             }
             s => Err(self.status_error(&context, Some(name), s)),
@@ -569,9 +457,7 @@ impl Transport for HttpTransport {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
-        let body = resp
-            .text()
-            .map_err(|e| send_error(&self.remote, context, &e))?;
+        let body = resp.text().map_err(|e| send_error(&self.remote, context, &e))?;
         if !is_html {
             return Err(TransportError::Unsupported {
                 location: self.remote.display.clone(),
@@ -641,10 +527,7 @@ pub(crate) fn parse_index(html: &str) -> Vec<(String, Option<u64>)> {
             continue;
         }
         // nginx: <a href="x">x</a>   23-Nov-2025 18:00   12345
-        let line_end = lower[at..]
-            .find('\n')
-            .map(|n| at + n)
-            .unwrap_or(lower.len());
+        let line_end = lower[at..].find('\n').map(|n| at + n).unwrap_or(lower.len());
         let after = &html[at..line_end];
         let size = after
             .find("</a>")
@@ -658,11 +541,7 @@ pub(crate) fn parse_index(html: &str) -> Vec<(String, Option<u64>)> {
 }
 
 fn unescape_html(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    s.replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 }
 
 enum Chunk {
@@ -701,10 +580,7 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, io::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, io::Error>>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -713,10 +589,7 @@ impl http_body::Body for ChannelBody {
             Ok(Chunk::Data(d)) => Poll::Ready(Some(Ok(http_body::Frame::data(d)))),
             Ok(Chunk::Abort) => {
                 self.done = true;
-                Poll::Ready(Some(Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "upload abandoned",
-                ))))
+                Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::Interrupted, "upload abandoned"))))
             }
             Err(_) => {
                 // Sender closed: end of body.
@@ -754,15 +627,9 @@ impl HttpUpload {
     fn join(&mut self) -> std::result::Result<StatusCode, TransportError> {
         match self.handle.take() {
             Some(h) => h.join().unwrap_or_else(|_| {
-                Err(self
-                    .transport
-                    .remote
-                    .protocol_error(format!("uploading {}", self.temp), "upload thread panicked"))
+                Err(self.transport.remote.protocol_error(format!("uploading {}", self.temp), "upload thread panicked"))
             }),
-            None => Err(self.transport.remote.protocol_error(
-                format!("uploading {}", self.temp),
-                "upload already finished",
-            )),
+            None => Err(self.transport.remote.protocol_error(format!("uploading {}", self.temp), "upload already finished")),
         }
     }
 
@@ -778,26 +645,14 @@ impl HttpUpload {
             Err(_) => Vec::with_capacity(CHUNK),
         };
         let chunk = std::mem::replace(&mut self.buf, next);
-        let chunk = Bytes::from_owner(PooledChunk {
-            buf: chunk,
-            back: self.pool.0.clone(),
-        });
-        let tx = self
-            .tx
-            .as_ref()
-            .ok_or_else(|| io::Error::other("upload already finished"))?;
+        let chunk = Bytes::from_owner(PooledChunk { buf: chunk, back: self.pool.0.clone() });
+        let tx = self.tx.as_ref().ok_or_else(|| io::Error::other("upload already finished"))?;
         if tx.send(Chunk::Data(chunk)).is_err() {
             // The request ended early: report why.
             self.tx = None;
             let why = match self.join() {
                 Ok(status) => {
-                    let e = status_error(
-                        &self.transport.remote,
-                        &self.transport.auth,
-                        &format!("uploading {}", self.temp),
-                        None,
-                        status,
-                    );
+                    let e = status_error(&self.transport.remote, &self.transport.auth, &format!("uploading {}", self.temp), None, status);
                     e.to_string()
                 }
                 Err(e) => e.to_string(),
@@ -808,11 +663,7 @@ impl HttpUpload {
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        let rb = self
-            .transport
-            .client
-            .request(method, url)
-            .timeout(self.transport.io_timeout.max(Duration::from_secs(1)));
+        let rb = self.transport.client.request(method, url).timeout(self.transport.io_timeout.max(Duration::from_secs(1)));
         match &self.transport.auth {
             Auth::None => rb,
             Auth::Basic(u, p) => rb.basic_auth(u, p.as_ref().map(|p| p.expose())),
@@ -847,51 +698,27 @@ impl Upload for HttpUpload {
     fn commit(mut self: Box<Self>) -> Result<()> {
         let remote = self.transport.remote.clone();
         let temp = self.temp.clone();
-        self.send_chunk()
-            .map_err(|e| TransportError::io(&remote.display, format!("uploading {temp}"), e))?;
+        self.send_chunk().map_err(|e| TransportError::io(&remote.display, format!("uploading {temp}"), e))?;
         self.tx = None; // end of body
         let status = self.join()?;
         if !status.is_success() {
-            return Err(status_error(
-                &remote,
-                &self.transport.auth,
-                &format!("uploading {temp} (PUT)"),
-                None,
-                status,
-            ));
+            return Err(status_error(&remote, &self.transport.auth, &format!("uploading {temp} (PUT)"), None, status));
         }
         let context = format!("renaming {temp} to {} (MOVE)", self.name);
         let rb = self
-            .request(
-                Method::from_bytes(b"MOVE").expect("valid method"),
-                self.temp_url.clone(),
-            )
+            .request(Method::from_bytes(b"MOVE").expect("valid method"), self.temp_url.clone())
             .header("Destination", self.final_url.as_str())
             .header("Overwrite", "T");
         let resp = rb.send().map_err(|e| send_error(&remote, &context, &e))?;
         match resp.status() {
             s if s.is_success() => {}
             StatusCode::PRECONDITION_FAILED => {
-                return Err(TransportError::Unsupported {
-                    location: remote.display.clone(),
-                    operation: "overwriting files",
-                })
+                return Err(TransportError::Unsupported { location: remote.display.clone(), operation: "overwriting files" })
             }
-            s => {
-                return Err(status_error(
-                    &remote,
-                    &self.transport.auth,
-                    &context,
-                    None,
-                    s,
-                ))
-            }
+            s => return Err(status_error(&remote, &self.transport.auth, &context, None, s)),
         }
         // The server must hold exactly what was sent.
-        let head = self
-            .request(Method::HEAD, self.final_url.clone())
-            .send()
-            .map_err(|e| send_error(&remote, &context, &e))?;
+        let head = self.request(Method::HEAD, self.final_url.clone()).send().map_err(|e| send_error(&remote, &context, &e))?;
         if head.status().is_success() {
             if let Some(size) = header_u64(head.headers(), CONTENT_LENGTH) {
                 if size != self.written {
@@ -929,13 +756,7 @@ mod tests {
 <a href=\"x&amp;y.partial\">x&amp;y.partial</a>                                 23-Nov-2025 18:00              123456\n\
 </pre><hr></body></html>";
         let e = parse_index(html);
-        assert_eq!(
-            e,
-            vec![
-                ("a bé.txt".to_string(), Some(12)),
-                ("x&y.partial".to_string(), Some(123456))
-            ]
-        );
+        assert_eq!(e, vec![("a bé.txt".to_string(), Some(12)), ("x&y.partial".to_string(), Some(123456))]);
     }
 
     #[test]

@@ -113,13 +113,7 @@ pub trait Transport: Send + Sync {
 
 /// Refuse names that could leave the location.
 pub(crate) fn check_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains('/')
-        || name.contains('\\')
-        || name.contains('\0')
-    {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\\') || name.contains('\0') {
         return Err(TransportError::InvalidName(name.to_string()));
     }
     Ok(())

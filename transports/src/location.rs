@@ -1,8 +1,5 @@
 use crate::remote::redact;
-use crate::{
-    DirTransport, FtpTransport, HttpTransport, MemoryTransport, Result, SftpTransport, Transport,
-    TransportError, TransportOptions,
-};
+use crate::{DirTransport, FtpTransport, HttpTransport, MemoryTransport, Result, SftpTransport, Transport, TransportError, TransportOptions};
 
 /// Where bundles go or come from, parsed from what the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,10 +56,7 @@ pub fn open_with(location: &str, options: &TransportOptions) -> Result<Box<dyn T
                 "ftp" | "ftps" => Ok(Box::new(FtpTransport::open(&url, options)?)),
                 "sftp" => Ok(Box::new(SftpTransport::open(&url, options)?)),
                 "http" | "https" => Ok(Box::new(HttpTransport::open(&url, options)?)),
-                _ => Err(TransportError::InvalidLocation {
-                    location: redact(&url),
-                    reason: "unknown scheme".into(),
-                }),
+                _ => Err(TransportError::InvalidLocation { location: redact(&url), reason: "unknown scheme".into() }),
             }
         }
     }

@@ -1,8 +1,5 @@
 //! In-memory backend for fast unit tests. Stores are shared per name within a process.
-use crate::{
-    check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
-    Upload,
-};
+use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Cursor, Read, Write};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -24,17 +21,8 @@ fn registry() -> &'static Mutex<HashMap<String, Store>> {
 impl MemoryTransport {
     /// The process-wide store called `name` (created empty on first use).
     pub fn named(name: &str) -> Self {
-        let store = registry()
-            .lock()
-            .unwrap()
-            .entry(name.to_string())
-            .or_default()
-            .clone();
-        MemoryTransport {
-            name: name.to_string(),
-            store,
-            caps: Capabilities::ALL,
-        }
+        let store = registry().lock().unwrap().entry(name.to_string()).or_default().clone();
+        MemoryTransport { name: name.to_string(), store, caps: Capabilities::ALL }
     }
 
     /// A store with restricted capabilities, to test refusals (e.g. an FTP incoming folder).
@@ -44,10 +32,7 @@ impl MemoryTransport {
     }
 
     fn unsupported(&self, operation: &'static str) -> TransportError {
-        TransportError::Unsupported {
-            location: self.describe(),
-            operation,
-        }
+        TransportError::Unsupported { location: self.describe(), operation }
     }
 }
 
@@ -65,9 +50,7 @@ impl Transport for MemoryTransport {
         let temp = partial_name(name);
         let mut store = self.store.lock().unwrap();
         let existing = match mode {
-            PutMode::Resume if self.caps.resume_upload => {
-                store.get(&temp).map(|v| v.len() as u64).unwrap_or(0)
-            }
+            PutMode::Resume if self.caps.resume_upload => store.get(&temp).map(|v| v.len() as u64).unwrap_or(0),
             _ => 0,
         };
         let buf = store.entry(temp.clone()).or_default();
@@ -83,10 +66,9 @@ impl Transport for MemoryTransport {
     fn get(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
         check_name(name)?;
         let store = self.store.lock().unwrap();
-        let data = store.get(name).ok_or_else(|| TransportError::NotFound {
-            location: self.describe(),
-            name: name.to_string(),
-        })?;
+        let data = store
+            .get(name)
+            .ok_or_else(|| TransportError::NotFound { location: self.describe(), name: name.to_string() })?;
         let start = (offset as usize).min(data.len());
         Ok(Box::new(Cursor::new(data[start..].to_vec())))
     }
@@ -105,10 +87,7 @@ impl Transport for MemoryTransport {
             .lock()
             .unwrap()
             .iter()
-            .map(|(name, data)| Entry {
-                name: name.clone(),
-                size: data.len() as u64,
-            })
+            .map(|(name, data)| Entry { name: name.clone(), size: data.len() as u64 })
             .collect())
     }
 
@@ -122,10 +101,7 @@ impl Transport for MemoryTransport {
             .unwrap()
             .remove(name)
             .map(|_| ())
-            .ok_or_else(|| TransportError::NotFound {
-                location: self.describe(),
-                name: name.to_string(),
-            })
+            .ok_or_else(|| TransportError::NotFound { location: self.describe(), name: name.to_string() })
     }
 }
 
@@ -139,10 +115,7 @@ struct MemoryUpload {
 impl Write for MemoryUpload {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut store = self.transport.store.lock().unwrap();
-        store
-            .entry(self.temp.clone())
-            .or_default()
-            .extend_from_slice(buf);
+        store.entry(self.temp.clone()).or_default().extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -158,10 +131,7 @@ impl Upload for MemoryUpload {
     fn commit(self: Box<Self>) -> Result<()> {
         let mut store = self.transport.store.lock().unwrap();
         if store.contains_key(&self.name) && !self.transport.caps.overwrite {
-            return Err(TransportError::Unsupported {
-                location: self.transport.describe(),
-                operation: "overwriting files",
-            });
+            return Err(TransportError::Unsupported { location: self.transport.describe(), operation: "overwriting files" });
         }
         let data = store.remove(&self.temp).unwrap_or_default();
         store.insert(self.name.clone(), data);

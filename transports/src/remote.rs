@@ -33,10 +33,7 @@ impl Remote {
     /// Parse `location` and resolve credentials. `password_env` names the env variable
     /// holding a password for this scheme (e.g. `FERRY_FTP_PASSWORD`).
     pub fn parse(location: &str, opts: &TransportOptions, password_env: &str) -> Result<Remote> {
-        let invalid = |reason: String| TransportError::InvalidLocation {
-            location: redact(location),
-            reason,
-        };
+        let invalid = |reason: String| TransportError::InvalidLocation { location: redact(location), reason };
         let url = Url::parse(location).map_err(|e| invalid(e.to_string()))?;
         let scheme = url.scheme().to_ascii_lowercase();
         let host = match url.host() {
@@ -53,11 +50,7 @@ impl Remote {
                 _ => None,
             })
             .ok_or_else(|| invalid("no port".into()))?;
-        let mut user = if url.username().is_empty() {
-            None
-        } else {
-            Some(decode(url.username()))
-        };
+        let mut user = if url.username().is_empty() { None } else { Some(decode(url.username())) };
         let mut password = None;
         let mut password_source = None;
         if let Some(p) = url.password() {
@@ -66,11 +59,7 @@ impl Remote {
         } else if let Some(p) = &opts.password {
             password = Some(Secret(p.clone()));
             password_source = Some("the supplied password".to_string());
-        } else if let Some(p) = opts
-            .use_env
-            .then(|| std::env::var(password_env).ok())
-            .flatten()
-        {
+        } else if let Some(p) = opts.use_env.then(|| std::env::var(password_env).ok()).flatten() {
             password = Some(Secret(p));
             password_source = Some(format!("${password_env}"));
         }
@@ -94,17 +83,7 @@ impl Remote {
         let mut bare = url.clone();
         let _ = bare.set_password(None);
         let _ = bare.set_username("");
-        Ok(Remote {
-            scheme,
-            host,
-            port,
-            user,
-            password,
-            password_source,
-            path,
-            display,
-            url: bare,
-        })
+        Ok(Remote { scheme, host, port, user, password, password_source, path, display, url: bare })
     }
 
     /// `host:port`, with brackets around IPv6 addresses.
@@ -132,16 +111,9 @@ impl Remote {
                 Err(e) => last = Some(e),
             }
         }
-        let e =
-            last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
-        let context = if e.kind() == std::io::ErrorKind::TimedOut
-            || e.kind() == std::io::ErrorKind::WouldBlock
-        {
-            format!(
-                "connecting to {} (no answer within {:?})",
-                self.host_port(),
-                opts.connect_timeout
-            )
+        let e = last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address"));
+        let context = if e.kind() == std::io::ErrorKind::TimedOut || e.kind() == std::io::ErrorKind::WouldBlock {
+            format!("connecting to {} (no answer within {:?})", self.host_port(), opts.connect_timeout)
         } else {
             format!("connecting to {}", self.host_port())
         };
@@ -154,17 +126,10 @@ impl Remote {
     }
 
     pub fn auth_error(&self, detail: impl AsRef<str>) -> TransportError {
-        TransportError::Auth {
-            location: self.display.clone(),
-            detail: self.scrub(detail),
-        }
+        TransportError::Auth { location: self.display.clone(), detail: self.scrub(detail) }
     }
 
-    pub fn protocol_error(
-        &self,
-        context: impl Into<String>,
-        detail: impl ToString,
-    ) -> TransportError {
+    pub fn protocol_error(&self, context: impl Into<String>, detail: impl ToString) -> TransportError {
         TransportError::protocol(&self.display, context, self.scrub(detail.to_string()))
     }
 }
@@ -265,10 +230,7 @@ pub(crate) fn parse_netrc(text: &str) -> Vec<NetrcEntry> {
     let mut it = tokens.into_iter();
     while let Some(t) = it.next() {
         match t.as_str() {
-            "machine" => entries.push(NetrcEntry {
-                machine: it.next(),
-                ..Default::default()
-            }),
+            "machine" => entries.push(NetrcEntry { machine: it.next(), ..Default::default() }),
             "default" => entries.push(NetrcEntry::default()),
             "login" | "password" | "account" => {
                 let v = it.next();
@@ -309,28 +271,14 @@ fn netrc_path(opts: &TransportOptions) -> Option<PathBuf> {
 
 /// The best netrc entry for `host` (and `user`, if known): an exact machine+login match,
 /// else the machine's first entry, else `default`.
-pub(crate) fn netrc_lookup(
-    opts: &TransportOptions,
-    host: &str,
-    user: Option<&str>,
-) -> Option<(PathBuf, NetrcEntry)> {
+pub(crate) fn netrc_lookup(opts: &TransportOptions, host: &str, user: Option<&str>) -> Option<(PathBuf, NetrcEntry)> {
     let path = netrc_path(opts)?;
     let text = std::fs::read_to_string(&path).ok()?;
     let entries = parse_netrc(&text);
-    let for_host: Vec<&NetrcEntry> = entries
-        .iter()
-        .filter(|e| {
-            e.machine
-                .as_deref()
-                .is_some_and(|m| m.eq_ignore_ascii_case(host))
-        })
-        .collect();
+    let for_host: Vec<&NetrcEntry> =
+        entries.iter().filter(|e| e.machine.as_deref().is_some_and(|m| m.eq_ignore_ascii_case(host))).collect();
     let pick = match user {
-        Some(u) => for_host
-            .iter()
-            .find(|e| e.login.as_deref() == Some(u))
-            .copied()
-            .or(for_host.first().copied()),
+        Some(u) => for_host.iter().find(|e| e.login.as_deref() == Some(u)).copied().or(for_host.first().copied()),
         None => for_host.first().copied(),
     }
     .or_else(|| entries.iter().find(|e| e.machine.is_none()));
@@ -338,9 +286,7 @@ pub(crate) fn netrc_lookup(
 }
 
 pub(crate) fn home_dir() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
 }
 
 /// The user name of this process (for SFTP when the URL names none).
@@ -367,11 +313,7 @@ pub(crate) fn local_user() -> String {
 
 /// Set read and write timeouts on a socket.
 pub(crate) fn set_io_timeout(s: &TcpStream, timeout: Duration) {
-    let t = if timeout.is_zero() {
-        None
-    } else {
-        Some(timeout)
-    };
+    let t = if timeout.is_zero() { None } else { Some(timeout) };
     let _ = s.set_read_timeout(t);
     let _ = s.set_write_timeout(t);
 }
@@ -388,11 +330,7 @@ pub(crate) struct UploadStream<W: Write> {
 
 impl<W: Write> UploadStream<W> {
     pub fn new(writer: W, label: String) -> Self {
-        UploadStream {
-            writer: Some(writer),
-            written: 0,
-            label,
-        }
+        UploadStream { writer: Some(writer), written: 0, label }
     }
 
     pub fn written(&self) -> u64 {
@@ -407,13 +345,8 @@ impl<W: Write> UploadStream<W> {
 
 impl<W: Write> Write for UploadStream<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let w = self
-            .writer
-            .as_mut()
-            .ok_or_else(|| io::Error::other("upload already finished"))?;
-        let n = w
-            .write(buf)
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.label)))?;
+        let w = self.writer.as_mut().ok_or_else(|| io::Error::other("upload already finished"))?;
+        let n = w.write(buf).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", self.label)))?;
         self.written += n as u64;
         Ok(n)
     }
@@ -448,11 +381,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let netrc = dir.join("netrc");
         std::fs::write(&netrc, "machine 127.0.0.1 login carol password fromnetrc\n").unwrap();
-        let opts = TransportOptions {
-            netrc: Some(netrc),
-            use_env: false,
-            ..Default::default()
-        };
+        let opts = TransportOptions { netrc: Some(netrc), use_env: false, ..Default::default() };
         let r = Remote::parse("ftp://127.0.0.1:2121/a%20b/", &opts, "X").unwrap();
         assert_eq!(r.user.as_deref(), Some("carol"));
         assert_eq!(r.password.as_ref().unwrap().expose(), "fromnetrc");
@@ -460,11 +389,7 @@ mod tests {
         let r = Remote::parse("ftp://dave:p%40ss@127.0.0.1/x", &opts, "X").unwrap();
         assert_eq!(r.user.as_deref(), Some("dave"));
         assert_eq!(r.password.as_ref().unwrap().expose(), "p@ss");
-        assert!(
-            !r.display.contains("p%40ss") && !r.display.contains("p@ss"),
-            "{}",
-            r.display
-        );
+        assert!(!r.display.contains("p%40ss") && !r.display.contains("p@ss"), "{}", r.display);
         assert!(!format!("{r:?}").contains("p@ss"));
         // A netrc entry for another login is not used for this user's password.
         let r = Remote::parse("ftp://erin@127.0.0.1/x", &opts, "X").unwrap();

@@ -13,14 +13,9 @@
 //!   many SFTP packets, small writes are slow.
 use crate::options::{SshAgent, TransportOptions};
 use crate::remote::{home_dir, local_user, Remote, UploadStream};
-use crate::{
-    check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError,
-    Upload,
-};
+use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
 use base64::Engine;
-use ssh2::{
-    CheckResult, ErrorCode, HostKeyType, KnownHostFileKind, OpenFlags, OpenType, Session, Sftp,
-};
+use ssh2::{CheckResult, ErrorCode, HostKeyType, KnownHostFileKind, OpenFlags, OpenType, Session, Sftp};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -43,9 +38,7 @@ pub struct SftpTransport {
 
 impl std::fmt::Debug for SftpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SftpTransport")
-            .field("location", &self.remote.display)
-            .finish()
+        f.debug_struct("SftpTransport").field("location", &self.remote.display).finish()
     }
 }
 
@@ -79,12 +72,7 @@ impl SftpTransport {
             let p = path.trim_end_matches('/');
             PathBuf::from(if p.is_empty() { "/" } else { p })
         };
-        Ok(SftpTransport {
-            remote,
-            opts: opts.clone(),
-            dir,
-            idle: Mutex::new(None),
-        })
+        Ok(SftpTransport { remote, opts: opts.clone(), dir, idle: Mutex::new(None) })
     }
 
     fn ssh_err(&self, context: impl Into<String>, e: ssh2::Error) -> TransportError {
@@ -100,22 +88,15 @@ impl SftpTransport {
         let mut session = Session::new().map_err(|e| self.ssh_err("starting SSH", e))?;
         session.set_tcp_stream(tcp);
         session.set_timeout(self.opts.io_timeout.as_millis().min(u32::MAX as u128) as u32);
-        session
-            .handshake()
-            .map_err(|e| self.ssh_err("SSH handshake", e))?;
+        session.handshake().map_err(|e| self.ssh_err("SSH handshake", e))?;
         self.check_host_key(&session)?;
         self.authenticate(&session)?;
-        let sftp = session
-            .sftp()
-            .map_err(|e| self.ssh_err("starting the SFTP subsystem", e))?;
+        let sftp = session.sftp().map_err(|e| self.ssh_err("starting the SFTP subsystem", e))?;
         Ok(Conn { sftp, session })
     }
 
     fn known_hosts_path(&self) -> Option<PathBuf> {
-        self.opts
-            .known_hosts
-            .clone()
-            .or_else(|| home_dir().map(|h| h.join(".ssh").join("known_hosts")))
+        self.opts.known_hosts.clone().or_else(|| home_dir().map(|h| h.join(".ssh").join("known_hosts")))
     }
 
     /// `host` or `[host]:port`, as OpenSSH writes it in known_hosts.
@@ -128,28 +109,16 @@ impl SftpTransport {
     }
 
     fn check_host_key(&self, session: &Session) -> Result<()> {
-        let host_key_err = |detail: String| TransportError::HostKey {
-            location: self.remote.display.clone(),
-            detail,
-        };
-        let (key, key_type) = session
-            .host_key()
-            .ok_or_else(|| host_key_err("the server sent no host key".into()))?;
+        let host_key_err = |detail: String| TransportError::HostKey { location: self.remote.display.clone(), detail };
+        let (key, key_type) = session.host_key().ok_or_else(|| host_key_err("the server sent no host key".into()))?;
         let key = key.to_vec();
         let type_name = key_type_name(key_type);
         let fingerprint = session
             .host_key_hash(ssh2::HashType::Sha256)
-            .map(|h| {
-                format!(
-                    "SHA256:{}",
-                    base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
-                )
-            })
+            .map(|h| format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)))
             .unwrap_or_default();
         let path = self.known_hosts_path();
-        let mut known = session
-            .known_hosts()
-            .map_err(|e| self.ssh_err("reading known_hosts", e))?;
+        let mut known = session.known_hosts().map_err(|e| self.ssh_err("reading known_hosts", e))?;
         if let Some(text) = path.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
             // Line by line, so that one entry libssh2 cannot parse does not hide the others.
             for line in text.lines() {
@@ -161,10 +130,7 @@ impl SftpTransport {
             }
         }
         let pattern = self.host_pattern();
-        let file_name = path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "known_hosts".into());
+        let file_name = path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "known_hosts".into());
         match known.check_port(&self.remote.host, self.remote.port, &key) {
             CheckResult::Match => Ok(()),
             CheckResult::NotFound if self.opts.accept_new_host_key => {
@@ -198,10 +164,7 @@ impl SftpTransport {
 
     fn authenticate(&self, session: &Session) -> Result<()> {
         let user = self.remote.user.clone().unwrap_or_else(local_user);
-        let offered = session
-            .auth_methods(&user)
-            .map(|m| m.to_string())
-            .unwrap_or_default();
+        let offered = session.auth_methods(&user).map(|m| m.to_string()).unwrap_or_default();
         if session.authenticated() {
             return Ok(());
         }
@@ -211,9 +174,7 @@ impl SftpTransport {
         let agent_socket = match &self.opts.ssh_agent {
             SshAgent::Off => None,
             SshAgent::Socket(p) => Some(Some(p.clone())),
-            SshAgent::FromEnv => std::env::var_os("SSH_AUTH_SOCK")
-                .filter(|s| !s.is_empty())
-                .map(|_| None),
+            SshAgent::FromEnv => std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()).map(|_| None),
         };
         if let Some(socket) = agent_socket {
             if let Ok(mut agent) = session.agent() {
@@ -242,19 +203,10 @@ impl SftpTransport {
             self.opts.identity_files.clone()
         } else {
             home_dir()
-                .map(|h| {
-                    ["id_ed25519", "id_ecdsa", "id_rsa"]
-                        .iter()
-                        .map(|f| h.join(".ssh").join(f))
-                        .collect()
-                })
+                .map(|h| ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|f| h.join(".ssh").join(f)).collect())
                 .unwrap_or_default()
         };
-        let passphrase = if self.opts.use_env {
-            std::env::var("FERRY_SSH_KEY_PASSPHRASE").ok()
-        } else {
-            None
-        };
+        let passphrase = if self.opts.use_env { std::env::var("FERRY_SSH_KEY_PASSPHRASE").ok() } else { None };
         for file in files {
             if !file.exists() {
                 if explicit {
@@ -273,25 +225,17 @@ impl SftpTransport {
         if let Some(password) = &self.remote.password {
             let source = self.remote.password_source.clone().unwrap_or_default();
             if offered.is_empty() || offered.contains("password") {
-                if session.userauth_password(&user, password.expose()).is_ok()
-                    && session.authenticated()
-                {
+                if session.userauth_password(&user, password.expose()).is_ok() && session.authenticated() {
                     return Ok(());
                 }
                 tried.push(format!("password from {source}"));
             }
             if offered.contains("keyboard-interactive") {
                 let mut prompt = PasswordPrompt(password.expose().to_string());
-                if session
-                    .userauth_keyboard_interactive(&user, &mut prompt)
-                    .is_ok()
-                    && session.authenticated()
-                {
+                if session.userauth_keyboard_interactive(&user, &mut prompt).is_ok() && session.authenticated() {
                     return Ok(());
                 }
-                tried.push(format!(
-                    "keyboard-interactive with the password from {source}"
-                ));
+                tried.push(format!("keyboard-interactive with the password from {source}"));
             }
         } else {
             tried.push("no password (URL, $FERRY_SFTP_PASSWORD, ~/.netrc)".into());
@@ -303,10 +247,7 @@ impl SftpTransport {
         )))
     }
 
-    fn with_conn<T>(
-        &self,
-        mut f: impl FnMut(&Conn) -> Result<T, ssh2::Error>,
-    ) -> Result<Result<T, ssh2::Error>> {
+    fn with_conn<T>(&self, mut f: impl FnMut(&Conn) -> Result<T, ssh2::Error>) -> Result<Result<T, ssh2::Error>> {
         let kept = self.idle.lock().unwrap().take();
         let reused = kept.is_some();
         let mut conn = match kept {
@@ -333,16 +274,12 @@ impl SftpTransport {
         let mut current = PathBuf::new();
         for part in self.dir.components() {
             current.push(part);
-            if matches!(
-                part,
-                std::path::Component::RootDir | std::path::Component::CurDir
-            ) {
+            if matches!(part, std::path::Component::RootDir | std::path::Component::CurDir) {
                 continue;
             }
             if sftp.stat(&current).is_err() {
-                sftp.mkdir(&current, 0o755).map_err(|e| {
-                    self.ssh_err(format!("creating directory {}", current.display()), e)
-                })?;
+                sftp.mkdir(&current, 0o755)
+                    .map_err(|e| self.ssh_err(format!("creating directory {}", current.display()), e))?;
             }
         }
         Ok(())
@@ -352,12 +289,7 @@ impl SftpTransport {
 struct PasswordPrompt(String);
 
 impl ssh2::KeyboardInteractivePrompt for PasswordPrompt {
-    fn prompt<'a>(
-        &mut self,
-        _username: &str,
-        _instructions: &str,
-        prompts: &[ssh2::Prompt<'a>],
-    ) -> Vec<String> {
+    fn prompt<'a>(&mut self, _username: &str, _instructions: &str, prompts: &[ssh2::Prompt<'a>]) -> Vec<String> {
         prompts.iter().map(|_| self.0.clone()).collect()
     }
 }
@@ -378,17 +310,10 @@ fn append_known_host(path: &Path, line: &str) -> io::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() && !parent.exists() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(parent)?;
         }
     }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
     // Keep the file line-oriented even if its last line lacks a newline.
     let len = f.metadata()?.len();
     if len > 0 {
@@ -405,15 +330,9 @@ fn append_known_host(path: &Path, line: &str) -> io::Result<()> {
 
 fn ssh_error(remote: &Remote, context: String, e: ssh2::Error) -> TransportError {
     match e.code() {
-        ErrorCode::SFTP(FX_NO_SUCH_FILE) => {
-            remote.protocol_error(context, "no such file or directory")
-        }
-        ErrorCode::SFTP(FX_PERMISSION_DENIED) => {
-            remote.protocol_error(context, "permission denied")
-        }
-        ErrorCode::SFTP(c) => {
-            remote.protocol_error(context, format!("SFTP error {c}: {}", e.message()))
-        }
+        ErrorCode::SFTP(FX_NO_SUCH_FILE) => remote.protocol_error(context, "no such file or directory"),
+        ErrorCode::SFTP(FX_PERMISSION_DENIED) => remote.protocol_error(context, "permission denied"),
+        ErrorCode::SFTP(c) => remote.protocol_error(context, format!("SFTP error {c}: {}", e.message())),
         ErrorCode::Session(c) => {
             let detail = match c {
                 -9 => "timed out (the server did not answer in time)".to_string(),
@@ -460,8 +379,7 @@ fn posix_rename(session: &Session, from: &Path, to: &Path) -> std::result::Resul
     let mut ch = session.channel_session().map_err(|x| e(&x))?;
     ch.subsystem("sftp").map_err(|x| e(&x))?;
     // SSH_FXP_INIT, version 3.
-    ch.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3])
-        .map_err(|x| e(&x))?;
+    ch.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).map_err(|x| e(&x))?;
     let version = read_packet(&mut ch).map_err(|x| e(&x))?;
     if version.first() != Some(&2) {
         return Err("unexpected reply to SFTP init".into());
@@ -469,10 +387,7 @@ fn posix_rename(session: &Session, from: &Path, to: &Path) -> std::result::Resul
     let mut at = 5; // type + version
     let mut offered = false;
     while at < version.len() {
-        let (Some(name), Some(_data)) = (get_str(&version, &mut at), get_str(&version, &mut at))
-        else {
-            break;
-        };
+        let (Some(name), Some(_data)) = (get_str(&version, &mut at), get_str(&version, &mut at)) else { break };
         if name == EXT.as_bytes() {
             offered = true;
         }
@@ -501,9 +416,7 @@ fn posix_rename(session: &Session, from: &Path, to: &Path) -> std::result::Resul
     if code == 0 {
         Ok(true)
     } else {
-        let msg = get_str(&status, &mut at)
-            .map(|m| String::from_utf8_lossy(m).into_owned())
-            .unwrap_or_default();
+        let msg = get_str(&status, &mut at).map(|m| String::from_utf8_lossy(m).into_owned()).unwrap_or_default();
         Err(format!("SFTP status {code}: {msg}"))
     }
 }
@@ -539,13 +452,8 @@ impl Transport for SftpTransport {
             .open_mode(&temp, flags, 0o644, OpenType::File)
             .map_err(|e| self.ssh_err(format!("creating {}", temp.display()), e))?;
         if existing > 0 {
-            file.seek(SeekFrom::Start(existing)).map_err(|e| {
-                TransportError::io(
-                    &self.remote.display,
-                    format!("seeking in {}", temp.display()),
-                    e,
-                )
-            })?;
+            file.seek(SeekFrom::Start(existing))
+                .map_err(|e| TransportError::io(&self.remote.display, format!("seeking in {}", temp.display()), e))?;
         }
         let label = format!("{}: uploading {}", self.remote.display, temp.display());
         Ok(Box::new(SftpUpload {
@@ -564,27 +472,16 @@ impl Transport for SftpTransport {
         let path = self.path(name);
         let mut file = conn.sftp.open(&path).map_err(|e| {
             if is_missing(&e) {
-                TransportError::NotFound {
-                    location: self.remote.display.clone(),
-                    name: name.to_string(),
-                }
+                TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() }
             } else {
                 self.ssh_err(format!("opening {}", path.display()), e)
             }
         })?;
         if offset > 0 {
-            file.seek(SeekFrom::Start(offset)).map_err(|e| {
-                TransportError::io(
-                    &self.remote.display,
-                    format!("seeking in {}", path.display()),
-                    e,
-                )
-            })?;
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| TransportError::io(&self.remote.display, format!("seeking in {}", path.display()), e))?;
         }
-        Ok(Box::new(SftpReader {
-            reader: BufReader::with_capacity(READ_BUFFER, file),
-            _conn: conn,
-        }))
+        Ok(Box::new(SftpReader { reader: BufReader::with_capacity(READ_BUFFER, file), _conn: conn }))
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
@@ -606,10 +503,7 @@ impl Transport for SftpTransport {
             .into_iter()
             .filter(|(_, st)| st.is_file())
             .filter_map(|(p, st)| {
-                p.file_name().and_then(|n| n.to_str()).map(|n| Entry {
-                    name: n.to_string(),
-                    size: st.size.unwrap_or(0),
-                })
+                p.file_name().and_then(|n| n.to_str()).map(|n| Entry { name: n.to_string(), size: st.size.unwrap_or(0) })
             })
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -621,10 +515,9 @@ impl Transport for SftpTransport {
         let path = self.path(name);
         match self.with_conn(|c| c.sftp.unlink(&path))? {
             Ok(()) => Ok(()),
-            Err(e) if is_missing(&e) => Err(TransportError::NotFound {
-                location: self.remote.display.clone(),
-                name: name.to_string(),
-            }),
+            Err(e) if is_missing(&e) => {
+                Err(TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() })
+            }
             Err(e) => Err(self.ssh_err(format!("deleting {}", path.display()), e)),
         }
     }
@@ -659,52 +552,35 @@ impl Upload for SftpUpload {
         let temp = self.temp.clone();
         let target = self.target.clone();
         let writer = self.stream.take();
-        let mut file = writer.into_inner().map_err(|e| {
-            TransportError::io(
-                &remote.display,
-                format!("uploading {}", temp.display()),
-                e.into_error(),
-            )
-        })?;
+        let mut file = writer
+            .into_inner()
+            .map_err(|e| TransportError::io(&remote.display, format!("uploading {}", temp.display()), e.into_error()))?;
         // Durable before visible, where the server supports fsync@openssh.com.
         let _ = file.fsync();
-        file.close()
-            .map_err(|e| ssh_error(&remote, format!("closing {}", temp.display()), e))?;
+        file.close().map_err(|e| ssh_error(&remote, format!("closing {}", temp.display()), e))?;
         drop(file);
         let conn = self.conn.take().expect("connection present until commit");
         if let Err(e) = conn.sftp.rename(&temp, &target, None) {
             // SFTP v3 servers refuse to rename onto an existing name.
             let target_exists = conn.sftp.stat(&target).is_ok();
             if !target_exists {
-                return Err(ssh_error(
-                    &remote,
-                    format!("renaming {} to {}", temp.display(), target.display()),
-                    e,
-                ));
+                return Err(ssh_error(&remote, format!("renaming {} to {}", temp.display(), target.display()), e));
             }
             match posix_rename(&conn.session, &temp, &target) {
                 Ok(true) => {}
                 Ok(false) => {
                     // No atomic replace on this server: remove, then rename (a short window
                     // without the file, never a partial file under the final name).
-                    conn.sftp.unlink(&target).map_err(|e| {
-                        ssh_error(&remote, format!("replacing {}", target.display()), e)
-                    })?;
+                    conn.sftp
+                        .unlink(&target)
+                        .map_err(|e| ssh_error(&remote, format!("replacing {}", target.display()), e))?;
                     conn.sftp.rename(&temp, &target, None).map_err(|e| {
-                        ssh_error(
-                            &remote,
-                            format!("renaming {} to {}", temp.display(), target.display()),
-                            e,
-                        )
+                        ssh_error(&remote, format!("renaming {} to {}", temp.display(), target.display()), e)
                     })?;
                 }
                 Err(msg) => {
                     return Err(remote.protocol_error(
-                        format!(
-                            "replacing {} with {} (posix-rename)",
-                            target.display(),
-                            temp.display()
-                        ),
+                        format!("replacing {} with {} (posix-rename)", target.display(), temp.display()),
                         msg,
                     ))
                 }
@@ -740,3 +616,4 @@ fn _assert_send() {
     is_send::<SftpUpload>();
     is_send::<SftpReader>();
 }
+

@@ -23,9 +23,7 @@ fn memory() {
     let name = format!("conformance-{}", std::process::id());
     run(&Backend {
         label: "memory",
-        open: Box::new(move || -> Box<dyn Transport> {
-            Box::new(ferry_transports::MemoryTransport::named(&name))
-        }),
+        open: Box::new(move || -> Box<dyn Transport> { Box::new(ferry_transports::MemoryTransport::named(&name)) }),
         big: big_size(),
     });
 }
@@ -42,10 +40,7 @@ fn ftp_anonymous_incoming() {
     let server = Vsftpd::anonymous();
     let b = backend("ftp-anonymous", server.url(), isolated_options());
     let caps = (b.open)().capabilities();
-    assert!(
-        !caps.overwrite && !caps.delete,
-        "anonymous FTP must declare no overwrite/delete: {caps:?}"
-    );
+    assert!(!caps.overwrite && !caps.delete, "anonymous FTP must declare no overwrite/delete: {caps:?}");
     run(&b);
 }
 
@@ -53,18 +48,13 @@ fn ftp_anonymous_incoming() {
 fn ftp_local_user() {
     let server = Vsftpd::local_user();
     run(&backend("ftp-user", server.url(), isolated_options()));
-    assert!(
-        server.data_dir.join("hello.txt").exists() || server.data_dir.join("binary.bin").exists()
-    );
+    assert!(server.data_dir.join("hello.txt").exists() || server.data_dir.join("binary.bin").exists());
 }
 
 #[test]
 fn ftps_local_user() {
     let server = Vsftpd::local_user_tls();
-    let opts = TransportOptions {
-        ca_cert: server.tls_cert.clone(),
-        ..isolated_options()
-    };
+    let opts = TransportOptions { ca_cert: server.tls_cert.clone(), ..isolated_options() };
     run(&backend("ftps-user", server.url(), opts));
 }
 
@@ -97,10 +87,6 @@ fn sftp_agent_second_key() {
 #[test]
 fn http_webdav() {
     let server = Nginx::start();
-    run(&backend(
-        "http-webdav",
-        server.url("drop/"),
-        isolated_options(),
-    ));
+    run(&backend("http-webdav", server.url("drop/"), isolated_options()));
     assert!(server.www.join("drop").join("binary.bin").exists());
 }

@@ -42,12 +42,7 @@ pub fn bytes(seed: u64, offset: u64, len: usize) -> Vec<u8> {
 pub const BLOCK: usize = 1024 * 1024;
 
 /// Write `len` bytes of stream `seed` from `offset` to `w`; returns their SHA-256.
-pub fn write_stream(
-    w: &mut dyn Write,
-    seed: u64,
-    offset: u64,
-    len: u64,
-) -> std::io::Result<[u8; 32]> {
+pub fn write_stream(w: &mut dyn Write, seed: u64, offset: u64, len: u64) -> std::io::Result<[u8; 32]> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; BLOCK];
     let mut done = 0u64;

@@ -23,17 +23,10 @@ pub const TEST_PASSWORD: &str = "ferry-Test-pw-7431";
 
 /// Find a server/tool binary or fail the test with what to install.
 pub fn require(bin: &str, package: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = [
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .collect();
+    let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
@@ -57,32 +50,19 @@ pub fn must_be_root() {
 
 /// A temporary directory that other users (server workers) can traverse.
 pub fn tempdir(prefix: &str) -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempdir()
-        .expect("tempdir");
+    let d = tempfile::Builder::new().prefix(prefix).tempdir().expect("tempdir");
     fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     if !out.status.success() {
-        panic!(
-            "{cmd:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        panic!("{cmd:?} failed: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     }
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -92,44 +72,19 @@ pub fn test_user() -> (&'static str, &'static str) {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
         must_be_root();
-        let exists = Command::new("id")
-            .arg("-u")
-            .arg(TEST_USER)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
+        let exists = Command::new("id").arg("-u").arg(TEST_USER).output().map(|o| o.status.success()).unwrap_or(false);
         if !exists {
             let useradd = require("useradd", "passwd");
             let out = Command::new(useradd)
-                .args([
-                    "--system",
-                    "--create-home",
-                    "--home-dir",
-                    "/var/lib/ferrytest",
-                    "--shell",
-                    "/bin/sh",
-                    TEST_USER,
-                ])
+                .args(["--system", "--create-home", "--home-dir", "/var/lib/ferrytest", "--shell", "/bin/sh", TEST_USER])
                 .output()
                 .unwrap();
-            let exists = Command::new("id")
-                .arg("-u")
-                .arg(TEST_USER)
-                .output()
-                .map(|o| o.status.success())
-                .unwrap_or(false);
-            assert!(
-                exists,
-                "useradd {TEST_USER} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let exists = Command::new("id").arg("-u").arg(TEST_USER).output().map(|o| o.status.success()).unwrap_or(false);
+            assert!(exists, "useradd {TEST_USER} failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         fs::create_dir_all("/var/lib/ferrytest").unwrap();
         let chpasswd = require("chpasswd", "passwd");
-        let mut child = Command::new(chpasswd)
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Command::new(chpasswd).stdin(Stdio::piped()).spawn().unwrap();
         writeln!(child.stdin.take().unwrap(), "{TEST_USER}:{TEST_PASSWORD}").unwrap();
         assert!(child.wait().unwrap().success(), "chpasswd failed");
     });
@@ -137,14 +92,8 @@ pub fn test_user() -> (&'static str, &'static str) {
 }
 
 fn user_ids(user: &str) -> (u32, u32) {
-    let uid = run(Command::new("id").arg("-u").arg(user))
-        .trim()
-        .parse()
-        .unwrap();
-    let gid = run(Command::new("id").arg("-g").arg(user))
-        .trim()
-        .parse()
-        .unwrap();
+    let uid = run(Command::new("id").arg("-u").arg(user)).trim().parse().unwrap();
+    let gid = run(Command::new("id").arg("-g").arg(user)).trim().parse().unwrap();
     (uid, gid)
 }
 
@@ -158,9 +107,7 @@ fn descendants(pid: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
+            let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
             if let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) {
                 // pid (comm) state ppid ...
                 if let Some(close) = stat.rfind(')') {
@@ -198,9 +145,7 @@ impl Proc {
     fn spawn(name: &str, program: &Path, args: &[String], log: &Path, port: u16) -> Proc {
         let mut p = Proc {
             name: name.to_string(),
-            cmd_line: std::iter::once(program.display().to_string())
-                .chain(args.iter().cloned())
-                .collect(),
+            cmd_line: std::iter::once(program.display().to_string()).chain(args.iter().cloned()).collect(),
             child: None,
             log: log.to_path_buf(),
             port,
@@ -210,18 +155,10 @@ impl Proc {
     }
 
     fn start(&mut self) {
-        let out = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
+        let out = fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let err = out.try_clone().unwrap();
         let mut cmd = Command::new(&self.cmd_line[0]);
-        cmd.args(&self.cmd_line[1..])
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0);
+        cmd.args(&self.cmd_line[1..]).stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
         unsafe {
             cmd.pre_exec(|| {
                 // Die with the test thread that started us.
@@ -229,9 +166,7 @@ impl Proc {
                 Ok(())
             });
         }
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {}: {e}", self.name));
         self.child = Some(child);
         self.wait_ready();
     }
@@ -239,12 +174,7 @@ impl Proc {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if TcpStream::connect_timeout(
-                &([127, 0, 0, 1], self.port).into(),
-                Duration::from_millis(200),
-            )
-            .is_ok()
-            {
+            if TcpStream::connect_timeout(&([127, 0, 0, 1], self.port).into(), Duration::from_millis(200)).is_ok() {
                 return;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -257,12 +187,7 @@ impl Proc {
                 );
             }
             if Instant::now() > deadline {
-                panic!(
-                    "{} did not listen on port {} within 15 s; log:\n{}",
-                    self.name,
-                    self.port,
-                    fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                panic!("{} did not listen on port {} within 15 s; log:\n{}", self.name, self.port, fs::read_to_string(&self.log).unwrap_or_default());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -299,11 +224,7 @@ impl Proc {
             let _ = child.wait();
             // Wait for forked session processes to be gone.
             let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline
-                && all
-                    .iter()
-                    .any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p))
-            {
+            while Instant::now() < deadline && all.iter().any(|p| Path::new(&format!("/proc/{p}")).exists() && !is_zombie(*p)) {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -317,11 +238,7 @@ impl Proc {
 
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rfind(')')
-                .map(|i| s[i + 1..].trim_start().starts_with('Z'))
-                .unwrap_or(true)
-        })
+        .map(|s| s.rfind(')').map(|i| s[i + 1..].trim_start().starts_with('Z')).unwrap_or(true))
         .unwrap_or(true)
 }
 
@@ -337,23 +254,9 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     run(Command::new(openssl).args([
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        cert.to_str().unwrap(),
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+        "-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap(),
     ]));
     (cert, key)
 }
@@ -444,49 +347,22 @@ impl Vsftpd {
         let conf_path = dir.path().join("vsftpd.conf");
         fs::write(&conf_path, conf).unwrap();
         let log = dir.path().join("vsftpd.out");
-        let proc = Proc::spawn(
-            "vsftpd",
-            &vsftpd,
-            &[conf_path.display().to_string()],
-            &log,
-            port,
-        );
-        Vsftpd {
-            port,
-            data_dir,
-            anonymous,
-            tls_cert,
-            proc,
-            _dir: dir,
-        }
+        let proc = Proc::spawn("vsftpd", &vsftpd, &[conf_path.display().to_string()], &log, port);
+        Vsftpd { port, data_dir, anonymous, tls_cert, proc, _dir: dir }
     }
 
     pub fn url(&self) -> String {
-        let scheme = if self.tls_cert.is_some() {
-            "ftps"
-        } else {
-            "ftp"
-        };
+        let scheme = if self.tls_cert.is_some() { "ftps" } else { "ftp" };
         if self.anonymous {
             format!("{scheme}://127.0.0.1:{}/pub/incoming/", self.port)
         } else {
-            format!(
-                "{scheme}://{TEST_USER}:{TEST_PASSWORD}@127.0.0.1:{}/drop/",
-                self.port
-            )
+            format!("{scheme}://{TEST_USER}:{TEST_PASSWORD}@127.0.0.1:{}/drop/", self.port)
         }
     }
 
     pub fn url_with_password(&self, password: &str) -> String {
-        let scheme = if self.tls_cert.is_some() {
-            "ftps"
-        } else {
-            "ftp"
-        };
-        format!(
-            "{scheme}://{TEST_USER}:{password}@127.0.0.1:{}/drop/",
-            self.port
-        )
+        let scheme = if self.tls_cert.is_some() { "ftps" } else { "ftp" };
+        format!("{scheme}://{TEST_USER}:{password}@127.0.0.1:{}/drop/", self.port)
     }
 }
 
@@ -509,17 +385,7 @@ pub struct Sshd {
 
 pub fn ssh_keygen(path: &Path, comment: &str) {
     let keygen = require("ssh-keygen", "openssh-client");
-    run(Command::new(keygen).args([
-        "-q",
-        "-t",
-        "ed25519",
-        "-N",
-        "",
-        "-C",
-        comment,
-        "-f",
-        path.to_str().unwrap(),
-    ]));
+    run(Command::new(keygen).args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", path.to_str().unwrap()]));
 }
 
 impl Sshd {
@@ -554,13 +420,7 @@ impl Sshd {
         let conf_path = d.join("sshd_config");
         fs::write(&conf_path, conf).unwrap();
         let log = d.join("sshd.log");
-        let args = vec![
-            "-D".to_string(),
-            "-f".into(),
-            conf_path.display().to_string(),
-            "-E".into(),
-            log.display().to_string(),
-        ];
+        let args = vec!["-D".to_string(), "-f".into(), conf_path.display().to_string(), "-E".into(), log.display().to_string()];
         let proc = Proc::spawn("sshd", &sshd, &args, &log, port);
         Sshd {
             port,
@@ -576,11 +436,7 @@ impl Sshd {
 
     /// `sftp://root@127.0.0.1:PORT/<abs data dir>`
     pub fn url(&self) -> String {
-        format!(
-            "sftp://root@127.0.0.1:{}{}",
-            self.port,
-            self.data_dir.display()
-        )
+        format!("sftp://root@127.0.0.1:{}{}", self.port, self.data_dir.display())
     }
 
     /// A directory writable by `ferrytest`, for password logins.
@@ -588,11 +444,7 @@ impl Sshd {
         let d = self.dir.path().join("userstore");
         fs::create_dir_all(&d).unwrap();
         chown(&d, TEST_USER);
-        format!(
-            "sftp://{TEST_USER}:{password}@127.0.0.1:{}{}",
-            self.port,
-            d.display()
-        )
+        format!("sftp://{TEST_USER}:{password}@127.0.0.1:{}{}", self.port, d.display())
     }
 }
 
@@ -611,12 +463,7 @@ impl Agent {
         let dir = tempdir("ferry-agent-");
         let socket = dir.path().join("agent.sock");
         let mut cmd = Command::new(agent);
-        cmd.arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -626,11 +473,7 @@ impl Agent {
         let proc = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "ssh-agent did not create {}",
-                socket.display()
-            );
+            assert!(Instant::now() < deadline, "ssh-agent did not create {}", socket.display());
             std::thread::sleep(Duration::from_millis(10));
         }
         for k in keys {
@@ -638,11 +481,7 @@ impl Agent {
         }
         let listed = run(Command::new(&add).env("SSH_AUTH_SOCK", &socket).arg("-l"));
         assert_eq!(listed.lines().count(), keys.len(), "agent keys: {listed}");
-        Agent {
-            socket,
-            proc,
-            _dir: dir,
-        }
+        Agent { socket, proc, _dir: dir }
     }
 }
 
@@ -678,11 +517,7 @@ impl Nginx {
         for sub in ["", "private", "token", "noindex"] {
             fs::create_dir_all(www.join(sub)).unwrap();
         }
-        fs::write(
-            d.join("htpasswd"),
-            format!("{TEST_USER}:{{PLAIN}}{TEST_PASSWORD}\n"),
-        )
-        .unwrap();
+        fs::write(d.join("htpasswd"), format!("{TEST_USER}:{{PLAIN}}{TEST_PASSWORD}\n")).unwrap();
         let (cert, key) = self_signed_cert(d);
         let port = free_port();
         let tls_port = free_port();
@@ -718,14 +553,7 @@ impl Nginx {
             conf_path.display().to_string(),
         ];
         let proc = Proc::spawn("nginx", &nginx, &args, &log, port);
-        Nginx {
-            port,
-            tls_port,
-            www,
-            cert,
-            proc,
-            _dir: dir,
-        }
+        Nginx { port, tls_port, www, cert, proc, _dir: dir }
     }
 
     pub fn url(&self, path: &str) -> String {

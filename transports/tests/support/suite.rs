@@ -23,25 +23,19 @@ const MIB: u64 = 1024 * 1024;
 
 /// Size of the large round trip: `FERRY_TEST_BIG_MIB` (default 200) MiB.
 pub fn big_size() -> u64 {
-    std::env::var("FERRY_TEST_BIG_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-        * MIB
+    std::env::var("FERRY_TEST_BIG_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(200) * MIB
 }
 
 pub fn put_all(t: &dyn Transport, name: &str, data: &[u8]) -> Result<(), TransportError> {
     let mut up = t.put(name, PutMode::Fresh)?;
-    up.write_all(data)
-        .map_err(|e| TransportError::io(t.describe(), "writing", e))?;
+    up.write_all(data).map_err(|e| TransportError::io(t.describe(), "writing", e))?;
     up.commit()
 }
 
 pub fn get_all(t: &dyn Transport, name: &str, offset: u64) -> Result<Vec<u8>, TransportError> {
     let mut r = t.get(name, offset)?;
     let mut v = Vec::new();
-    r.read_to_end(&mut v)
-        .map_err(|e| TransportError::io(t.describe(), "reading", e))?;
+    r.read_to_end(&mut v).map_err(|e| TransportError::io(t.describe(), "reading", e))?;
     Ok(v)
 }
 
@@ -52,42 +46,18 @@ fn names(entries: &[Entry]) -> Vec<&str> {
 fn step(label: &str, what: &str, f: impl FnOnce()) {
     let start = Instant::now();
     f();
-    eprintln!(
-        "[{label}] {what}: ok ({:.2} s)",
-        start.elapsed().as_secs_f64()
-    );
+    eprintln!("[{label}] {what}: ok ({:.2} s)", start.elapsed().as_secs_f64());
 }
 
 pub fn run(b: &Backend) {
     let t = (b.open)();
     let started = Instant::now();
-    eprintln!(
-        "[{}] {} capabilities {:?}",
-        b.label,
-        t.describe(),
-        t.capabilities()
-    );
-    step(
-        b.label,
-        "small files, binary bytes, empty file, stat, get at offset, list, not found",
-        || small(&*t),
-    );
-    step(
-        b.label,
-        "names with spaces, unicode and URL-special characters",
-        || odd_names(&*t),
-    );
-    step(
-        b.label,
-        "atomic commit (observer never sees a partial file under the final name)",
-        || atomicity(b, &*t),
-    );
+    eprintln!("[{}] {} capabilities {:?}", b.label, t.describe(), t.capabilities());
+    step(b.label, "small files, binary bytes, empty file, stat, get at offset, list, not found", || small(&*t));
+    step(b.label, "names with spaces, unicode and URL-special characters", || odd_names(&*t));
+    step(b.label, "atomic commit (observer never sees a partial file under the final name)", || atomicity(b, &*t));
     step(b.label, "resume an interrupted upload", || resume(&*t));
-    step(
-        b.label,
-        "fresh upload over a stale partial; resume without a partial",
-        || fresh_over_partial(&*t),
-    );
+    step(b.label, "fresh upload over a stale partial; resume without a partial", || fresh_over_partial(&*t));
     step(b.label, "overwrite (or its refusal)", || overwrite(&*t));
     step(b.label, "delete (or its refusal)", || delete(&*t));
     step(b.label, "large round trip", || big(b, &*t));
@@ -97,18 +67,11 @@ pub fn run(b: &Backend) {
             .unwrap()
             .into_iter()
             .map(|e| e.name)
-            .filter(|n| {
-                n.ends_with(".partial")
-                    && (t.capabilities().overwrite || n != &partial_name("over.bin"))
-            })
+            .filter(|n| n.ends_with(".partial") && (t.capabilities().overwrite || n != &partial_name("over.bin")))
             .collect();
         assert!(left.is_empty(), "left-over temporary files: {left:?}");
     });
-    eprintln!(
-        "[{}] conformance suite passed in {:.1} s",
-        b.label,
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("[{}] conformance suite passed in {:.1} s", b.label, started.elapsed().as_secs_f64());
 }
 
 fn small(t: &dyn Transport) {
@@ -124,25 +87,15 @@ fn small(t: &dyn Transport) {
     binary.extend(data::bytes(3, 0, 100_000));
     put_all(t, "binary.bin", &binary).unwrap();
     assert_eq!(t.stat("binary.bin").unwrap(), Some(binary.len() as u64));
-    assert!(
-        get_all(t, "binary.bin", 0).unwrap() == binary,
-        "binary content changed in transit"
-    );
-    assert!(
-        get_all(t, "binary.bin", 1000).unwrap() == binary[1000..],
-        "get at offset 1000"
-    );
+    assert!(get_all(t, "binary.bin", 0).unwrap() == binary, "binary content changed in transit");
+    assert!(get_all(t, "binary.bin", 1000).unwrap() == binary[1000..], "get at offset 1000");
 
     put_all(t, "empty.bin", b"").unwrap();
     assert_eq!(t.stat("empty.bin").unwrap(), Some(0));
     assert!(get_all(t, "empty.bin", 0).unwrap().is_empty());
 
     let list = t.list().unwrap();
-    for (name, size) in [
-        ("hello.txt", hello.len()),
-        ("binary.bin", binary.len()),
-        ("empty.bin", 0),
-    ] {
+    for (name, size) in [("hello.txt", hello.len()), ("binary.bin", binary.len()), ("empty.bin", 0)] {
         assert!(
             list.iter().any(|e| e.name == name && e.size == size as u64),
             "list lacks {name} ({size} bytes): {list:?}"
@@ -152,50 +105,26 @@ fn small(t: &dyn Transport) {
 
     assert_eq!(t.stat("missing.bin").unwrap(), None);
     match t.get("missing.bin", 0) {
-        Err(e) => assert!(
-            e.is_not_found(),
-            "get of a missing file: expected NotFound, got {e:?}"
-        ),
+        Err(e) => assert!(e.is_not_found(), "get of a missing file: expected NotFound, got {e:?}"),
         Ok(_) => panic!("get of a missing file succeeded"),
     }
     // Names that would leave the location are refused by every backend.
     for bad in ["../x", "a/b", "", ".."] {
-        assert!(
-            matches!(
-                t.put(bad, PutMode::Fresh),
-                Err(TransportError::InvalidName(_))
-            ),
-            "name {bad:?} accepted"
-        );
+        assert!(matches!(t.put(bad, PutMode::Fresh), Err(TransportError::InvalidName(_))), "name {bad:?} accepted");
     }
 }
 
 fn odd_names(t: &dyn Transport) {
-    let odd = [
-        "with space.bin",
-        "ünïcødé ✓ 名前.txt",
-        "a'b&c (1)+%20#x;y=z.tar",
-    ];
+    let odd = ["with space.bin", "ünïcødé ✓ 名前.txt", "a'b&c (1)+%20#x;y=z.tar"];
     for (i, name) in odd.iter().enumerate() {
         let content = data::bytes(100 + i as u64, 0, 5000 + i);
         put_all(t, name, &content).unwrap_or_else(|e| panic!("put {name:?}: {e}"));
-        assert_eq!(
-            t.stat(name).unwrap(),
-            Some(content.len() as u64),
-            "stat {name:?}"
-        );
-        assert!(
-            get_all(t, name, 0).unwrap() == content,
-            "content of {name:?}"
-        );
+        assert_eq!(t.stat(name).unwrap(), Some(content.len() as u64), "stat {name:?}");
+        assert!(get_all(t, name, 0).unwrap() == content, "content of {name:?}");
     }
     let list = t.list().unwrap();
     for name in odd {
-        assert!(
-            names(&list).contains(&name),
-            "list lacks {name:?}: {:?}",
-            names(&list)
-        );
+        assert!(names(&list).contains(&name), "list lacks {name:?}: {:?}", names(&list));
     }
 }
 
@@ -215,12 +144,8 @@ fn atomicity(b: &Backend, t: &dyn Transport) {
                 let done = stop.load(Ordering::SeqCst);
                 match observer.stat(NAME) {
                     Ok(None) => {}
-                    Ok(Some(n)) if !started => {
-                        violations.push(format!("{NAME} visible ({n} bytes) before commit"))
-                    }
-                    Ok(Some(n)) if n != total => {
-                        violations.push(format!("{NAME} visible with {n} of {total} bytes"))
-                    }
+                    Ok(Some(n)) if !started => violations.push(format!("{NAME} visible ({n} bytes) before commit")),
+                    Ok(Some(n)) if n != total => violations.push(format!("{NAME} visible with {n} of {total} bytes")),
                     Ok(Some(_)) => seen_final = true,
                     Err(e) => violations.push(format!("stat failed: {e}")),
                 }
@@ -239,10 +164,7 @@ fn atomicity(b: &Backend, t: &dyn Transport) {
     up.flush().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let listed = t.list().unwrap();
-    assert!(
-        !names(&listed).contains(&NAME),
-        "{NAME} listed before commit: {listed:?}"
-    );
+    assert!(!names(&listed).contains(&NAME), "{NAME} listed before commit: {listed:?}");
     if let Some(p) = listed.iter().find(|e| e.name == partial_name(NAME)) {
         assert!(p.size <= half, "temporary file larger than what was sent");
     }
@@ -298,53 +220,31 @@ fn resume(t: &dyn Transport) {
         up.flush().unwrap();
         // Dropped without commit: an interrupted upload.
     }
-    assert_eq!(
-        t.stat(NAME).unwrap(),
-        None,
-        "an uncommitted upload is visible under its final name"
-    );
+    assert_eq!(t.stat(NAME).unwrap(), None, "an uncommitted upload is visible under its final name");
     let caps = t.capabilities();
     if caps.resume_upload {
-        assert_eq!(
-            t.stat(&partial_name(NAME)).unwrap(),
-            Some(first),
-            "the server should hold the first part"
-        );
+        assert_eq!(t.stat(&partial_name(NAME)).unwrap(), Some(first), "the server should hold the first part");
     }
     let mut up = t.put(NAME, PutMode::Resume).unwrap();
     let from = up.resumed_from();
     if caps.resume_upload {
-        assert_eq!(
-            from, first,
-            "resumed_from must equal what the first attempt sent"
-        );
+        assert_eq!(from, first, "resumed_from must equal what the first attempt sent");
     } else {
         assert_eq!(from, 0, "a backend without resume_upload must start over");
     }
-    let mut counting = Counting {
-        inner: &mut up,
-        count: 0,
-    };
+    let mut counting = Counting { inner: &mut up, count: 0 };
     data::write_stream(&mut counting, seed, from, total - from).unwrap();
     let sent = counting.count;
     assert_eq!(sent, total - from, "only the rest is sent");
     up.commit().unwrap();
     assert_eq!(t.stat(NAME).unwrap(), Some(total));
     let (n, h) = data::read_sha(&mut *t.get(NAME, 0).unwrap()).unwrap();
-    assert_eq!(
-        (n, h),
-        (total, data::stream_sha(seed, 0, total)),
-        "resumed upload content"
-    );
+    assert_eq!((n, h), (total, data::stream_sha(seed, 0, total)), "resumed upload content");
     eprintln!("    resumed at byte {from}; sent {sent} of {total} bytes in the second attempt");
     // Download resume: from an offset inside the file.
     let off = total - 300_000;
     let (n, h) = data::read_sha(&mut *t.get(NAME, off).unwrap()).unwrap();
-    assert_eq!(
-        (n, h),
-        (total - off, data::stream_sha(seed, off, total - off)),
-        "download from offset {off}"
-    );
+    assert_eq!((n, h), (total - off, data::stream_sha(seed, off, total - off)), "download from offset {off}");
 }
 
 fn fresh_over_partial(t: &dyn Transport) {
@@ -359,10 +259,7 @@ fn fresh_over_partial(t: &dyn Transport) {
     let want = data::bytes(22, 0, 50_000);
     up.write_all(&want).unwrap();
     up.commit().unwrap();
-    assert!(
-        get_all(t, NAME, 0).unwrap() == want,
-        "fresh upload over a longer stale partial"
-    );
+    assert!(get_all(t, NAME, 0).unwrap() == want, "fresh upload over a longer stale partial");
 
     let up = t.put("never-started.bin", PutMode::Resume).unwrap();
     assert_eq!(up.resumed_from(), 0, "Resume without a partial starts at 0");
@@ -378,21 +275,13 @@ fn overwrite(t: &dyn Transport) {
     let second = put_all(t, NAME, &v2);
     if t.capabilities().overwrite {
         second.unwrap_or_else(|e| panic!("overwrite: {e}"));
-        assert!(
-            get_all(t, NAME, 0).unwrap() == v2,
-            "overwritten file must hold the new (shorter) content"
-        );
+        assert!(get_all(t, NAME, 0).unwrap() == v2, "overwritten file must hold the new (shorter) content");
     } else {
         match second {
             Err(TransportError::Unsupported { .. }) => {}
-            other => {
-                panic!("overwrite without the capability: expected Unsupported, got {other:?}")
-            }
+            other => panic!("overwrite without the capability: expected Unsupported, got {other:?}"),
         }
-        assert!(
-            get_all(t, NAME, 0).unwrap() == v1,
-            "a refused overwrite must leave the old file"
-        );
+        assert!(get_all(t, NAME, 0).unwrap() == v1, "a refused overwrite must leave the old file");
     }
 }
 
@@ -401,20 +290,14 @@ fn delete(t: &dyn Transport) {
         t.delete("hello.txt").unwrap();
         assert_eq!(t.stat("hello.txt").unwrap(), None);
         match t.delete("hello.txt") {
-            Err(e) => assert!(
-                e.is_not_found(),
-                "delete of a missing file: expected NotFound, got {e:?}"
-            ),
+            Err(e) => assert!(e.is_not_found(), "delete of a missing file: expected NotFound, got {e:?}"),
             Ok(()) => panic!("deleting a missing file succeeded"),
         }
     } else {
         match t.delete("hello.txt") {
             Err(e @ TransportError::Unsupported { .. }) => {
                 let msg = e.to_string();
-                assert!(
-                    msg.contains("delet"),
-                    "refusal should say what is refused: {msg}"
-                );
+                assert!(msg.contains("delet"), "refusal should say what is refused: {msg}");
             }
             other => panic!("delete without the capability: expected Unsupported, got {other:?}"),
         }
@@ -437,18 +320,10 @@ fn big(b: &Backend, t: &dyn Transport) {
     let (n, got) = data::read_sha(&mut *t.get(NAME, 0).unwrap()).unwrap();
     let download = start.elapsed().as_secs_f64();
     assert_eq!(n, size, "downloaded size");
-    assert_eq!(
-        data::hex(&got),
-        data::hex(&sent),
-        "downloaded content differs (sha256)"
-    );
+    assert_eq!(data::hex(&got), data::hex(&sent), "downloaded content differs (sha256)");
     let tail = (5 * MIB).min(size / 2);
     let (n, h) = data::read_sha(&mut *t.get(NAME, size - tail).unwrap()).unwrap();
-    assert_eq!(
-        (n, h),
-        (tail, data::stream_sha(seed, size - tail, tail)),
-        "download of the last 5 MiB"
-    );
+    assert_eq!((n, h), (tail, data::stream_sha(seed, size - tail, tail)), "download of the last 5 MiB");
     let mb = size as f64 / 1e6;
     let line = format!(
         "{:<24} {:>5} MiB  upload {:>7.1} MB/s ({:>5.1} s)  download {:>7.1} MB/s ({:>5.1} s)  (sha256 + data generation included)",
@@ -461,11 +336,7 @@ fn big(b: &Backend, t: &dyn Transport) {
     );
     eprintln!("TIMING {line}");
     let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("transport-timings.txt");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(file)
-    {
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(file) {
         let _ = writeln!(f, "{line}");
     }
     if t.capabilities().delete {
