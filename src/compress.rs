@@ -217,6 +217,31 @@ pub fn copy_with_buffer(buf: &mut [u8], from: &mut dyn Read, to: &mut dyn Write)
     }
 }
 
+/// A zstd skippable frame (magic 0x184D2A50, then its length) that, written
+/// after `len` bytes, ends them at a multiple of `align`: empty if they already
+/// do, else at least its 8-byte header long. Every zstd reader skips it.
+pub fn zstd_padding(len: u64, align: u64) -> Vec<u8> {
+    let mut pad = (align - len % align) % align;
+    if pad == 0 {
+        return Vec::new();
+    }
+    while pad < 8 {
+        pad += align;
+    }
+    let mut frame = vec![0u8; pad as usize];
+    frame[..4].copy_from_slice(&0x184D_2A50u32.to_le_bytes());
+    frame[4..8].copy_from_slice(&((pad - 8) as u32).to_le_bytes());
+    frame
+}
+
+/// `data` as one zstd frame at `level`, with a checksum as the streaming
+/// encoder writes them.
+pub fn zstd_frame(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.set_parameter(CParameter::ChecksumFlag(true))?;
+    c.compress(data)
+}
+
 /// A compressing writer over `out`. zstd uses every core (`zstd -T0`).
 pub fn encoder(compression: Compression, level: i32, out: Box<dyn FinishWrite>) -> io::Result<Box<dyn FinishWrite>> {
     Ok(match compression {

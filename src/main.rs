@@ -355,12 +355,6 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
         return Err(Error::usage(format!("--level {level} is out of range for {}", compression.name())));
     }
     let split = a.split.as_deref().map(ferry::size::parse_size).transpose()?;
-    let source = SourceOptions {
-        platforms: PlatformFilter::parse(&a.platforms)?,
-        spool_dir: ferry::save::spool_dir_for(&a.output),
-        // Flattening reads the layers again; keep them uncompressed for it.
-        spool_zstd_level: (compression == Compression::Zstd && !a.flatten).then_some(level),
-    };
     let seal = ferry::save::SealOptions {
         sign_key: a.sign.clone(),
         recipients: a.recipients.clone(),
@@ -369,6 +363,15 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
         prompt_allowed: prompt_allowed(),
     };
     let (encryptor, signer) = seal.prepare()?;
+    // Flattening reads the layers again; keep them uncompressed for it.
+    let spool_zstd_level = (compression == Compression::Zstd && !a.flatten).then_some(level);
+    let spool_dir = ferry::save::spool_dir_for(&a.output);
+    let source = SourceOptions {
+        platforms: PlatformFilter::parse(&a.platforms)?,
+        spool_writeback: spool_zstd_level.is_some() && spool_dir.is_some() && split.is_none() && encryptor.is_none(),
+        spool_dir,
+        spool_zstd_level,
+    };
     let output: Arc<dyn Transport> = Arc::from(open_transport(&a.output)?);
     let report = ferry::save::save(
         &images,

@@ -87,6 +87,9 @@ fn built_image_keeps_id_config_and_tags_across_daemons() {
     // No spool file is left next to the output.
     let names: Vec<String> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().all(|n| !n.starts_with('.')), "leftover files: {names:?}");
+    // Built in place from the spool or not, the artifact is as readable as the checksum file.
+    let mode = |name: &str| std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(out.join(name)).unwrap().permissions());
+    assert_eq!(mode("app.tar.zst"), mode("app.sha256"));
 
     let loaded = ferry_at_ok(&consumer, &["load", "--allow-unsigned", out.to_str().unwrap()]);
     assert!(loaded.stderr.contains("loaded ferry-test/app:1"), "{}", loaded.stderr);

@@ -1,6 +1,7 @@
 //! Bundles (SPEC §2): the artifact (one tar that is an OCI layout and a
 //! docker-archive, compressed, maybe encrypted, maybe split) and its sidecars.
 pub mod checksums;
+pub mod in_place;
 pub mod layout;
 pub mod locate;
 pub mod names;

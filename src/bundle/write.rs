@@ -1,6 +1,7 @@
 //! `ferry save`: stream an image set into a bundle at a location.
 //! Pipeline: blobs → tar → compress → [encrypt] → parts (+ sha256) → transport.
 use super::checksums::{ChecksumFile, ChecksumLine};
+use super::in_place;
 use super::layout::{self, BundleMeta};
 use super::names;
 use super::parts::{PartRecord, PartWriter};
@@ -84,7 +85,7 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
+pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: SaveOptions, progress: &dyn Progress) -> Result<SaveReport> {
     names::check_stem(&opts.stem)?;
     if set.images.is_empty() {
         return Err(Error::usage("no images to save"));
@@ -92,29 +93,33 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOpt
     let created = humantime::format_rfc3339_seconds(opts.created).to_string();
     let encrypted = opts.encryptor.is_some();
     let artifact = names::artifact_name(&opts.stem, opts.compression, encrypted);
+    let meta = BundleMeta { created: created.clone(), flattened: opts.flattened, delta_base: None };
+    let mtime = opts.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let order = layout::blob_order(set)?;
+    // Layers a Docker export left compressed in a spool next to the output: build the artifact around them there.
+    if let Some(plan) = in_place::plan(set, &order, &opts, &*transport) {
+        if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, &opts, mtime, &artifact, &*transport, progress)? {
+            return publish(set, &*transport, opts, created, (vec![record], tar_bytes), None);
+        }
+    }
     let parts = PartWriter::new(transport.clone(), artifact.clone(), opts.split);
+    let encryptor = opts.encryptor.take();
 
     let result = (|| -> Result<(Vec<PartRecord>, u64)> {
-        let sealed: Box<dyn FinishWrite> = match opts.encryptor {
+        let sealed: Box<dyn FinishWrite> = match encryptor {
             Some(encrypt) => encrypt(parts.clone())?,
             None => compress::plain(parts.clone()),
         };
         let level = opts.level;
         let encoder = compress::encoder(opts.compression, level, sealed)
             .map_err(|e| Error::io(format!("starting {} compression", opts.compression.name()), e))?;
-        let mtime = opts.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let mut tar = TarWriter::new(Counting { inner: encoder, count: 0 }, mtime);
         let io_err = |e: std::io::Error| Error::io(format!("writing {artifact} to {}", transport.describe()), e);
 
-        let meta = BundleMeta { created: created.clone(), flattened: opts.flattened, delta_base: None };
-        tar.add_bytes("oci-layout", layout::OCI_LAYOUT).map_err(io_err)?;
-        tar.add_bytes("index.json", &layout::index_json(set, &meta)).map_err(io_err)?;
-        tar.add_bytes("manifest.json", &layout::manifest_json(set)).map_err(io_err)?;
-        tar.add_dir("blobs/").map_err(io_err)?;
-        tar.add_dir("blobs/sha256/").map_err(io_err)?;
+        write_head(&mut tar, set, &meta).map_err(io_err)?;
 
         progress.start(&format!("writing {artifact}"), Some(set.total_size()));
-        for digest in layout::blob_order(set)? {
+        for digest in order {
             let blob = set.blob(&digest).expect("ordered from the set");
             let reading = |e| Error::io(format!("reading blob {digest}"), e);
             let actual = match &blob.source {
@@ -151,14 +156,36 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOpt
         Ok((parts.finish()?, tar_bytes))
     })();
 
-    let (records, tar_bytes) = match result {
-        Ok(r) => r,
+    match result {
+        Ok(written) => publish(set, &*transport, opts, created, written, Some(&parts)).map(|report| SaveReport { encrypted, ..report }),
         Err(e) => {
             parts.abort();
-            return Err(e);
+            Err(e)
         }
-    };
+    }
+}
 
+/// The oci-layout, index.json, manifest.json and blob directories that open the tar.
+pub(super) fn write_head<W: Write>(tar: &mut TarWriter<W>, set: &ImageSet, meta: &BundleMeta) -> std::io::Result<()> {
+    tar.add_bytes("oci-layout", layout::OCI_LAYOUT)?;
+    tar.add_bytes("index.json", &layout::index_json(set, meta))?;
+    tar.add_bytes("manifest.json", &layout::manifest_json(set))?;
+    tar.add_dir("blobs/")?;
+    tar.add_dir("blobs/sha256/")
+}
+
+/// After the artifact: the signature, then `STEM.sha256` (its presence means
+/// the bundle is complete). On failure the artifact's `parts` are removed.
+/// `written`: the artifact's parts and the bytes of its inner tar. The
+/// report says `encrypted: false`; the encrypting caller corrects it.
+fn publish(
+    set: &ImageSet,
+    transport: &dyn Transport,
+    opts: SaveOptions,
+    created: String,
+    (records, tar_bytes): (Vec<PartRecord>, u64),
+    parts: Option<&PartWriter>,
+) -> Result<SaveReport> {
     let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
     let checksums = ChecksumFile {
         lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect(),
@@ -166,16 +193,19 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOpt
     let checksum_text = checksums.render();
     let summary = BundleSummary { stem: opts.stem.clone(), images: images.clone(), created };
     let signed = opts.signer.is_some();
-    let publish = || -> Result<()> {
+    let write_sidecars = || -> Result<()> {
         if let Some(sign) = opts.signer {
             let sig = sign(checksum_text.as_bytes(), &summary)?;
-            put_small(&*transport, &names::signature_name(&opts.stem), &sig)?;
+            put_small(transport, &names::signature_name(&opts.stem), &sig)?;
         }
         // Last: its presence means the bundle is complete.
-        put_small(&*transport, &names::checksum_name(&opts.stem), checksum_text.as_bytes())
+        put_small(transport, &names::checksum_name(&opts.stem), checksum_text.as_bytes())
     };
-    if let Err(e) = publish() {
-        parts.abort();
+    if let Err(e) = write_sidecars() {
+        match parts {
+            Some(parts) => parts.abort(),
+            None => records.iter().for_each(|r| drop(transport.delete(&r.name))),
+        }
         return Err(e);
     }
     Ok(SaveReport {
@@ -186,7 +216,7 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, opts: SaveOpt
         blobs: set.blobs().len(),
         tar_bytes,
         signed,
-        encrypted,
+        encrypted: false,
     })
 }
 

@@ -7,6 +7,7 @@
 //! compression overlaps the export instead of following it, and the bundle
 //! writer copies the frames (see [`BlobSource::Zstd`]).
 use super::client::Engine;
+use crate::bundle::in_place::SPOOL_ALIGN;
 use crate::bundle::Progress;
 use crate::compress::{self, Compression};
 use crate::digest::{Digest, HashingReader};
@@ -19,7 +20,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek};
+use ferry_transports::Writeback;
+use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -40,13 +42,18 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
         ids.push(id);
     }
     let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let spool = tempfile::Builder::new()
+    let mut builder = tempfile::Builder::new();
+    if opts.spool_writeback {
+        // It may become the artifact: the mode a file the directory transport makes gets (umask applies).
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    }
+    let spool = builder
         .prefix(".ferry-spool-")
         .tempfile_in(&dir)
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let (file, spool_path) = spool.into_parts();
     let label = format!("exporting {} from {}", wanted.join(", "), engine.host.url);
-    let files = stream_export(&engine, &wanted, file, spool_path.to_path_buf(), opts.spool_zstd_level, &label, progress)?;
+    let files = stream_export(&engine, &wanted, file, spool_path.to_path_buf(), (opts.spool_zstd_level, opts.spool_writeback), &label, progress)?;
 
     let mut set = ImageSet::default();
     if files.exists("index.json") && files.exists("oci-layout") {
@@ -189,7 +196,7 @@ fn stream_export(
     names: &[String],
     spool_file: File,
     spool_path: PathBuf,
-    zstd_level: Option<i32>,
+    spooling: (Option<i32>, bool),
     label: &str,
     progress: &dyn Progress,
 ) -> Result<ExportFiles> {
@@ -212,7 +219,7 @@ fn stream_export(
         });
         progress.start(label, None);
         let reader = ChannelReader { rx, current: Bytes::new(), progress };
-        let result = read_export(reader, spool_file, spool_path, zstd_level, &engine.host.url);
+        let result = read_export(reader, spool_file, spool_path, spooling, &engine.host.url);
         progress.finish();
         // The reader (and so the receiver) is gone: the worker cannot block.
         worker.join().expect("export thread does not panic");
@@ -220,13 +227,19 @@ fn stream_export(
     })
 }
 
-fn read_export(reader: ChannelReader<'_>, spool_file: File, spool_path: PathBuf, zstd_level: Option<i32>, host: &str) -> Result<ExportFiles> {
+fn read_export(
+    reader: ChannelReader<'_>,
+    spool_file: File,
+    spool_path: PathBuf,
+    (zstd_level, writeback): (Option<i32>, bool),
+    host: &str,
+) -> Result<ExportFiles> {
     let describe = format!("the export from the Docker Engine at {host}");
     let bad = |e: io::Error| match crate::error::unwrap_io(e) {
         Ok(ours) => ours,
         Err(e) => Error::EngineFailed(format!("{describe} is not a valid tar stream: {e}")),
     };
-    let mut spool = Spool { file: spool_file, offset: 0, buf: vec![0u8; COPY_BUFFER] };
+    let mut spool = Spool { file: spool_file, offset: 0, buf: vec![0u8; COPY_BUFFER], writeback };
     let mut entries = HashMap::new();
     let mut archive = tar::Archive::new(reader);
     {
@@ -276,6 +289,27 @@ struct Spool {
     /// Where the next entry starts.
     offset: u64,
     buf: Vec<u8>,
+    /// Start writing compressed entries to disk as they come (the spool may become the artifact).
+    writeback: bool,
+}
+
+/// The spool's file, its writeback to disk started as it fills.
+struct SpoolWriter {
+    file: File,
+    writeback: Option<Writeback>,
+}
+
+impl Write for SpoolWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        if let Some(w) = &mut self.writeback {
+            w.wrote(&self.file, n as u64);
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl Spool {
@@ -289,15 +323,22 @@ impl Spool {
     }
 
     /// Compress an entry into zstd frames at `level`, hashing what goes in.
+    /// Each entry starts at a multiple of [`SPOOL_ALIGN`] (a skippable frame
+    /// pads the one before), so the bundle writer can build its artifact
+    /// around the frames where they are (see [`crate::bundle::in_place`]).
     fn compressed(&mut self, entry: &mut dyn Read, level: i32) -> io::Result<Entry> {
         // A clone of the handle shares the file position with `self.file`.
-        let out = io::BufWriter::with_capacity(COPY_BUFFER, self.file.try_clone()?);
+        let writeback = self.writeback.then(|| Writeback::new(self.offset));
+        let out = io::BufWriter::with_capacity(COPY_BUFFER, SpoolWriter { file: self.file.try_clone()?, writeback });
         let mut encoder = compress::encoder(Compression::Zstd, level, compress::plain(out))?;
         let mut hashing = HashingReader::new(entry);
         let len = compress::copy_with_buffer(&mut self.buf, &mut hashing, &mut encoder)?;
         encoder.finish_box()?;
         let digest = hashing.finish().0;
         let (offset, stored) = self.written()?;
+        let pad = compress::zstd_padding(offset + stored, SPOOL_ALIGN);
+        self.file.write_all(&pad)?;
+        self.offset += pad.len() as u64;
         Ok(Entry::Compressed { offset, stored, len, level, digest })
     }
 

@@ -19,6 +19,10 @@ pub struct SourceOptions {
     /// they arrive (set when the bundle is zstd at that level: compression
     /// then overlaps the export, and the bundle writer takes the frames).
     pub spool_zstd_level: Option<i32>,
+    /// Start writing that spool to disk as it is written: set when it may
+    /// become the bundle's artifact (a local, unencrypted, unsplit zstd
+    /// bundle), which must be on disk before it is published.
+    pub spool_writeback: bool,
 }
 
 pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {

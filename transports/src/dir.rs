@@ -90,6 +90,19 @@ impl Transport for DirTransport {
         Ok(entries)
     }
 
+    fn local_dir(&self) -> Option<&Path> {
+        Some(&self.root)
+    }
+
+    fn adopt(&self, file: &Path, name: &str) -> Result<()> {
+        let final_path = self.path(name)?;
+        if file.parent() != Some(self.root.as_path()) {
+            return Err(self.err(format!("publishing {}", file.display()), io::Error::other(format!("not in {}", self.root.display()))));
+        }
+        let handle = File::open(file).map_err(|e| self.err(format!("opening {}", file.display()), e))?;
+        publish(handle, file, &final_path, &self.describe())
+    }
+
     fn delete(&self, name: &str) -> Result<()> {
         fs::remove_file(self.path(name)?).map_err(|e| {
             if e.kind() == io::ErrorKind::NotFound {
@@ -124,7 +137,7 @@ impl Write for DirUpload {
 /// Starts the kernel writing each finished stretch of the file to disk while
 /// the rest is still being produced, so the `fsync` before the rename finds
 /// little left to write (on Linux; elsewhere the fsync does it all).
-struct Writeback {
+pub struct Writeback {
     /// Offset up to which writeback was requested, and the write position.
     started: u64,
     end: u64,
@@ -134,11 +147,13 @@ struct Writeback {
 const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Writeback {
-    fn new(offset: u64) -> Self {
+    /// For a file whose next write lands at `offset`.
+    pub fn new(offset: u64) -> Self {
         Writeback { started: offset, end: offset }
     }
 
-    fn wrote(&mut self, file: &File, n: u64) {
+    /// `n` more bytes were written to `file`.
+    pub fn wrote(&mut self, file: &File, n: u64) {
         self.end += n;
         if self.end - self.started < WRITEBACK_STEP {
             return;
@@ -170,17 +185,20 @@ impl Upload for DirUpload {
 
     fn commit(self: Box<Self>) -> Result<()> {
         let DirUpload { file, temp_path, final_path, location, .. } = *self;
-        // Durable before visible: a USB key pulled right after ferry exits must hold the data.
-        file.sync_all().map_err(|e| TransportError::io(&location, format!("syncing {}", temp_path.display()), e))?;
-        drop(file);
-        fs::rename(&temp_path, &final_path)
-            .map_err(|e| TransportError::io(&location, format!("renaming to {}", final_path.display()), e))?;
-        if let Some(parent) = final_path.parent() {
-            // Make the rename itself durable.
-            if let Ok(d) = File::open(parent) {
-                let _ = d.sync_all();
-            }
-        }
-        Ok(())
+        publish(file, &temp_path, &final_path, &location)
     }
+}
+
+/// Durable before visible: a USB key pulled right after ferry exits must hold the data.
+fn publish(file: File, temp_path: &Path, final_path: &Path, location: &str) -> Result<()> {
+    file.sync_all().map_err(|e| TransportError::io(location, format!("syncing {}", temp_path.display()), e))?;
+    drop(file);
+    fs::rename(temp_path, final_path).map_err(|e| TransportError::io(location, format!("renaming to {}", final_path.display()), e))?;
+    if let Some(parent) = final_path.parent() {
+        // Make the rename itself durable.
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
 }

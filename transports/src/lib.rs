@@ -24,7 +24,7 @@ mod options;
 mod remote;
 mod sftp;
 
-pub use dir::DirTransport;
+pub use dir::{DirTransport, Writeback};
 pub use error::{Result, TransportError};
 pub use ftp::FtpTransport;
 pub use http::HttpTransport;
@@ -109,6 +109,17 @@ pub trait Transport: Send + Sync {
     /// Files at the location (temporary upload names included; callers filter).
     fn list(&self) -> Result<Vec<Entry>>;
     fn delete(&self, name: &str) -> Result<()>;
+    /// The local directory this location is, if it is one: a caller may then
+    /// build a file there itself and publish it with [`Transport::adopt`].
+    fn local_dir(&self) -> Option<&std::path::Path> {
+        None
+    }
+    /// Publish `file`, complete and inside [`Transport::local_dir`], as `name`:
+    /// made durable, then renamed into place (atomic, like a commit).
+    fn adopt(&self, file: &std::path::Path, name: &str) -> Result<()> {
+        let _ = (file, name);
+        Err(TransportError::Unsupported { location: self.describe(), operation: "publishing a local file" })
+    }
 }
 
 /// Refuse names that could leave the location.

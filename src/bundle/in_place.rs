@@ -1,0 +1,302 @@
+//! Building a zstd artifact in the spool file that already holds its layers
+//! (a Docker Engine export saved to a local directory), instead of copying
+//! the layers into a new file after the export: the spool becomes the artifact.
+//!
+//! The spool holds each layer as zstd frames starting at a multiple of
+//! [`SPOOL_ALIGN`] (src/engine/export.rs). The tar bytes that go between the
+//! layers (the metadata before the first one, each layer's header, the padding
+//! after it, the end-of-archive marker) are compressed into frames of their
+//! own, padded with a skippable frame to a multiple of [`SPOOL_ALIGN`], and put
+//! in front of each layer with `fallocate(FALLOC_FL_INSERT_RANGE)`, which
+//! shifts the rest of the file without copying it (ext4, XFS). Layers stay in
+//! the order Docker sent them, after every document (docs/FORMAT.md). Other
+//! file systems, remote outputs, encryption and parts take the copying path.
+use super::layout::BundleMeta;
+use super::parts::PartRecord;
+use super::progress::Progress;
+use super::tarstream::{entry_header, TarWriter, BLOCK};
+use super::write::{write_head, SaveOptions};
+use crate::compress::{self, Compression};
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+use crate::image::{BlobSource, ImageSet};
+use ferry_transports::Transport;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where each layer starts in a zstd spool: a multiple of the file system
+/// block, as `FALLOC_FL_INSERT_RANGE` needs.
+pub const SPOOL_ALIGN: u64 = 4096;
+
+/// A layer's place in the spool.
+struct Layer<'a> {
+    digest: &'a Digest,
+    size: u64,
+    offset: u64,
+}
+
+/// What the artifact is made of, when it can be built in place.
+pub(super) struct Plan<'a> {
+    spool: PathBuf,
+    documents: Vec<(&'a Digest, Arc<Vec<u8>>)>,
+    layers: Vec<Layer<'a>>,
+}
+
+/// A plan if every blob is a document in memory or a layer in one spool file
+/// inside the output directory, compressed at the bundle's level, and the
+/// layers fill that file exactly; else `None` (the copying path).
+pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, transport: &dyn Transport) -> Option<Plan<'a>> {
+    if !cfg!(target_os = "linux") || opts.compression != Compression::Zstd || opts.encryptor.is_some() || opts.split.is_some() {
+        return None;
+    }
+    let dir = transport.local_dir()?.canonicalize().ok()?;
+    let mut spool: Option<&PathBuf> = None;
+    let mut documents = Vec::new();
+    let mut spans = Vec::new();
+    for digest in order {
+        match &set.blob(digest)?.source {
+            BlobSource::Bytes(bytes) if spans.is_empty() => documents.push((digest, bytes.clone())),
+            BlobSource::Zstd { path, offset, stored, level, digest: hashed } => {
+                // A damaged layer is reported by the copying path.
+                if *level != opts.level || hashed != digest || spool.is_some_and(|p| p != path) {
+                    return None;
+                }
+                spool = Some(path);
+                spans.push((*offset, *stored, Layer { digest, size: set.blob(digest)?.size, offset: *offset }));
+            }
+            _ => return None,
+        }
+    }
+    let spool = spool?.clone();
+    if spool.parent()?.canonicalize().ok()? != dir || SPOOL_ALIGN % block_size(&spool)? != 0 {
+        return None;
+    }
+    // The layers, each with its padding, must be the whole file: nothing else may end up in the artifact.
+    spans.sort_by_key(|s| s.0);
+    let mut end = 0;
+    for (offset, stored, _) in &spans {
+        if *offset != end {
+            return None;
+        }
+        end = offset + stored + compress::zstd_padding(offset + stored, SPOOL_ALIGN).len() as u64;
+    }
+    if std::fs::metadata(&spool).ok()?.len() != end {
+        return None;
+    }
+    Some(Plan { spool, documents, layers: spans.into_iter().map(|s| s.2).collect() })
+}
+
+fn block_size(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: a NUL-terminated path and a zeroed struct the call fills in.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 && st.f_bsize > 0).then_some(st.f_bsize as u64)
+}
+
+/// Build the artifact `name` in the spool and publish it. `Ok(None)`: the
+/// file system cannot insert ranges; nothing was changed.
+pub(super) fn write(
+    plan: Plan<'_>,
+    set: &ImageSet,
+    meta: &BundleMeta,
+    opts: &SaveOptions,
+    mtime: u64,
+    name: &str,
+    transport: &dyn Transport,
+    progress: &dyn Progress,
+) -> Result<Option<(PartRecord, u64)>> {
+    let spool = &plan.spool;
+    let io_err = |e: io::Error| Error::io(format!("writing {name} in {}", spool.display()), e);
+    let file = OpenOptions::new().read(true).write(true).open(spool).map_err(io_err)?;
+
+    // Tar bytes not written yet: the head and the documents, then what goes between layers.
+    let mut between = Vec::new();
+    let mut tar = TarWriter::new(&mut between, mtime);
+    write_head(&mut tar, set, meta).map_err(io_err)?;
+    for (digest, bytes) in &plan.documents {
+        if Digest::of_bytes(bytes) != **digest {
+            return Err(Error::integrity(format!("the source's blob {digest} does not match its digest: the source image is damaged")));
+        }
+        tar.add_bytes(&digest.blob_path(), bytes).map_err(io_err)?;
+    }
+    drop(tar);
+
+    progress.start(&format!("writing {name}"), Some(set.total_size()));
+    let mut tar_bytes = 0;
+    let mut shift = 0;
+    for (i, layer) in plan.layers.iter().enumerate() {
+        between.extend_from_slice(entry_header(&layer.digest.blob_path(), layer.size, 0o644, mtime, tar::EntryType::Regular).map_err(io_err)?.as_bytes());
+        let mut chunk = compress::zstd_frame(&between, opts.level).map_err(io_err)?;
+        chunk.extend(compress::zstd_padding(chunk.len() as u64, SPOOL_ALIGN));
+        let at = layer.offset + shift;
+        if let Err(e) = insert_range(&file, at, chunk.len() as u64) {
+            let unsupported = matches!(e.raw_os_error(), Some(libc::EOPNOTSUPP) | Some(libc::EINVAL) | Some(libc::ENOSYS));
+            if i == 0 && unsupported {
+                return Ok(None);
+            }
+            return Err(io_err(e));
+        }
+        write_all_at(&file, &chunk, at).map_err(io_err)?;
+        shift += chunk.len() as u64;
+        tar_bytes += between.len() as u64 + layer.size;
+        between.clear();
+        between.resize(((BLOCK - layer.size % BLOCK) % BLOCK) as usize, 0);
+        progress.advance(layer.size);
+    }
+    between.extend_from_slice(&[0u8; 1024]);
+    tar_bytes += between.len() as u64;
+    let end = file.metadata().map_err(io_err)?.len();
+    write_all_at(&file, &compress::zstd_frame(&between, opts.level).map_err(io_err)?, end).map_err(io_err)?;
+    progress.finish();
+
+    // Hash it from the page cache while the kernel writes the rest of it to disk.
+    let (digest, size) = std::thread::scope(|s| {
+        let syncing = s.spawn(|| file.sync_all());
+        let hashed = hash_file(spool);
+        let synced = syncing.join().expect("fsync does not panic");
+        let hashed = hashed?;
+        synced.map(|_| hashed)
+    })
+    .map_err(io_err)?;
+    drop(file);
+    transport.adopt(spool, name)?;
+    Ok(Some((PartRecord { name: name.to_string(), size, digest }, tar_bytes)))
+}
+
+fn hash_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hasher = Hasher::new();
+    let mut size = 0;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return Ok((hasher.finish(), size)),
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn write_all_at(file: &File, data: &[u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, at)
+}
+
+/// Make room for `len` bytes at `at`, moving what follows up (no data copied).
+#[cfg(target_os = "linux")]
+fn insert_range(file: &File, at: u64, len: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid descriptor; the kernel checks the range.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_INSERT_RANGE, at as libc::off_t, len as libc::off_t) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn insert_range(_file: &File, _at: u64, _len: u64) -> io::Result<()> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::write::write_bundle;
+    use crate::bundle::NoProgress;
+    use crate::image::{open_source, SourceOptions};
+    use crate::image::Blob;
+    use crate::reference::ImageRef;
+    use ferry_transports::DirTransport;
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::path::Path;
+
+    const LEVEL: i32 = 3;
+
+    /// The multi-image fixture as a Docker export leaves it: documents in
+    /// memory, layers as aligned zstd frames in one spool file in `dir`.
+    fn exported_fixture(dir: &Path, scratch: &Path) -> (ImageSet, PathBuf) {
+        let fixture = format!("docker-archive:{}/fixtures/multi.docker.tar.gz", env!("CARGO_MANIFEST_DIR"));
+        let opened = open_source(&ImageRef::parse(&fixture).unwrap(), &SourceOptions { spool_dir: Some(scratch.into()), ..Default::default() }).unwrap();
+        let spool = dir.join(".ferry-spool-test");
+        let mut file = File::create(&spool).unwrap();
+        let mut set = ImageSet::default();
+        set.images = opened.images.clone();
+        for blob in opened.blobs() {
+            let mut bytes = Vec::new();
+            blob.source.open().unwrap().read_to_end(&mut bytes).unwrap();
+            let source = if blob.media_type.contains("layer") {
+                let offset = file.metadata().unwrap().len();
+                let frames = compress::zstd_frame(&bytes, LEVEL).unwrap();
+                file.write_all(&frames).unwrap();
+                file.write_all(&compress::zstd_padding(offset + frames.len() as u64, SPOOL_ALIGN)).unwrap();
+                BlobSource::Zstd { path: spool.clone(), offset, stored: frames.len() as u64, level: LEVEL, digest: blob.digest.clone() }
+            } else {
+                BlobSource::Bytes(Arc::new(bytes))
+            };
+            set.add_blob(Blob { source, ..blob.clone() });
+        }
+        (set, spool)
+    }
+
+    /// A directory on the file system of the build (ext4 or XFS, which insert ranges; /tmp may be tmpfs).
+    fn on_disk() -> tempfile::TempDir {
+        tempfile::tempdir_in(std::env::current_exe().unwrap().parent().unwrap()).unwrap()
+    }
+
+    /// Every tar entry of a zstd artifact, by name.
+    fn entries(artifact: &Path) -> BTreeMap<String, Vec<u8>> {
+        let mut archive = tar::Archive::new(zstd::stream::read::Decoder::new(File::open(artifact).unwrap()).unwrap());
+        let mut out = BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.insert(entry.path().unwrap().to_string_lossy().into_owned(), data);
+        }
+        out
+    }
+
+    fn save(set: &ImageSet, dir: &Path) -> PathBuf {
+        let report = write_bundle(set, Arc::new(DirTransport::new(dir)), SaveOptions { level: LEVEL, ..SaveOptions::new("b") }, &NoProgress).unwrap();
+        let artifact = dir.join(&report.parts[0].name);
+        let (digest, _) = hash_file(&artifact).unwrap();
+        assert_eq!(digest, report.parts[0].digest, "STEM.sha256 names the bytes on disk");
+        artifact
+    }
+
+    #[test]
+    fn the_spool_becomes_an_artifact_with_the_same_entries_as_a_copied_one() {
+        let (out, copied, scratch) = (on_disk(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (set, spool) = exported_fixture(out.path(), scratch.path());
+        assert!(plan(&set, &crate::bundle::layout::blob_order(&set).unwrap(), &SaveOptions { level: LEVEL, ..SaveOptions::new("b") }, &DirTransport::new(out.path())).is_some());
+        let in_place = save(&set, out.path());
+        assert!(!spool.exists(), "the spool was published as {}", in_place.display());
+        let names: Vec<String> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names.len(), 2, "artifact and b.sha256 only: {names:?}");
+        // The same set written by copying (its spool is elsewhere): the same entries.
+        let (set_elsewhere, _spool) = exported_fixture(scratch.path(), scratch.path());
+        assert_eq!(entries(&in_place), entries(&save(&set_elsewhere, copied.path())));
+        // Readers skip the padding frames: the zstd CLI checks the artifact whole.
+        let status = std::process::Command::new("zstd").arg("-tq").arg(&in_place).status().expect("zstd CLI (scripts/install-deps.sh)");
+        assert!(status.success());
+    }
+
+    #[test]
+    fn a_spool_holding_more_than_the_layers_is_copied_not_published() {
+        let (out, scratch) = (on_disk(), tempfile::tempdir().unwrap());
+        let (set, spool) = exported_fixture(out.path(), scratch.path());
+        OpenOptions::new().append(true).open(&spool).unwrap().write_all(b"not a layer").unwrap();
+        let artifact = save(&set, out.path());
+        assert!(spool.exists(), "the spool was left alone");
+        assert!(entries(&artifact).keys().any(|k| k == "manifest.json"));
+    }
+}
