@@ -166,8 +166,35 @@ pub(super) fn write(
     Ok(Some((PartRecord { name: name.to_string(), size, digest }, tar_bytes)))
 }
 
+/// SHA-256 of a file just written (in the page cache), read through a
+/// mapping: no copy of the bytes into a buffer first.
 fn hash_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
-    let mut f = File::open(path)?;
+    use std::os::fd::AsRawFd;
+    let f = File::open(path)?;
+    let size = f.metadata()?.len();
+    if size == 0 {
+        return Ok((Hasher::new().finish(), 0));
+    }
+    // SAFETY: a read-only shared mapping of a file nobody else writes (our spool,
+    // not yet published), unmapped below before the file is renamed.
+    let map = unsafe { libc::mmap(std::ptr::null_mut(), size as usize, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+    if map == libc::MAP_FAILED {
+        return hash_file_by_reading(f);
+    }
+    // SAFETY: the mapping is `size` bytes long and lives until munmap.
+    let bytes = unsafe {
+        libc::madvise(map, size as usize, libc::MADV_SEQUENTIAL);
+        std::slice::from_raw_parts(map as *const u8, size as usize)
+    };
+    let mut hasher = Hasher::new();
+    hasher.update(bytes);
+    let digest = hasher.finish();
+    // SAFETY: the mapping made above; `bytes` is not used after this.
+    unsafe { libc::munmap(map, size as usize) };
+    Ok((digest, size))
+}
+
+fn hash_file_by_reading(mut f: File) -> io::Result<(Digest, u64)> {
     let mut buf = vec![0u8; 1 << 20];
     let mut hasher = Hasher::new();
     let mut size = 0;
