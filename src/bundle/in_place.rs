@@ -42,6 +42,8 @@ pub(super) struct Plan<'a> {
     spool: PathBuf,
     documents: Vec<(&'a Digest, Arc<Vec<u8>>)>,
     layers: Vec<Layer<'a>>,
+    /// The zstd level of the layers' frames, and of the bundle.
+    level: i32,
 }
 
 /// A plan if every blob is a document in memory or a layer in one spool file
@@ -70,7 +72,7 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
         }
     }
     let spool = spool?.clone();
-    if spool.parent()?.canonicalize().ok()? != dir || SPOOL_ALIGN % block_size(&spool)? != 0 {
+    if spool.parent()?.canonicalize().ok()? != dir || !SPOOL_ALIGN.is_multiple_of(block_size(&spool)?) {
         return None;
     }
     // The layers, each with its padding, must be the whole file: nothing else may end up in the artifact.
@@ -85,7 +87,7 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
     if std::fs::metadata(&spool).ok()?.len() != end {
         return None;
     }
-    Some(Plan { spool, documents, layers: spans.into_iter().map(|s| s.2).collect() })
+    Some(Plan { spool, documents, layers: spans.into_iter().map(|s| s.2).collect(), level: opts.level })
 }
 
 fn block_size(path: &std::path::Path) -> Option<u64> {
@@ -102,7 +104,6 @@ pub(super) fn write(
     plan: Plan<'_>,
     set: &ImageSet,
     meta: &BundleMeta,
-    opts: &SaveOptions,
     mtime: u64,
     name: &str,
     transport: &dyn Transport,
@@ -129,7 +130,7 @@ pub(super) fn write(
     let mut shift = 0;
     for (i, layer) in plan.layers.iter().enumerate() {
         between.extend_from_slice(entry_header(&layer.digest.blob_path(), layer.size, 0o644, mtime, tar::EntryType::Regular).map_err(io_err)?.as_bytes());
-        let mut chunk = compress::zstd_frame(&between, opts.level).map_err(io_err)?;
+        let mut chunk = compress::zstd_frame(&between, plan.level).map_err(io_err)?;
         chunk.extend(compress::zstd_padding(chunk.len() as u64, SPOOL_ALIGN));
         let at = layer.offset + shift;
         if let Err(e) = insert_range(&file, at, chunk.len() as u64) {
@@ -149,7 +150,7 @@ pub(super) fn write(
     between.extend_from_slice(&[0u8; 1024]);
     tar_bytes += between.len() as u64;
     let end = file.metadata().map_err(io_err)?.len();
-    write_all_at(&file, &compress::zstd_frame(&between, opts.level).map_err(io_err)?, end).map_err(io_err)?;
+    write_all_at(&file, &compress::zstd_frame(&between, plan.level).map_err(io_err)?, end).map_err(io_err)?;
     progress.finish();
 
     // Hash it from the page cache while the kernel writes the rest of it to disk.
@@ -293,7 +294,10 @@ mod tests {
     }
 
     fn save(set: &ImageSet, dir: &Path) -> PathBuf {
-        let report = write_bundle(set, Arc::new(DirTransport::new(dir)), SaveOptions { level: LEVEL, ..SaveOptions::new("b") }, &NoProgress).unwrap();
+        // One creation time for both saves: index.json records it.
+        let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let opts = SaveOptions { level: LEVEL, created, ..SaveOptions::new("b") };
+        let report = write_bundle(set, Arc::new(DirTransport::new(dir)), opts, &NoProgress).unwrap();
         let artifact = dir.join(&report.parts[0].name);
         let (digest, _) = hash_file(&artifact).unwrap();
         assert_eq!(digest, report.parts[0].digest, "STEM.sha256 names the bytes on disk");
@@ -315,6 +319,24 @@ mod tests {
         // Readers skip the padding frames: the zstd CLI checks the artifact whole.
         let status = std::process::Command::new("zstd").arg("-tq").arg(&in_place).status().expect("zstd CLI (scripts/install-deps.sh)");
         assert!(status.success());
+    }
+
+    #[test]
+    fn a_file_system_that_cannot_insert_ranges_gets_a_copied_artifact() {
+        // tmpfs has no FALLOC_FL_INSERT_RANGE: the first insert fails and nothing was changed.
+        let shm = Path::new("/dev/shm");
+        let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+        // SAFETY: a NUL-terminated path and a zeroed struct the call fills in.
+        assert_eq!(unsafe { libc::statfs(c"/dev/shm".as_ptr(), &mut fs) }, 0, "this test needs /dev/shm");
+        assert_eq!(fs.f_type, libc::TMPFS_MAGIC, "this test needs /dev/shm to be a tmpfs");
+        let (out, scratch) = (tempfile::tempdir_in(shm).unwrap(), tempfile::tempdir().unwrap());
+        let (set, spool) = exported_fixture(out.path(), scratch.path());
+        let before = std::fs::read(&spool).unwrap();
+        let artifact = save(&set, out.path());
+        assert_eq!(std::fs::read(&spool).unwrap(), before, "the spool was left as it was");
+        let (copied, other) = (on_disk(), tempfile::tempdir().unwrap());
+        let (set_elsewhere, _spool) = exported_fixture(other.path(), other.path());
+        assert_eq!(entries(&artifact), entries(&save(&set_elsewhere, copied.path())));
     }
 
     #[test]

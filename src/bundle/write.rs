@@ -98,7 +98,7 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
     let order = layout::blob_order(set)?;
     // Layers a Docker export left compressed in a spool next to the output: build the artifact around them there.
     if let Some(plan) = in_place::plan(set, &order, &opts, &*transport) {
-        if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, &opts, mtime, &artifact, &*transport, progress)? {
+        if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, mtime, &artifact, &*transport, progress)? {
             return publish(set, &*transport, opts, created, (vec![record], tar_bytes), None);
         }
     }
