@@ -51,7 +51,8 @@ impl KeyId {
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", self.0)
+        // No zero padding: minisign writes `%" PRIX64`, e.g. B04969BF774F973.
+        write!(f, "{:X}", self.0)
     }
 }
 
@@ -65,11 +66,11 @@ impl FromStr for KeyId {
     type Err = SealError;
     fn from_str(s: &str) -> Result<KeyId> {
         let s = s.trim();
-        if s.len() != 16 {
+        if s.is_empty() || s.len() > 16 {
             return Err(SealError::InvalidKey {
                 what: format!("{s:?}"),
                 kind: "key id",
-                reason: "a key id has 16 hexadecimal digits".into(),
+                reason: "a key id has 1 to 16 hexadecimal digits".into(),
             });
         }
         u64::from_str_radix(s, 16)
@@ -77,7 +78,7 @@ impl FromStr for KeyId {
             .map_err(|_| SealError::InvalidKey {
                 what: format!("{s:?}"),
                 kind: "key id",
-                reason: "a key id has 16 hexadecimal digits".into(),
+                reason: "a key id has 1 to 16 hexadecimal digits".into(),
             })
     }
 }
@@ -540,6 +541,10 @@ mod tests {
         assert_eq!(id.to_string(), "BC399CCC65F00E8C");
         assert_eq!("bc399ccc65f00e8c".parse::<KeyId>().unwrap(), id);
         assert!("xyz".parse::<KeyId>().is_err());
+        // minisign 0.11 wrote this key's id without its leading zero.
+        let id = KeyId(0x0B04_969B_F774_F973);
+        assert_eq!(id.to_string(), "B04969BF774F973");
+        assert_eq!("B04969BF774F973".parse::<KeyId>().unwrap(), id);
     }
 
     #[test]
