@@ -73,6 +73,10 @@ impl Error {
     pub fn integrity(msg: impl Into<String>) -> Self {
         Error::Integrity(msg.into())
     }
+    /// A blob of the image being saved hashed to `actual`, not to its `digest`.
+    pub fn damaged_source(digest: &crate::digest::Digest, actual: &crate::digest::Digest) -> Self {
+        Error::integrity(format!("the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"))
+    }
     pub fn format(msg: impl Into<String>) -> Self {
         Error::Format(msg.into())
     }

@@ -53,7 +53,7 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
     if !cfg!(target_os = "linux") || opts.compression != Compression::Zstd || opts.encryptor.is_some() || opts.split.is_some() {
         return None;
     }
-    let dir = transport.local_dir()?.canonicalize().ok()?;
+    let dir = transport.local_dir()?;
     let mut spool: Option<&PathBuf> = None;
     let mut documents = Vec::new();
     let mut spans = Vec::new();
@@ -72,7 +72,7 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
         }
     }
     let spool = spool?.clone();
-    if spool.parent()?.canonicalize().ok()? != dir || !SPOOL_ALIGN.is_multiple_of(block_size(&spool)?) {
+    if spool.parent()?.canonicalize().ok()? != dir.canonicalize().ok()? || !SPOOL_ALIGN.is_multiple_of(block_size(&spool)?) {
         return None;
     }
     // The layers, each with its padding, must be the whole file: nothing else may end up in the artifact.
@@ -118,8 +118,9 @@ pub(super) fn write(
     let mut tar = TarWriter::new(&mut between, mtime);
     write_head(&mut tar, set, meta).map_err(io_err)?;
     for (digest, bytes) in &plan.documents {
-        if Digest::of_bytes(bytes) != **digest {
-            return Err(Error::integrity(format!("the source's blob {digest} does not match its digest: the source image is damaged")));
+        let actual = Digest::of_bytes(bytes);
+        if actual != **digest {
+            return Err(Error::damaged_source(digest, &actual));
         }
         tar.add_bytes(&digest.blob_path(), bytes).map_err(io_err)?;
     }

@@ -144,9 +144,7 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
                 }
             };
             if actual != digest {
-                return Err(Error::integrity(format!(
-                    "the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"
-                )));
+                return Err(Error::damaged_source(&digest, &actual));
             }
         }
         let counting = tar.finish().map_err(io_err)?;

@@ -214,8 +214,9 @@ impl Flattener<'_, '_> {
     /// A small document of the source, checked against its digest.
     fn document(&self, digest: &Digest) -> Result<Vec<u8>> {
         let bytes = self.old.document(digest)?;
-        if &Digest::of_bytes(&bytes) != digest {
-            return Err(Error::integrity(format!("the source's blob {digest} does not match its digest: the source image is damaged")));
+        let actual = Digest::of_bytes(&bytes);
+        if &actual != digest {
+            return Err(Error::damaged_source(digest, &actual));
         }
         Ok(bytes)
     }
