@@ -99,13 +99,13 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
     // Layers a Docker export left compressed in a spool next to the output: build the artifact around them there.
     if let Some(plan) = in_place::plan(set, &order, &opts, &*transport) {
         if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, mtime, &artifact, &*transport, progress)? {
-            return publish(set, &*transport, opts, created, (vec![record], tar_bytes), None);
+            return publish(set, &*transport, opts, created, Written { records: vec![record], tar_bytes, encrypted }, None);
         }
     }
     let parts = PartWriter::new(transport.clone(), artifact.clone(), opts.split);
     let encryptor = opts.encryptor.take();
 
-    let result = (|| -> Result<(Vec<PartRecord>, u64)> {
+    let result = (|| -> Result<Written> {
         let sealed: Box<dyn FinishWrite> = match encryptor {
             Some(encrypt) => encrypt(parts.clone())?,
             None => compress::plain(parts.clone()),
@@ -151,11 +151,11 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
         let tar_bytes = counting.count;
         counting.inner.finish_box().map_err(io_err)?;
         progress.finish();
-        Ok((parts.finish()?, tar_bytes))
+        Ok(Written { records: parts.finish()?, tar_bytes, encrypted })
     })();
 
     match result {
-        Ok(written) => publish(set, &*transport, opts, created, written, Some(&parts)).map(|report| SaveReport { encrypted, ..report }),
+        Ok(written) => publish(set, &*transport, opts, created, written, Some(&parts)),
         Err(e) => {
             parts.abort();
             Err(e)
@@ -172,16 +172,22 @@ pub(super) fn write_head<W: Write>(tar: &mut TarWriter<W>, set: &ImageSet, meta:
     tar.add_dir("blobs/sha256/")
 }
 
+/// The artifact as written.
+struct Written {
+    records: Vec<PartRecord>,
+    /// Bytes of the inner tar.
+    tar_bytes: u64,
+    encrypted: bool,
+}
+
 /// After the artifact: the signature, then `STEM.sha256` (its presence means
 /// the bundle is complete). On failure the artifact's `parts` are removed.
-/// `written`: the artifact's parts and the bytes of its inner tar. The
-/// report says `encrypted: false`; the encrypting caller corrects it.
 fn publish(
     set: &ImageSet,
     transport: &dyn Transport,
     opts: SaveOptions,
     created: String,
-    (records, tar_bytes): (Vec<PartRecord>, u64),
+    Written { records, tar_bytes, encrypted }: Written,
     parts: Option<&PartWriter>,
 ) -> Result<SaveReport> {
     let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
@@ -214,7 +220,7 @@ fn publish(
         blobs: set.blobs().len(),
         tar_bytes,
         signed,
-        encrypted: false,
+        encrypted,
     })
 }
 
