@@ -53,7 +53,8 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let (file, spool_path) = spool.into_parts();
     let label = format!("exporting {} from {}", wanted.join(", "), engine.host.url);
-    let files = stream_export(&engine, &wanted, file, spool_path.to_path_buf(), (opts.spool_zstd_level, opts.spool_writeback), &label, progress)?;
+    let spool = Spool { file, offset: 0, buf: vec![0u8; COPY_BUFFER], writeback: opts.spool_writeback };
+    let files = stream_export(&engine, &wanted, spool, spool_path.to_path_buf(), opts.spool_zstd_level, &label, progress)?;
 
     let mut set = ImageSet::default();
     if files.exists("index.json") && files.exists("oci-layout") {
@@ -194,9 +195,9 @@ impl Read for ChannelReader<'_> {
 fn stream_export(
     engine: &Engine,
     names: &[String],
-    spool_file: File,
+    spool: Spool,
     spool_path: PathBuf,
-    spooling: (Option<i32>, bool),
+    zstd_level: Option<i32>,
     label: &str,
     progress: &dyn Progress,
 ) -> Result<ExportFiles> {
@@ -219,7 +220,7 @@ fn stream_export(
         });
         progress.start(label, None);
         let reader = ChannelReader { rx, current: Bytes::new(), progress };
-        let result = read_export(reader, spool_file, spool_path, spooling, &engine.host.url);
+        let result = read_export(reader, spool, spool_path, zstd_level, &engine.host.url);
         progress.finish();
         // The reader (and so the receiver) is gone: the worker cannot block.
         worker.join().expect("export thread does not panic");
@@ -227,19 +228,12 @@ fn stream_export(
     })
 }
 
-fn read_export(
-    reader: ChannelReader<'_>,
-    spool_file: File,
-    spool_path: PathBuf,
-    (zstd_level, writeback): (Option<i32>, bool),
-    host: &str,
-) -> Result<ExportFiles> {
+fn read_export(reader: ChannelReader<'_>, mut spool: Spool, spool_path: PathBuf, zstd_level: Option<i32>, host: &str) -> Result<ExportFiles> {
     let describe = format!("the export from the Docker Engine at {host}");
     let bad = |e: io::Error| match crate::error::unwrap_io(e) {
         Ok(ours) => ours,
         Err(e) => Error::EngineFailed(format!("{describe} is not a valid tar stream: {e}")),
     };
-    let mut spool = Spool { file: spool_file, offset: 0, buf: vec![0u8; COPY_BUFFER], writeback };
     let mut entries = HashMap::new();
     let mut archive = tar::Archive::new(reader);
     {
