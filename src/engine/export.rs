@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
-use ferry_transports::Writeback;
+use ferry_transports::WritebackFile;
 use std::io::{self, Read, Seek, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -287,25 +287,6 @@ struct Spool {
     writeback: bool,
 }
 
-/// The spool's file, its writeback to disk started as it fills.
-struct SpoolWriter {
-    file: File,
-    writeback: Option<Writeback>,
-}
-
-impl Write for SpoolWriter {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        if let Some(w) = &mut self.writeback {
-            w.wrote(&self.file, n as u64);
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
-    }
-}
-
 impl Spool {
     /// Copy an entry as it is.
     fn plain(&mut self, entry: &mut dyn Read) -> io::Result<Entry> {
@@ -322,8 +303,9 @@ impl Spool {
     /// around the frames where they are (see [`crate::bundle::in_place`]).
     fn compressed(&mut self, entry: &mut dyn Read, level: i32) -> io::Result<Entry> {
         // A clone of the handle shares the file position with `self.file`.
-        let writeback = self.writeback.then(|| Writeback::new(self.offset));
-        let out = io::BufWriter::with_capacity(COPY_BUFFER, SpoolWriter { file: self.file.try_clone()?, writeback });
+        let file = self.file.try_clone()?;
+        let file: Box<dyn Write + Send> = if self.writeback { Box::new(WritebackFile::new(file, self.offset)) } else { Box::new(file) };
+        let out = io::BufWriter::with_capacity(COPY_BUFFER, file);
         let mut encoder = compress::encoder(Compression::Zstd, level, compress::plain(out))?;
         let mut hashing = HashingReader::new(entry);
         let len = compress::copy_with_buffer(&mut self.buf, &mut hashing, &mut encoder)?;

@@ -47,8 +47,8 @@ impl Transport for DirTransport {
             .open(&temp_path)
             .map_err(|e| self.err(format!("creating {}", temp_path.display()), e))?;
         let resumed_from = file.seek(SeekFrom::End(0)).map_err(|e| self.err("seeking", e))?;
-        let writeback = Writeback::new(resumed_from);
-        Ok(Box::new(DirUpload { file, temp_path, final_path, resumed_from, location: self.describe(), writeback }))
+        let out = WritebackFile::new(file, resumed_from);
+        Ok(Box::new(DirUpload { out, temp_path, final_path, resumed_from, location: self.describe() }))
     }
 
     fn get(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
@@ -115,15 +115,42 @@ impl Transport for DirTransport {
 }
 
 struct DirUpload {
-    file: File,
+    out: WritebackFile,
     temp_path: PathBuf,
     final_path: PathBuf,
     resumed_from: u64,
     location: String,
-    writeback: Writeback,
 }
 
 impl Write for DirUpload {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// A file that starts the kernel writing each finished stretch of it to disk
+/// while the rest is still being written (see [`Writeback`]): the upload's
+/// temporary file, or a spool a caller may [`Transport::adopt`] later.
+pub struct WritebackFile {
+    file: File,
+    writeback: Writeback,
+}
+
+impl WritebackFile {
+    /// For `file`, whose next write lands at `offset`.
+    pub fn new(file: File, offset: u64) -> Self {
+        WritebackFile { file, writeback: Writeback::new(offset) }
+    }
+
+    pub fn into_file(self) -> File {
+        self.file
+    }
+}
+
+impl Write for WritebackFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.writeback.wrote(&self.file, n as u64);
@@ -137,7 +164,7 @@ impl Write for DirUpload {
 /// Starts the kernel writing each finished stretch of the file to disk while
 /// the rest is still being produced, so the `fsync` before the rename finds
 /// little left to write (on Linux; elsewhere the fsync does it all).
-pub struct Writeback {
+struct Writeback {
     /// Offset up to which writeback was requested, and the write position.
     started: u64,
     end: u64,
@@ -148,12 +175,12 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Writeback {
     /// For a file whose next write lands at `offset`.
-    pub fn new(offset: u64) -> Self {
+    fn new(offset: u64) -> Self {
         Writeback { started: offset, end: offset }
     }
 
     /// `n` more bytes were written to `file`.
-    pub fn wrote(&mut self, file: &File, n: u64) {
+    fn wrote(&mut self, file: &File, n: u64) {
         self.end += n;
         if self.end - self.started < WRITEBACK_STEP {
             return;
@@ -184,8 +211,8 @@ impl Upload for DirUpload {
     }
 
     fn commit(self: Box<Self>) -> Result<()> {
-        let DirUpload { file, temp_path, final_path, location, .. } = *self;
-        publish(file, &temp_path, &final_path, &location)
+        let DirUpload { out, temp_path, final_path, location, .. } = *self;
+        publish(out.into_file(), &temp_path, &final_path, &location)
     }
 }
 

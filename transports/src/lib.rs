@@ -24,7 +24,7 @@ mod options;
 mod remote;
 mod sftp;
 
-pub use dir::{DirTransport, Writeback};
+pub use dir::{DirTransport, WritebackFile};
 pub use error::{Result, TransportError};
 pub use ftp::FtpTransport;
 pub use http::HttpTransport;
