@@ -17,12 +17,12 @@ use super::progress::Progress;
 use super::tarstream::{entry_header, TarWriter, BLOCK};
 use super::write::{write_head, SaveOptions};
 use crate::compress::{self, Compression};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Digest, Hasher, HashingReader};
 use crate::error::{Error, Result};
 use crate::image::{BlobSource, ImageSet};
 use ferry_transports::Transport;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -196,21 +196,11 @@ fn hash_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
     Ok((digest, size))
 }
 
-fn hash_file_by_reading(mut f: File) -> io::Result<(Digest, u64)> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut hasher = Hasher::new();
-    let mut size = 0;
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => return Ok((hasher.finish(), size)),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                size += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+fn hash_file_by_reading(f: File) -> io::Result<(Digest, u64)> {
+    let mut reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, f));
+    io::copy(&mut reader, &mut io::sink())?;
+    let (digest, size, _) = reader.finish();
+    Ok((digest, size))
 }
 
 fn write_all_at(file: &File, data: &[u8], at: u64) -> io::Result<()> {
@@ -245,7 +235,7 @@ mod tests {
     use crate::reference::ImageRef;
     use ferry_transports::DirTransport;
     use std::collections::BTreeMap;
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::path::Path;
 
     const LEVEL: i32 = 3;
