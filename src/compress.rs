@@ -228,9 +228,19 @@ pub fn zstd_padding(len: u64, align: u64) -> Vec<u8> {
     while pad < 8 {
         pad += align;
     }
-    let mut frame = vec![0u8; pad as usize];
+    zstd_skippable(pad)
+}
+
+/// A zstd skippable frame `len` bytes long (its content zeros); nothing for 0.
+/// Panics below 8 bytes, the frame's header.
+pub fn zstd_skippable(len: u64) -> Vec<u8> {
+    if len == 0 {
+        return Vec::new();
+    }
+    assert!(len >= 8, "a zstd skippable frame is at least 8 bytes, not {len}");
+    let mut frame = vec![0u8; len as usize];
     frame[..4].copy_from_slice(&0x184D_2A50u32.to_le_bytes());
-    frame[4..8].copy_from_slice(&((pad - 8) as u32).to_le_bytes());
+    frame[4..8].copy_from_slice(&((len - 8) as u32).to_le_bytes());
     frame
 }
 

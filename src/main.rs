@@ -368,7 +368,7 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
     let spool_dir = ferry::save::spool_dir_for(&a.output);
     let source = SourceOptions {
         platforms: PlatformFilter::parse(&a.platforms)?,
-        spool_writeback: spool_zstd_level.is_some() && spool_dir.is_some() && split.is_none() && encryptor.is_none(),
+        spool_in_place: spool_zstd_level.is_some() && spool_dir.is_some() && split.is_none() && encryptor.is_none(),
         spool_dir,
         spool_zstd_level,
     };

@@ -7,7 +7,7 @@
 //! compression overlaps the export instead of following it, and the bundle
 //! writer copies the frames (see [`BlobSource::Zstd`]).
 use super::client::Engine;
-use crate::bundle::in_place::SPOOL_ALIGN;
+use crate::bundle::in_place::{self, SPOOL_ALIGN};
 use crate::bundle::Progress;
 use crate::compress::{self, Compression};
 use crate::digest::{Digest, HashingReader};
@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
 use ferry_transports::WritebackFile;
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
     }
     let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let mut builder = tempfile::Builder::new();
-    if opts.spool_writeback {
+    if opts.spool_in_place {
         // It may become the artifact: the mode a file the directory transport makes gets (umask applies).
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     }
@@ -53,7 +53,9 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let (file, spool_path) = spool.into_parts();
     let label = format!("exporting {} from {}", wanted.join(", "), engine.host.url);
-    let spool = Spool { file, offset: 0, buf: vec![0u8; COPY_BUFFER], writeback: opts.spool_writeback };
+    let distinct = ids.iter().collect::<std::collections::HashSet<_>>().len();
+    let room = opts.spool_in_place.then(|| in_place::head_room(distinct));
+    let spool = Spool { file, offset: 0, buf: vec![0u8; COPY_BUFFER], head_room: room };
     let files = stream_export(&engine, &wanted, spool, spool_path.to_path_buf(), opts.spool_zstd_level, &label, progress)?;
 
     let mut set = ImageSet::default();
@@ -283,8 +285,12 @@ struct Spool {
     /// Where the next entry starts.
     offset: u64,
     buf: Vec<u8>,
-    /// Start writing compressed entries to disk as they come (the spool may become the artifact).
-    writeback: bool,
+    /// Set when the spool may become the artifact (see [`crate::bundle::in_place`]):
+    /// compressed entries are written to disk as they come, and room is left for
+    /// the tar bytes that go before each of them — this much before the first,
+    /// [`in_place::LAYER_ROOM`] before each later one — so the artifact is built
+    /// around them without moving them.
+    head_room: Option<u64>,
 }
 
 impl Spool {
@@ -302,9 +308,15 @@ impl Spool {
     /// pads the one before), so the bundle writer can build its artifact
     /// around the frames where they are (see [`crate::bundle::in_place`]).
     fn compressed(&mut self, entry: &mut dyn Read, level: i32) -> io::Result<Entry> {
+        if let Some(head_room) = self.head_room {
+            // Left unwritten (a hole) until the artifact is built.
+            self.offset += if self.offset == 0 { head_room } else { in_place::LAYER_ROOM };
+            self.file.seek(SeekFrom::Start(self.offset))?;
+        }
         // A clone of the handle shares the file position with `self.file`.
         let file = self.file.try_clone()?;
-        let file: Box<dyn Write + Send> = if self.writeback { Box::new(WritebackFile::new(file, self.offset)) } else { Box::new(file) };
+        let file: Box<dyn Write + Send> =
+            if self.head_room.is_some() { Box::new(WritebackFile::new(file, self.offset)) } else { Box::new(file) };
         let out = io::BufWriter::with_capacity(COPY_BUFFER, file);
         let mut encoder = compress::encoder(Compression::Zstd, level, compress::plain(out))?;
         let mut hashing = HashingReader::new(entry);

@@ -18,6 +18,11 @@ pub fn is_manifest(media_type: &str) -> bool {
     media_type == OCI_MANIFEST || media_type == DOCKER_MANIFEST
 }
 
+/// A layer (OCI or Docker, any compression; also foreign and non-distributable).
+pub fn is_layer(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.oci.image.layer.") || media_type.starts_with("application/vnd.docker.image.rootfs.")
+}
+
 /// The compression a layer media type declares.
 pub fn layer_compression(media_type: &str) -> crate::compress::Compression {
     use crate::compress::Compression;
@@ -33,3 +38,18 @@ pub fn layer_compression(media_type: &str) -> crate::compress::Compression {
 /// Annotation keys.
 pub const ANN_REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub const ANN_CONTAINERD_NAME: &str = "io.containerd.image.name";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_told_from_documents() {
+        for layer in [OCI_LAYER, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP, "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"] {
+            assert!(is_layer(layer), "{layer}");
+        }
+        for document in [OCI_INDEX, OCI_MANIFEST, OCI_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, DOCKER_CONFIG] {
+            assert!(!is_layer(document), "{document}");
+        }
+    }
+}

@@ -19,10 +19,11 @@ pub struct SourceOptions {
     /// they arrive (set when the bundle is zstd at that level: compression
     /// then overlaps the export, and the bundle writer takes the frames).
     pub spool_zstd_level: Option<i32>,
-    /// Start writing that spool to disk as it is written: set when it may
-    /// become the bundle's artifact (a local, unencrypted, unsplit zstd
-    /// bundle), which must be on disk before it is published.
-    pub spool_writeback: bool,
+    /// That spool may become the bundle's artifact (a local, unencrypted,
+    /// unsplit zstd bundle; see [`crate::bundle::in_place`]): write it to disk
+    /// as it comes (it must be on disk before it is published) and leave room
+    /// for the tar bytes around its layers.
+    pub spool_in_place: bool,
 }
 
 pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
