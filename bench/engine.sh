@@ -5,14 +5,14 @@
 #   ferry save IMG -o DIR           vs  the same pipe && sync f (durable, as ferry's output)
 #   ferry save --sign -r / load -k -i (sealed)  vs  the same unsealed
 # Two private daemons (scripts/dockerd.sh): a producer and an empty consumer.
-# Prints the times (min / median of RUNS=3 interleaved rounds), the ratios
+# Prints the times (min / median of RUNS=5 interleaved rounds), the ratios
 # (ferry / docker) and the sizes.
 #
 #   bench/engine.sh                 # builds target/release/ferry if missing
 #   FERRY=path/to/ferry bench/engine.sh
 #   DOCKERD_STORAGE_DRIVER=vfs bench/engine.sh   (default overlay2)
 #
-# Needs root, docker.io (20.10), zstd, busybox-static; ~8 GB free in /tmp.
+# Needs root, docker.io (20.10), zstd, busybox-static, GNU time; ~8 GB free in /tmp.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,7 +24,7 @@ IMG=ferry-bench/big:1
 if [ ! -x "$FERRY" ]; then
   (cd "$ROOT" && cargo build --release --bin ferry)
 fi
-for c in "$DOCKER" /usr/sbin/dockerd zstd /bin/busybox; do
+for c in "$DOCKER" /usr/sbin/dockerd zstd /bin/busybox /usr/bin/time; do
   command -v "$c" >/dev/null || { echo "missing $c: run scripts/install-deps.sh" >&2; exit 1; }
 done
 
@@ -74,7 +74,7 @@ if [ "$SIZE" -lt 1000000000 ]; then
 fi
 
 # RUNS interleaved rounds (ferry, then the reference, then the other way round).
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 prod save "$IMG" >/dev/null   # warm the page cache for both contenders
 ferry_saves=() docker_saves=() durable_saves=() ferry_loads=() docker_loads=() sealed_saves=() sealed_loads=()
 # Sealing (issue 3): the same save and load signed and encrypted.
@@ -93,9 +93,11 @@ time_durable_save() {
   t1=$(now); durable_saves+=("$(secs "$t0" "$t1")")
   rm -f "$WORK/durable.tar.zst"
 }
+# Peak RSS (KiB) of each ferry run, from /usr/bin/time -f %M.
+rss() { /usr/bin/time -f %M -o "$WORK/rss.$1" "${@:2}"; cat "$WORK/rss.$1" >>"$WORK/rss.$1.all"; }
 time_ferry_save() {
   local t0 t1; rm -rf "$WORK/bundle"; t0=$(now)
-  DOCKER_HOST=$PH "$FERRY" -q save "$IMG" -o "$WORK/bundle" -n big
+  DOCKER_HOST=$PH rss save "$FERRY" -q save "$IMG" -o "$WORK/bundle" -n big
   t1=$(now); ferry_saves+=("$(secs "$t0" "$t1")")
 }
 empty_consumer() {
@@ -115,7 +117,7 @@ time_sealed_load() {
 }
 time_ferry_load() {
   local t0 t1; empty_consumer; t0=$(now)
-  DOCKER_HOST=$CH "$FERRY" -q load "$WORK/bundle" --allow-unsigned
+  DOCKER_HOST=$CH rss load "$FERRY" -q load "$WORK/bundle" --allow-unsigned
   t1=$(now); ferry_loads+=("$(secs "$t0" "$t1")")
   test "$(cons image inspect -f '{{.Id}}' "$IMG")" = "$(prod image inspect -f '{{.Id}}' "$IMG")"
 }
@@ -142,6 +144,11 @@ sealed_save="$(stats "${sealed_saves[@]}")" sealed_load="$(stats "${sealed_loads
 sealed_save_ratio="$(ratio "$(first "${sealed_saves[@]}")" "$(first "${ferry_saves[@]}")") ($(ratio "$(middle "${sealed_saves[@]}")" "$(middle "${ferry_saves[@]}")"))"
 sealed_load_ratio="$(ratio "$(first "${sealed_loads[@]}")" "$(first "${ferry_loads[@]}")") ($(ratio "$(middle "${sealed_loads[@]}")" "$(middle "${ferry_loads[@]}")"))"
 all_runs="ferry save ${ferry_saves[*]} | docker save|zstd ${docker_saves[*]} | ... && sync f ${durable_saves[*]} | sealed save ${sealed_saves[*]} | ferry load ${ferry_loads[*]} | zstd -d|docker load ${docker_loads[*]} | sealed load ${sealed_loads[*]}"
+# Each round runs both contenders back to back, under the same machine load:
+# the median of the per-round ratios is the least noisy of these figures.
+paired() { paste -d' ' <(printf '%s\n' $1) <(printf '%s\n' $2) | awk '{ print $1 / $2 }' | sort -g | awk '{ v[NR] = $1 } END { printf "%.2f", v[int((NR + 1) / 2)] }'; }
+save_paired=$(paired "${ferry_saves[*]}" "${docker_saves[*]}")
+load_paired=$(paired "${ferry_loads[*]}" "${docker_loads[*]}")
 load_ratio="$(ratio "$(first "${ferry_loads[@]}")" "$(first "${docker_loads[@]}")") ($(ratio "$(middle "${ferry_loads[@]}")" "$(middle "${docker_loads[@]}")"))"
 
 bundle_size=$(du -cb "$WORK"/bundle/big.* | tail -1 | cut -f1)
@@ -149,12 +156,13 @@ docker_size=$(stat -c %s "$WORK/docker.tar.zst")
 cat <<EOF
 image:  $IMG, $SIZE bytes uncompressed, $LAYERS layers (storage driver $DOCKERD_STORAGE_DRIVER)
 sizes:  ferry bundle $bundle_size bytes; docker save | zstd -3 $docker_size bytes
-runs:   $RUNS interleaved; seconds min / median; ratio ferry / reference on the min (median)
-save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $save_ratio
+runs:   $RUNS interleaved; seconds min / median; ratio ferry / reference on the min (median), per round: median of the rounds' ratios
+save:   ferry $ferry_save s   docker save | zstd -3 -T0  $docker_save s   ratio $save_ratio, per round $save_paired
 save:   ferry $ferry_save s   ... && sync f (durable)   $durable_save s   ratio $durable_ratio
-load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $load_ratio
+load:   ferry $ferry_load s   zstd -d | docker load      $docker_load s   ratio $load_ratio, per round $load_paired
 sealed: ferry save --sign -r  $sealed_save s   vs ferry save  ratio $sealed_save_ratio
 sealed: ferry load -k -i      $sealed_load s   vs ferry load  ratio $sealed_load_ratio
+peak RSS: ferry save $(sort -n "$WORK/rss.save.all" | tail -1 | awk '{printf "%.1f", $1/1024}') MiB, ferry load $(sort -n "$WORK/rss.load.all" | tail -1 | awk '{printf "%.1f", $1/1024}') MiB (the largest of the rounds)
 each run (s): $all_runs
 load average: $(cut -d' ' -f1-3 /proc/loadavg)
 machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(prod version -f 'Docker {{.Server.Version}} (API {{.Server.APIVersion}})'), $(zstd --version | head -1)
