@@ -339,11 +339,16 @@ mod tests {
         assert!(!spool.exists(), "the spool was published as {}", in_place.display());
         let names: Vec<String> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 2, "artifact and b.sha256 only: {names:?}");
-        // The same set written by copying (its spool is elsewhere): the same entries.
-        let (set_elsewhere, _spool) = exported_fixture(scratch.path(), scratch.path(), Room::None);
-        assert_eq!(entries(&in_place), entries(&save(&set_elsewhere, copied.path())));
-        // Readers skip the padding frames: the zstd CLI checks the artifact whole.
-        let status = std::process::Command::new("zstd").arg("-tq").arg(&in_place).status().expect("zstd CLI (scripts/install-deps.sh)");
+        assert_same_as_copied(&in_place, scratch.path(), copied.path());
+    }
+
+    /// An artifact built in place has the entries of one written by copying
+    /// (the spool elsewhere), and the zstd CLI reads it whole (it skips the
+    /// padding frames).
+    fn assert_same_as_copied(in_place: &Path, scratch: &Path, copied: &Path) {
+        let (set_elsewhere, _spool) = exported_fixture(scratch, scratch, Room::None);
+        assert_eq!(entries(in_place), entries(&save(&set_elsewhere, copied)));
+        let status = std::process::Command::new("zstd").arg("-tq").arg(in_place).status().expect("zstd CLI (scripts/install-deps.sh)");
         assert!(status.success());
     }
 
@@ -371,10 +376,7 @@ mod tests {
                 let range = offset as usize..(offset + stored) as usize;
                 assert!(before[range.clone()] == after[range], "the layer at {offset} stayed where it was");
             }
-            let (set_elsewhere, _spool) = exported_fixture(scratch.path(), scratch.path(), Room::None);
-            assert_eq!(entries(&in_place), entries(&save(&set_elsewhere, copied.path())));
-            let status = std::process::Command::new("zstd").arg("-tq").arg(&in_place).status().expect("zstd CLI (scripts/install-deps.sh)");
-            assert!(status.success());
+            assert_same_as_copied(&in_place, scratch.path(), copied.path());
         }
     }
 
