@@ -39,6 +39,32 @@ pub fn ferry_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// Run ferry under `/usr/bin/time` and return its outcome with its peak RSS
+/// in KiB (the bound a hostile input must stay under).
+pub fn ferry_rss(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
+    require("/usr/bin/time");
+    let report = tempfile::NamedTempFile::new().expect("temp file");
+    let mut cmd = Command::new("/usr/bin/time");
+    cmd.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(env!("CARGO_BIN_EXE_ferry"));
+    cmd.args(args).stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out: Output = cmd.output().expect("run ferry under /usr/bin/time");
+    let text = std::fs::read_to_string(report.path()).expect("read /usr/bin/time's report");
+    // The last line is %M; a signal or exit status line may come before it.
+    let kib = text.lines().rev().find_map(|l| l.trim().parse::<u64>().ok()).expect("peak RSS in /usr/bin/time's report");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (run, kib)
+}
+
+/// Peak RSS every hostile input must stay under (issue 14, docs/SECURITY.md).
+pub const HOSTILE_RSS_LIMIT_KIB: u64 = 100 * 1024;
+
 /// Run ferry and insist it succeeds.
 pub fn ferry_ok(args: &[&str]) -> Run {
     let r = ferry(args);
