@@ -39,6 +39,13 @@ struct NetArgs {
     /// SSH private key for SFTP (default: the agent, then ~/.ssh/id_*); repeatable.
     #[arg(long = "ssh-key", global = true, value_name = "FILE")]
     ssh_keys: Vec<std::path::PathBuf>,
+    /// Give up on a server that sends nothing for this long (FTP, SFTP, HTTP), e.g. 60s, 5m; 0 waits for ever.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    timeout: std::time::Duration,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 5m)"))
 }
 
 static TRANSPORT_OPTIONS: std::sync::OnceLock<ferry_transports::TransportOptions> = std::sync::OnceLock::new();
@@ -233,6 +240,7 @@ fn main() -> ExitCode {
     net.known_hosts = cli.net.known_hosts.clone().or(net.known_hosts);
     net.accept_new_host_key = cli.net.accept_new_host_key;
     net.ca_cert = cli.net.ca_cert.clone();
+    net.io_timeout = cli.net.timeout;
     if !cli.net.ssh_keys.is_empty() {
         net.identity_files = cli.net.ssh_keys.clone();
     }

@@ -641,3 +641,138 @@ fn ftp_push_over_a_damaged_partial_starts_over() {
     sh(&format!("cd '{}' && sha256sum -c mended.sha256", site.data_dir.display()));
     assert!(!partial.exists());
 }
+
+// ------------------------------------------------------------------ stalled servers
+
+/// A server that goes silent (every process SIGSTOPped: the kernel still accepts and
+/// acknowledges, nothing answers) must not hang ferry: each transfer gives up after
+/// `--timeout` of silence with exit 4, leaves nothing under a final name, and its
+/// memory stays bounded. Checked mid-download (`pull` and `load`) and before the
+/// server's first word (`ls`).
+fn stalled_server_ends_with_exit_4(site: &Site, server: &servers::Proc) {
+    let label = site.label;
+    // A 2 GiB artifact (more than a download moves before the server is frozen) that
+    // `load` reads as far as a verifier would: documents, then one huge layer.
+    let artifact = site.data_dir.join("stall.tar");
+    fs::create_dir_all(&site.data_dir).unwrap();
+    stalling_artifact(&artifact, 2048 * MIB);
+    fs::write(site.data_dir.join("stall.sha256"), format!("{}  stall.tar\n", "0".repeat(64))).unwrap();
+    sh(&format!("chmod 644 '{}' '{}'", artifact.display(), site.data_dir.join("stall.sha256").display()));
+    let work = servers::tempdir("ferry-e2e-stall-");
+    let out_dir = work.path().join("pulled");
+    let oci = work.path().join("oci");
+    let oci_target = format!("oci:{}", oci.display());
+    let source = site.loc("stall");
+    let timeout = 3;
+    for (what, args) in [
+        ("pull", vec!["--timeout", "3s", "pull", source.as_str(), "-o", out_dir.to_str().unwrap()]),
+        ("load", vec!["--timeout", "3s", "load", source.as_str(), "--into", &oci_target, "--allow-unsigned"]),
+    ] {
+        let rss_file = work.path().join(format!("{what}.rss"));
+        let mut cmd = Command::new("/usr/bin/time");
+        cmd.arg("-f").arg("%M").arg("-o").arg(&rss_file);
+        let inner = ferry_cmd(site.home.path(), &site.args(&args), &[]);
+        cmd.arg(inner.get_program()).args(inner.get_args()).env("HOME", site.home.path()).stdin(Stdio::null());
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let time_pid = child.id();
+        let ferry_pid = || servers_descendant(time_pid);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        // Freeze once ferry has received 8 MiB (it writes them, or hashes them for load).
+        loop {
+            let got = ferry_pid().map(|p| io_counter(p, "rchar:").max(io_counter(p, "wchar:"))).unwrap_or(0);
+            if got >= 8 * MIB {
+                break;
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = child.wait_with_output().unwrap();
+                panic!("[{label}] {what} ended ({status}) before the server was frozen: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            assert!(Instant::now() < deadline, "[{label}] {what} did not start downloading");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let frozen = server.freeze();
+        let t0 = Instant::now();
+        let out = child.wait_with_output().unwrap();
+        let took = t0.elapsed();
+        server.thaw(&frozen);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let kib: u64 = fs::read_to_string(&rss_file).unwrap().lines().rev().find_map(|l| l.trim().parse().ok()).unwrap();
+        eprintln!("[{label}] server frozen mid-{what}: exit {:?} after {took:?}, peak RSS {kib} KiB: {}", out.status.code(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+        assert_eq!(out.status.code(), Some(4), "[{label}] a {what} from a stalled server is a transport failure:\n{stderr}");
+        assert!(stderr.contains("nothing for 3 s") || stderr.to_lowercase().contains("timed out") || stderr.contains("timeout"), "[{label}] {what}: the message should say the server went silent:\n{stderr}");
+        assert!(took < Duration::from_secs(timeout + 20), "[{label}] {what} took {took:?} to give up on a silent server");
+        assert!(kib < 100 * 1024, "[{label}] {what}: peak RSS {kib} KiB");
+        assert!(!out_dir.join("stall.tar").exists() && !out_dir.join("stall.sha256").exists(), "[{label}] {what} left a final name");
+        assert!(!oci.exists(), "[{label}] {what} created the target");
+    }
+    // Silent before its first word: the control connection times out as well.
+    let frozen = server.freeze();
+    let t0 = Instant::now();
+    let r = site.run(&["--timeout", "2s", "ls", &site.url]);
+    server.thaw(&frozen);
+    eprintln!("[{label}] ls of a frozen server: exit {} after {:?}: {}", r.code, t0.elapsed(), r.stderr.lines().next().unwrap_or(""));
+    assert_eq!(r.code, 4, "[{label}] ls of a stalled server:\n{}", r.stderr);
+    assert!(t0.elapsed() < Duration::from_secs(2 + 20), "[{label}] ls took {:?}", t0.elapsed());
+}
+
+/// An uncompressed artifact of `size` bytes: oci-layout, index.json, a manifest and a
+/// config, then a layer entry that runs (sparse zeros) to the end of the file.
+fn stalling_artifact(path: &Path, size: u64) {
+    let digest = |b: &[u8]| format!("sha256:{}", common::sha256_hex(b));
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let mut tar = common::RawTar::new();
+    tar.entry("oci-layout", tar::EntryType::Regular, br#"{"imageLayoutVersion":"1.0.0"}"#, "");
+    let layer_size = size - 16 * 1024;
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{}", "1".repeat(64)), "size": layer_size}],
+    }))
+    .unwrap();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest(&manifest), "size": manifest.len()}],
+        "annotations": {"dev.ferry.bundle.format": "1"},
+    }))
+    .unwrap();
+    tar.entry("index.json", tar::EntryType::Regular, &index, "");
+    tar.entry(&format!("blobs/sha256/{}", &digest(&manifest)[7..]), tar::EntryType::Regular, &manifest, "");
+    tar.entry(&format!("blobs/sha256/{}", &digest(config)[7..]), tar::EntryType::Regular, config, "");
+    tar.entry_sized(&format!("blobs/sha256/{}", "1".repeat(64)), tar::EntryType::Regular, &[], layer_size, "");
+    let head = std::mem::take(&mut tar.0);
+    assert!((head.len() as u64) < 16 * 1024);
+    let f = fs::File::create(path).unwrap();
+    (&f).write_all(&head).unwrap();
+    f.set_len(size).unwrap();
+}
+
+/// The ferry process under `/usr/bin/time` (its only child).
+fn servers_descendant(pid: u32) -> Option<u32> {
+    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
+fn io_counter(pid: u32, key: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse().unwrap_or(0))))
+        .unwrap_or(0)
+}
+
+#[test]
+fn ftp_server_stalled_mid_download_ends_with_exit_4() {
+    let server = Vsftpd::anonymous();
+    stalled_server_ends_with_exit_4(&ftp_site(&server), &server.proc);
+}
+
+#[test]
+fn sftp_server_stalled_mid_download_ends_with_exit_4() {
+    let server = Sshd::start();
+    stalled_server_ends_with_exit_4(&sftp_site(&server), &server.proc);
+}
+
+#[test]
+fn http_server_stalled_mid_download_ends_with_exit_4() {
+    let server = Nginx::start();
+    stalled_server_ends_with_exit_4(&http_site(&server), &server.proc);
+}

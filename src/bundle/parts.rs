@@ -208,8 +208,12 @@ impl Read for PartsReader {
             if self.current.is_none() && !self.open_next()? {
                 return Ok(0);
             }
-            let (reader, hasher, _) = self.current.as_mut().expect("opened above");
-            let n = reader.read(buf)?;
+            let (reader, hasher, idx) = self.current.as_mut().expect("opened above");
+            let n = match reader.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_failure(&*self.transport, &self.parts[*idx].name, e)),
+            };
             if n > 0 {
                 hasher.update(&buf[..n]);
                 self.bytes += n as u64;
@@ -217,5 +221,15 @@ impl Read for PartsReader {
             }
             self.end_part()?;
         }
+    }
+}
+
+/// A read of a part failed (the server went away or went silent): a transport
+/// failure (exit 4), unless ferry's own error travelled inside it.
+fn read_failure(transport: &dyn Transport, name: &str, e: io::Error) -> io::Error {
+    match crate::error::unwrap_io(e) {
+        Ok(ours) => ours.into_io(),
+        Err(e) if e.raw_os_error().is_some() && transport.local_dir().is_some() => e,
+        Err(e) => Error::Transport(ferry_transports::TransportError::io(transport.describe(), format!("reading {name}"), e)).into_io(),
     }
 }

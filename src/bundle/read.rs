@@ -33,6 +33,10 @@ impl SharedParts {
         if matches!(downstream, Error::Integrity(_)) && downstream.to_string().contains("checksum mismatch") {
             return downstream;
         }
+        // The location failed (gone, silent): reading on would only wait on it again.
+        if matches!(downstream, Error::Transport(_)) {
+            return downstream;
+        }
         // The reading thread may still be between two reads; the lock orders us after it.
         match self.0.lock().unwrap_or_else(|p| p.into_inner()).drain_and_check() {
             Err(e @ Error::Integrity(_)) => e,

@@ -8,7 +8,7 @@
 //! - Anonymous logins (`anonymous`/`ftp`, or no user) are taken to be an *incoming*
 //!   folder: overwrite and delete are declared unsupported and refused.
 use crate::options::{FtpPassive, TransportOptions};
-use crate::remote::{set_io_timeout, Remote, UploadStream};
+use crate::remote::{set_io_timeout, silence_error, Remote, UploadStream};
 use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::TcpStream;
@@ -310,6 +310,7 @@ impl Transport for FtpTransport {
             _ftp: ftp,
             remote: self.remote.clone(),
             name: name.to_string(),
+            timeout: self.opts.io_timeout,
         }))
     }
 
@@ -428,12 +429,13 @@ struct FtpReader {
     _ftp: Ftp,
     remote: Remote,
     name: String,
+    timeout: std::time::Duration,
 }
 
 impl Read for FtpReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let Some(stream) = self.stream.as_mut() else { return Ok(0) };
-        let n = stream.read(buf)?;
+        let n = stream.read(buf).map_err(|e| silence_error(e, &format!("downloading {}", self.name), self.timeout))?;
         if n == 0 && !buf.is_empty() {
             // End of data: the server's final reply says whether the transfer was complete.
             let stream = self.stream.take().unwrap();

@@ -151,6 +151,12 @@ impl HttpTransport {
         self.seen.lock().unwrap().insert(name.to_string(), (etag, size));
     }
 
+    /// A body whose reads fail once the server stays silent for the I/O timeout.
+    fn silence_limited(&self, resp: Response, context: &str) -> Result<Box<dyn Read + Send>> {
+        crate::silence::SilenceLimited::wrap(resp, self.io_timeout, context.to_string())
+            .map_err(|e| TransportError::io(&self.remote.display, "starting a download thread", e))
+    }
+
     fn head_size(&self, name: &str) -> Result<Option<u64>> {
         let resp = self.send(self.small(Method::HEAD, self.url_for(name)), &format!("HEAD {name}"))?;
         match resp.status() {
@@ -359,7 +365,7 @@ impl Transport for HttpTransport {
                 rb = rb.header(IF_RANGE, etag.as_str());
             }
         }
-        let mut resp = self.send(rb, &context)?;
+        let resp = self.send(rb, &context)?;
         let status = resp.status();
         let etag = resp.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         match status {
@@ -381,7 +387,7 @@ impl Transport for HttpTransport {
                             }
                         }
                         self.remember(name, resp.headers(), total);
-                        Ok(Box::new(resp))
+                        self.silence_limited(resp, &context)
                     }
                     _ => Err(self.remote.protocol_error(
                         &context,
@@ -403,8 +409,12 @@ impl Transport for HttpTransport {
                             ));
                         }
                     }
+                }
+                self.remember(name, resp.headers(), size);
+                let mut body = self.silence_limited(resp, &context)?;
+                if offset > 0 {
                     // Same file, no range support: skip what the caller already has.
-                    let skipped = io::copy(&mut (&mut resp).take(offset), &mut io::sink())
+                    let skipped = io::copy(&mut (&mut body).take(offset), &mut io::sink())
                         .map_err(|e| TransportError::io(&self.remote.display, &context, e))?;
                     if skipped < offset {
                         return Err(self.remote.protocol_error(
@@ -413,8 +423,7 @@ impl Transport for HttpTransport {
                         ));
                     }
                 }
-                self.remember(name, resp.headers(), size);
-                Ok(Box::new(resp))
+                Ok(body)
             }
             StatusCode::RANGE_NOT_SATISFIABLE => {
                 // Offset at (or past) the end: nothing more to read if the size is exactly the offset.

@@ -23,6 +23,7 @@ mod memory;
 mod options;
 mod remote;
 mod sftp;
+mod silence;
 
 pub use dir::{DirTransport, WritebackFile};
 pub use error::{Result, TransportError};

@@ -30,7 +30,7 @@ pub enum FtpPassive {
 /// Options for `open_with`. `Default` gives what a user expects from ssh/curl:
 /// system trust roots, `~/.ssh/known_hosts` with unknown keys refused, the SSH agent
 /// from `$SSH_AUTH_SOCK`, default key files, `~/.netrc` (or `$NETRC`), a 10 s connect
-/// timeout.
+/// timeout and 60 s of silence before a transfer is given up.
 #[derive(Clone)]
 pub struct TransportOptions {
     /// Extra trusted CA certificate (PEM) for FTPS and HTTPS, on top of the system roots.
@@ -60,8 +60,10 @@ pub struct TransportOptions {
     pub ftp_passive: FtpPassive,
     /// TCP connect timeout (a server that is down fails within it).
     pub connect_timeout: Duration,
-    /// How long a control operation may wait for the server (FTP control replies,
-    /// SSH operations, small HTTP requests). Bulk transfers are bounded per read/write.
+    /// How long the server may stay silent: every FTP control reply and data read or
+    /// write, every SSH operation, every small HTTP request and every read of an HTTP
+    /// body must make progress within it (a stalled server fails instead of hanging).
+    /// Zero: no limit.
     pub io_timeout: Duration,
 }
 
@@ -80,7 +82,7 @@ impl Default for TransportOptions {
             use_env: true,
             ftp_passive: FtpPassive::Auto,
             connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(120),
+            io_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -311,6 +311,18 @@ pub(crate) fn local_user() -> String {
     "root".to_string()
 }
 
+/// A socket read that waited out the I/O timeout (`WouldBlock` from a socket read
+/// timeout, `TimedOut` from ssh2) says so in words; other errors pass unchanged.
+pub(crate) fn silence_error(e: io::Error, context: &str, timeout: Duration) -> io::Error {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{context}: the server sent nothing for {} (--timeout)", crate::silence::humanize(timeout)),
+        ),
+        _ => e,
+    }
+}
+
 /// Set read and write timeouts on a socket.
 pub(crate) fn set_io_timeout(s: &TcpStream, timeout: Duration) {
     let t = if timeout.is_zero() { None } else { Some(timeout) };

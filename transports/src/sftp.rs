@@ -481,7 +481,12 @@ impl Transport for SftpTransport {
             file.seek(SeekFrom::Start(offset))
                 .map_err(|e| TransportError::io(&self.remote.display, format!("seeking in {}", path.display()), e))?;
         }
-        Ok(Box::new(SftpReader { reader: BufReader::with_capacity(READ_BUFFER, file), _conn: conn }))
+        Ok(Box::new(SftpReader {
+            reader: BufReader::with_capacity(READ_BUFFER, file),
+            conn,
+            name: name.to_string(),
+            timeout: self.opts.io_timeout,
+        }))
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
@@ -601,12 +606,21 @@ impl Upload for SftpUpload {
 
 struct SftpReader {
     reader: BufReader<ssh2::File>,
-    _conn: Conn,
+    conn: Conn,
+    name: String,
+    timeout: std::time::Duration,
 }
 
 impl Read for SftpReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        self.reader.read(buf).map_err(|e| {
+            if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
+                // Closing the file, the channel and the session each wait for a reply the
+                // silent server will not send: let them give up at once.
+                self.conn.session.set_timeout(1);
+            }
+            crate::remote::silence_error(e, &format!("downloading {}", self.name), self.timeout)
+        })
     }
 }
 

@@ -230,6 +230,34 @@ impl Proc {
         }
     }
 
+    /// Stop the server and everything it forked with SIGSTOP: connections stay open
+    /// and the kernel still accepts and acknowledges, but nothing answers (a stalled
+    /// server). Returns the frozen processes for [`Proc::thaw`].
+    pub fn freeze(&self) -> Vec<u32> {
+        let pid = self.child.as_ref().expect("running").id();
+        let mut all = vec![];
+        loop {
+            let found: Vec<u32> = std::iter::once(pid).chain(descendants(pid)).filter(|p| !all.contains(p)).collect();
+            if found.is_empty() {
+                return all;
+            }
+            for p in &found {
+                unsafe {
+                    libc::kill(*p as i32, libc::SIGSTOP);
+                }
+            }
+            all.extend(found);
+        }
+    }
+
+    pub fn thaw(&self, frozen: &[u32]) {
+        for p in frozen {
+            unsafe {
+                libc::kill(*p as i32, libc::SIGCONT);
+            }
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.start();
