@@ -21,3 +21,4 @@ pub mod inspect;
 pub mod save;
 pub mod transfer;
 pub mod trust;
+pub mod untrusted;

@@ -286,7 +286,7 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
                 signature.describe(),
                 report.blobs,
                 report.content_bytes,
-                report.images.join(", ")
+                shown_list(&report.images)
             ));
             Ok(())
         }
@@ -335,7 +335,11 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
         }
         Command::Ls(a) => {
             let t = open_transport(&a.location)?;
-            let list = ferry::transfer::list_bundles(&*t)?;
+            let listing = ferry::transfer::list_bundles(&*t)?;
+            for name in &listing.skipped {
+                progress.say(&format!("note: skipped {name}: not a valid bundle name"));
+            }
+            let list = listing.bundles;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&list).expect("json serializes"));
             } else {
@@ -401,7 +405,7 @@ fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
     let size: u64 = report.parts.iter().map(|p| p.size).sum();
     progress.say(&format!(
         "saved {} to {}/{}.sha256: {} image(s), {} blobs, {} in {} file(s) ({} uncompressed){}{}",
-        report.images.join(", "),
+        shown_list(&report.images),
         report.location.trim_end_matches('/'),
         report.stem,
         report.images.len(),
@@ -440,7 +444,7 @@ fn load(a: LoadArgs, progress: &CliProgress) -> Result<()> {
     let report = ferry::load::load(&bundle, &into, decryptor, progress)?;
     progress.say(&format!(
         "loaded {} into {} ({} blobs verified; {})",
-        report.images.join(", "),
+        shown_list(&report.images),
         report.target,
         report.blobs,
         signature.describe()
@@ -466,10 +470,10 @@ fn print_copy(report: &ferry::transfer::CopyReport, json: bool, progress: &CliPr
 }
 
 fn print_info(info: &ferry::inspect::BundleInfo) {
-    println!("bundle:      {}", info.bundle);
-    println!("format:      {}", info.format.as_deref().unwrap_or("?"));
+    println!("bundle:      {}", shown(&info.bundle));
+    println!("format:      {}", shown(info.format.as_deref().unwrap_or("?")));
     if let Some(c) = &info.created {
-        println!("created:     {c} by {}", info.tool.as_deref().unwrap_or("?"));
+        println!("created:     {} by {}", shown(c), shown(info.tool.as_deref().unwrap_or("?")));
     }
     println!("compression: {}", info.compression);
     match &info.recipients {
@@ -481,27 +485,36 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
         None => println!("signed:      {}", if info.signed { "yes (minisign)" } else { "no" }),
     }
     if let Some(c) = &info.trusted_comment {
-        println!("comment:     {c}");
+        println!("comment:     {}", shown(c));
     }
     if let Some(f) = info.flattened {
         println!("flattened:   {}", if f { "yes" } else { "no" });
     }
     println!("files:");
     for p in &info.parts {
-        println!("  {}  {}", p.name, p.size.map(human).unwrap_or_else(|| "?".into()));
+        println!("  {}  {}", shown(&p.name), p.size.map(human).unwrap_or_else(|| "?".into()));
     }
     for img in info.images.iter().flatten() {
-        println!("image {} ({})", img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>"), img.digest);
+        println!("image {} ({})", shown(img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>")), img.digest);
         for m in &img.manifests {
-            println!("  {} manifest {} config {} — {} layer(s), {}", m.platform.as_deref().unwrap_or("?"), m.digest.short(), m.config.short(), m.layers.len(), human(m.size));
+            println!("  {} manifest {} config {} — {} layer(s), {}", shown(m.platform.as_deref().unwrap_or("?")), m.digest.short(), m.config.short(), m.layers.len(), human(m.size));
             for l in &m.layers {
-                println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), l.media_type);
+                println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), shown(&l.media_type));
             }
         }
     }
     for n in &info.notes {
-        println!("note: {n}");
+        println!("note: {}", shown(n));
     }
+}
+
+/// Names from a server or a bundle, escaped for the terminal.
+fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    ferry::untrusted::shown(s)
+}
+
+fn shown_list(names: &[String]) -> String {
+    names.iter().map(|n| shown(n)).collect::<Vec<_>>().join(", ")
 }
 
 fn human(n: u64) -> String {

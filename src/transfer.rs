@@ -254,16 +254,31 @@ pub struct ListedBundle {
     pub encrypted: bool,
 }
 
-/// Complete bundles (those whose `STEM.sha256` exists) at a location.
-pub fn list_bundles(transport: &dyn Transport) -> Result<Vec<ListedBundle>> {
+/// What `ls` found at a location.
+#[derive(Debug, Clone, Default)]
+pub struct Listing {
+    pub bundles: Vec<ListedBundle>,
+    /// Checksum files whose stem is not a valid bundle name (shown escaped): skipped.
+    pub skipped: Vec<String>,
+}
+
+/// Complete bundles (those whose `STEM.sha256` exists) at a location. Names are
+/// the server's: a `STEM.sha256` whose stem is not a valid bundle name (control
+/// characters, slashes, a leading dot or dash) is skipped and noted, never shown raw.
+pub fn list_bundles(transport: &dyn Transport) -> Result<Listing> {
     let entries = transport.list()?;
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for e in &entries {
         let Some(stem) = e.name.strip_suffix(names::CHECKSUM_SUFFIX) else { continue };
+        if names::check_stem(stem).is_err() {
+            skipped.push(crate::untrusted::shown(&e.name).into_owned());
+            continue;
+        }
         let prefix = format!("{stem}.tar");
         let parts: Vec<_> = entries
             .iter()
-            .filter(|p| p.name.starts_with(&prefix) && !p.name.ends_with(ferry_transports::PARTIAL_SUFFIX))
+            .filter(|p| p.name.starts_with(&prefix) && !p.name.ends_with(ferry_transports::PARTIAL_SUFFIX) && names::is_plain_name(&p.name))
             .collect();
         out.push(ListedBundle {
             stem: stem.to_string(),
@@ -273,5 +288,5 @@ pub fn list_bundles(transport: &dyn Transport) -> Result<Vec<ListedBundle>> {
             encrypted: parts.iter().any(|p| p.name.contains(".age")),
         });
     }
-    Ok(out)
+    Ok(Listing { bundles: out, skipped })
 }

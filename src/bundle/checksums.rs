@@ -33,8 +33,10 @@ impl ChecksumFile {
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad(format!("line {} has no sha256 checksum", n + 1)));
             }
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name.starts_with('.') {
-                return Err(bad(format!("line {} names {name:?}, which is not a file of this bundle", n + 1)));
+            // Only names ferry writes: nothing that leaves the directory, nothing that
+            // could rewrite a terminal when a message shows it.
+            if !super::names::is_plain_name(name) {
+                return Err(bad(format!("line {} names \"{}\", which is not a file of this bundle", n + 1, crate::untrusted::shown(name))));
             }
             lines.push(ChecksumLine { hex: hex.to_ascii_lowercase(), name: name.to_string() });
         }
@@ -54,6 +56,11 @@ mod tests {
         assert_eq!(ChecksumFile::parse(f.render().as_bytes(), "x").unwrap(), f);
         let evil = format!("{}  ../etc/passwd\n", "a".repeat(64));
         assert!(ChecksumFile::parse(evil.as_bytes(), "x").is_err());
+        for hostile in ["x.tar\u{1b}[2J", "x.ta\rr", "-x.tar", "x tar"] {
+            let line = format!("{}  {hostile}\n", "a".repeat(64));
+            let e = ChecksumFile::parse(line.as_bytes(), "x").unwrap_err().to_string();
+            assert!(!e.contains('\u{1b}') && !e.contains('\r'), "{e}");
+        }
         let bin = format!("{} *x.tar\n", "b".repeat(64));
         assert_eq!(ChecksumFile::parse(bin.as_bytes(), "x").unwrap().lines[0].name, "x.tar");
     }

@@ -57,10 +57,12 @@ pub fn locate(source: &str, open: TransportOpener) -> Result<BundleSource> {
 /// `(location, stem)`; the stem is `None` for a local directory to search.
 fn split_source(source: &str) -> Result<(String, Option<String>)> {
     if Location::parse(source).is_remote() {
+        // What the user typed may hold a password: messages show it redacted.
+        let shown = ferry_transports::redact_location(source);
         let trimmed = source.trim_end_matches('/');
-        let (loc, last) = trimmed.rsplit_once('/').ok_or_else(|| Error::usage(format!("{source}: give LOCATION/STEM")))?;
+        let (loc, last) = trimmed.rsplit_once('/').ok_or_else(|| Error::usage(format!("{shown}: give LOCATION/STEM")))?;
         if loc.ends_with(':') || loc.ends_with("//") || last.contains('@') && !loc.contains("//") {
-            return Err(Error::usage(format!("{source}: give LOCATION/STEM, e.g. sftp://host/drop/mybundle")));
+            return Err(Error::usage(format!("{shown}: give LOCATION/STEM, e.g. sftp://host/drop/mybundle")));
         }
         let stem = stem_of(last).unwrap_or(last).to_string();
         return Ok((format!("{loc}/"), Some(stem)));
@@ -84,6 +86,7 @@ fn only_stem(transport: &dyn Transport) -> Result<String> {
         .list()?
         .into_iter()
         .filter_map(|e| e.name.strip_suffix(names::CHECKSUM_SUFFIX).map(str::to_string))
+        .filter(|stem| names::check_stem(stem).is_ok())
         .collect();
     match stems.as_slice() {
         [one] => Ok(one.clone()),
@@ -92,7 +95,7 @@ fn only_stem(transport: &dyn Transport) -> Result<String> {
             "{} holds {} bundles ({}): name one as {}/STEM",
             transport.describe(),
             many.len(),
-            many.join(", "),
+            many.iter().map(|s| crate::untrusted::shown(s)).collect::<Vec<_>>().join(", "),
             transport.describe()
         ))),
     }

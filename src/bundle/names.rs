@@ -24,16 +24,23 @@ pub fn signature_name(stem: &str) -> String {
     format!("{stem}{SIGNATURE_SUFFIX}")
 }
 
+/// Whether `name` is a plain file name of the kind bundles use (stems and every
+/// file of a bundle): letters, digits and `. _ - + @`, not starting with `.` or `-`.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.starts_with('-')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-+@".contains(c))
+}
+
 /// A stem must be a plain file name: it is used on USB keys, FTP and HTTP servers.
 pub fn check_stem(stem: &str) -> Result<()> {
-    let ok = !stem.is_empty()
-        && stem.len() <= 200
-        && !stem.starts_with('.')
-        && !stem.starts_with('-')
-        && stem.chars().all(|c| c.is_ascii_alphanumeric() || "._-+@".contains(c));
+    let ok = stem.len() <= 200 && is_plain_name(stem);
     if !ok {
         return Err(Error::usage(format!(
-            "invalid bundle name {stem:?}: use letters, digits and . _ - + @ (no slashes, not starting with . or -)"
+            "invalid bundle name \"{}\": use letters, digits and . _ - + @ (no slashes, not starting with . or -)",
+            crate::untrusted::shown(stem)
         )));
     }
     Ok(())

@@ -32,6 +32,8 @@ pub use http::HttpTransport;
 pub use location::{open, open_with, Location};
 pub use memory::MemoryTransport;
 pub use options::{FtpPassive, SshAgent, TransportOptions};
+/// A location as it may be shown: any password in it replaced by `***`.
+pub use remote::redact as redact_location;
 pub use sftp::SftpTransport;
 
 use std::io::{Read, Write};

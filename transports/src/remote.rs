@@ -170,7 +170,7 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 /// A location string with any `user:password@` password replaced by `***`.
-pub(crate) fn redact(location: &str) -> String {
+pub fn redact(location: &str) -> String {
     match Url::parse(location) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
