@@ -1,7 +1,7 @@
 //! The `ferry` command: argument parsing and output only; the work is in the library.
 mod cli_progress;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use cli_progress::CliProgress;
 use ferry::bundle::{self, SaveOptions};
 use ferry::compress::Compression;
@@ -66,6 +66,13 @@ enum Command {
     Pull(PullArgs),
     /// List the complete bundles at a location.
     Ls(LsArgs),
+    /// Print a shell completion script (e.g. `ferry completions bash > /etc/bash_completion.d/ferry`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print ferry's man page (roff) on stdout: `ferry man | man -l -`.
+    Man,
     /// Make a minisign key pair (ferry.key, ferry.pub) and an age identity (ferry.age).
     Keygen(KeygenArgs),
     /// Squash an image's layers into one (the filesystem a container sees) and write it to a target.
@@ -75,8 +82,11 @@ enum Command {
 #[derive(Args)]
 struct SaveArgs {
     /// Images: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG].
-    #[arg(required = true)]
+    #[arg(required_unless_present = "images_from")]
     images: Vec<String>,
+    /// Also save the images listed in FILE: one reference per line, `#` comments.
+    #[arg(long, value_name = "FILE")]
+    images_from: Option<std::path::PathBuf>,
     /// Where to write the bundle: a directory or a URL.
     #[arg(short, long)]
     output: String,
@@ -85,7 +95,7 @@ struct SaveArgs {
     stem: Option<String>,
     #[arg(long, default_value = "zstd", value_parser = ["zstd", "gzip", "none"])]
     compress: String,
-    /// Compression level (zstd 1-19, default 3; gzip 1-9, default 6).
+    /// Compression level (zstd 1-22, default 3; gzip 0-9, default 6).
     #[arg(long)]
     level: Option<i32>,
     /// Keep only these platforms (OS/ARCH[/VARIANT]); default keeps all.
@@ -234,6 +244,16 @@ fn open_transport(location: &str) -> Result<Box<dyn Transport>> {
     Ok(ferry_transports::open_with(location, TRANSPORT_OPTIONS.get_or_init(Default::default))?)
 }
 
+/// `println!` that treats a closed stdout as the end of the job (see [`print_bytes`]).
+macro_rules! println {
+    () => { print_bytes(b"\n") };
+    ($($arg:tt)*) => {{
+        let mut line = format!($($arg)*);
+        line.push('\n');
+        print_bytes(line.as_bytes());
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut net = ferry_transports::TransportOptions::default();
@@ -333,6 +353,18 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
             println!("age recipient:   {}", k.age_recipient);
             Ok(())
         }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut script);
+            print_bytes(&script);
+            Ok(())
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| Error::io("writing the man page", e))?;
+            print_bytes(&page);
+            Ok(())
+        }
         Command::Ls(a) => {
             let t = open_transport(&a.location)?;
             let listing = ferry::transfer::list_bundles(&*t)?;
@@ -360,7 +392,15 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
 }
 
 fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
-    let images = a.images.iter().map(|s| ImageRef::parse(s)).collect::<Result<Vec<_>>>()?;
+    let mut names = a.images.clone();
+    if let Some(list) = &a.images_from {
+        let listed = ferry::reference::read_image_list(list)?;
+        if listed.is_empty() {
+            return Err(Error::usage(format!("{}: lists no images", list.display())));
+        }
+        names.extend(listed);
+    }
+    let images = names.iter().map(|s| ImageRef::parse(s)).collect::<Result<Vec<_>>>()?;
     let compression = Compression::parse(&a.compress)?;
     let level = a.level.unwrap_or(compression.default_level());
     if compression == Compression::Zstd && !(1..=22).contains(&level) || compression == Compression::Gzip && !(0..=9).contains(&level) {
@@ -505,6 +545,20 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     }
     for n in &info.notes {
         println!("note: {}", shown(n));
+    }
+}
+
+/// Write to stdout; a reader that went away (`ferry ls | head`) ends ferry quietly
+/// with success, as `cat` does, instead of a panic.
+fn print_bytes(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("ferry: error: writing to stdout: {e}");
+        std::process::exit(1);
     }
 }
 

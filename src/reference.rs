@@ -156,3 +156,43 @@ mod tests {
         assert_eq!(ImageName::parse("ferry/x:t").unwrap().full(), "docker.io/ferry/x:t");
     }
 }
+
+/// The image references of an `--images-from` file: one per line; blank lines
+/// and `#` comments (whole lines, or after whitespace) are skipped.
+pub fn read_image_list(path: &std::path::Path) -> Result<Vec<String>> {
+    use std::io::Read;
+    // A list of references is small; a bound keeps a wrong path (a disk image) cheap.
+    const MAX_LIST: u64 = 4 << 20;
+    let ctx = || format!("reading the image list {}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_LIST + 1).read_to_string(&mut text))
+        .map_err(|e| Error::io(ctx(), e))?;
+    if text.len() as u64 > MAX_LIST {
+        return Err(Error::usage(format!("{}: longer than {} MiB; is it an image list?", path.display(), MAX_LIST >> 20)));
+    }
+    Ok(parse_image_list(&text))
+}
+
+fn parse_image_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            let line = line.trim();
+            match line.find(" #").or_else(|| line.find("\t#")) {
+                Some(i) => line[..i].trim_end(),
+                None => line,
+            }
+        })
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
+#[cfg(test)]
+mod image_list_tests {
+    #[test]
+    fn one_reference_per_line_with_comments() {
+        let text = "# release 42\n\ndocker-archive:a.tar\n  oci:dir:app  # the app\nbusybox:1.36\t# base\n#oci:skipped\n";
+        assert_eq!(super::parse_image_list(text), ["docker-archive:a.tar", "oci:dir:app", "busybox:1.36"]);
+    }
+}
