@@ -66,15 +66,16 @@ fn save_images_from_a_list_file() {
 
 #[test]
 fn a_closed_stdout_is_success_not_a_panic() {
-    // The reader goes away before ferry writes (`ferry completions bash | true`).
+    // The reader is gone before ferry writes (`ferry completions bash | true`).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
     let mut child = Command::new(env!("CARGO_BIN_EXE_ferry"))
         .args(["completions", "bash"])
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(writer)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    drop(child.stdout.take());
     let mut stderr = String::new();
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
