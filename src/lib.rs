@@ -15,6 +15,7 @@ pub mod size;
 
 pub use error::{Error, ErrorKind, Result};
 pub mod bundle;
+pub mod commands;
 pub mod load;
 pub mod engine;
 pub mod inspect;

@@ -3,14 +3,11 @@ mod cli_progress;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use cli_progress::CliProgress;
-use ferry::bundle::{self, SaveOptions};
-use ferry::compress::Compression;
+use ferry::commands::{self, Context};
 use ferry::error::{Error, Result};
-use ferry::image::{PlatformFilter, SourceOptions};
-use ferry::reference::ImageRef;
-use ferry_transports::Transport;
+use ferry::trust::TrustOptions;
+use serde::Serialize;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(name = "ferry", version, about = "Carry container images across air gaps: save, seal, ship, verify, load.")]
@@ -18,6 +15,9 @@ struct Cli {
     /// No progress or status output.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Print the command's report as one JSON object on stdout (errors as JSON on stderr).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(flatten)]
     net: NetArgs,
     #[command(subcommand)]
@@ -47,8 +47,6 @@ struct NetArgs {
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{e} (e.g. 30s, 5m)"))
 }
-
-static TRANSPORT_OPTIONS: std::sync::OnceLock<ferry_transports::TransportOptions> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -130,9 +128,6 @@ struct FlattenArgs {
     /// Keep only these platforms of a multi-platform image (OS/ARCH[/VARIANT]); default keeps all.
     #[arg(long = "platform")]
     platforms: Vec<String>,
-    /// Print what was flattened as JSON on stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args, Default)]
@@ -146,13 +141,8 @@ struct TrustArgs {
 }
 
 impl TrustArgs {
-    fn options(&self, allow_unsigned: bool) -> ferry::trust::TrustOptions {
-        ferry::trust::TrustOptions {
-            keys: self.keys.clone(),
-            identities: self.identities.clone(),
-            allow_unsigned,
-            prompt_allowed: prompt_allowed(),
-        }
+    fn options(&self, allow_unsigned: bool) -> TrustOptions {
+        TrustOptions { keys: self.keys.clone(), identities: self.identities.clone(), allow_unsigned, prompt_allowed: prompt_allowed() }
     }
 }
 
@@ -195,8 +185,6 @@ struct VerifyArgs {
 struct InspectArgs {
     #[command(flatten)]
     source: SourceArgs,
-    #[arg(long)]
-    json: bool,
     /// Identity to open an encrypted bundle's content with.
     #[arg(short = 'i', long = "identity")]
     identities: Vec<std::path::PathBuf>,
@@ -218,8 +206,6 @@ struct PushArgs {
     bundle: String,
     /// Destination location: a directory or a URL.
     location: String,
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args)]
@@ -229,19 +215,11 @@ struct PullArgs {
     /// Directory to download into.
     #[arg(short, long, default_value = ".")]
     output: String,
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Args)]
 struct LsArgs {
     location: String,
-    #[arg(long)]
-    json: bool,
-}
-
-fn open_transport(location: &str) -> Result<Box<dyn Transport>> {
-    Ok(ferry_transports::open_with(location, TRANSPORT_OPTIONS.get_or_init(Default::default))?)
 }
 
 /// `println!` that treats a closed stdout as the end of the job (see [`print_bytes`]).
@@ -256,126 +234,130 @@ macro_rules! println {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut net = ferry_transports::TransportOptions::default();
-    net.known_hosts = cli.net.known_hosts.clone().or(net.known_hosts);
-    net.accept_new_host_key = cli.net.accept_new_host_key;
-    net.ca_cert = cli.net.ca_cert.clone();
-    net.io_timeout = cli.net.timeout;
-    if !cli.net.ssh_keys.is_empty() {
-        net.identity_files = cli.net.ssh_keys.clone();
-    }
-    let _ = TRANSPORT_OPTIONS.set(net);
     let progress = CliProgress::new(cli.quiet);
-    match run(cli.command, &progress) {
+    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed() };
+    let out = Output { json: cli.json, progress: &progress };
+    match run(cli.command, &cx, &out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             progress.clear();
-            eprintln!("ferry: error: {e}");
-            if let Some(hint) = e.hint() {
-                eprintln!("  hint: {hint}");
+            let code = e.kind().exit_code();
+            if cli.json {
+                let report = serde_json::json!({"error": e.to_string(), "exit": code, "hint": e.hint()});
+                eprintln!("{report}");
+            } else {
+                eprintln!("ferry: error: {e}");
+                if let Some(hint) = e.hint() {
+                    eprintln!("  hint: {hint}");
+                }
             }
-            ExitCode::from(e.kind().exit_code() as u8)
+            ExitCode::from(code as u8)
         }
     }
 }
 
-fn run(command: Command, progress: &CliProgress) -> Result<()> {
+fn transport_options(a: &NetArgs) -> ferry_transports::TransportOptions {
+    let mut net = ferry_transports::TransportOptions::default();
+    net.known_hosts = a.known_hosts.clone().or(net.known_hosts);
+    net.accept_new_host_key = a.accept_new_host_key;
+    net.ca_cert = a.ca_cert.clone();
+    net.io_timeout = a.timeout;
+    if !a.ssh_keys.is_empty() {
+        net.identity_files = a.ssh_keys.clone();
+    }
+    net
+}
+
+/// How a report is shown: `--json` prints it whole on stdout; otherwise the
+/// command's own text (listings on stdout, status lines on stderr).
+struct Output<'a> {
+    json: bool,
+    progress: &'a CliProgress,
+}
+
+impl Output<'_> {
+    fn show<R: Serialize>(&self, report: &R, text: impl FnOnce(&R, &CliProgress)) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
+        } else {
+            text(report, self.progress);
+        }
+    }
+}
+
+fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
     match command {
-        Command::Save(a) => save(a, progress),
-        Command::Flatten(a) => flatten(a, progress),
-        Command::Load(a) => load(a, progress),
+        Command::Save(a) => {
+            let cmd = commands::save::SaveCommand {
+                images: a.images,
+                images_from: a.images_from,
+                output: a.output,
+                stem: a.stem,
+                compression: a.compress,
+                level: a.level,
+                platforms: a.platforms,
+                split: a.split,
+                seal: ferry::save::SealOptions {
+                    sign_key: a.sign,
+                    recipients: a.recipients,
+                    recipient_files: a.recipient_files,
+                    passphrase: a.passphrase,
+                    prompt_allowed: false,
+                },
+                flatten: a.flatten,
+            };
+            out.show(&commands::save::run(&cmd, cx)?, print_save);
+        }
+        Command::Flatten(a) => {
+            let opts = commands::flatten::FlattenOptions { source: a.source, target: a.target, platforms: a.platforms };
+            out.show(&commands::flatten::run(&opts, cx)?, |r, p| {
+                p.say(&format!("flattened {} into {}", r.report.summary(), r.target));
+                for note in &r.report.dropped {
+                    p.say(&format!("note: left out {note} (it describes the unflattened image)"));
+                }
+            });
+        }
+        Command::Load(a) => {
+            let opts = commands::load::LoadOptions { source: a.source.source, into: a.into, trust: a.trust.options(a.allow_unsigned) };
+            out.show(&commands::load::run(&opts, cx)?, |r, p| {
+                p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));
+            });
+        }
         Command::Verify(a) => {
-            let bundle = bundle::locate(&a.source.source, &open_transport)?;
-            let trust = a.trust.options(false);
-            let signature = trust.check_signature(&bundle, false)?;
-            if bundle.is_encrypted_by_name() && a.trust.identities.is_empty() {
-                let size = ferry::load::verify_checksums(&bundle, progress)?;
-                progress.say(&format!(
-                    "verified {}: {}; checksums of {} file(s) ({size} bytes) match; the content is encrypted and was not opened (give -i to check every blob)",
-                    bundle.describe(),
-                    signature.describe(),
-                    bundle.checksums.lines.len()
-                ));
-                return Ok(());
-            }
-            let decryptor = if bundle.is_encrypted_by_name() { Some(trust.decryptor()?) } else { None };
-            let report = ferry::load::verify(&bundle, decryptor, progress)?;
-            progress.say(&format!(
-                "verified {}: {}; checksums, {} blobs ({} bytes) and every reference; images: {}",
-                bundle.describe(),
-                signature.describe(),
-                report.blobs,
-                report.content_bytes,
-                shown_list(&report.images)
-            ));
-            Ok(())
+            let opts = commands::verify::VerifyOptions { source: a.source.source, trust: a.trust.options(false) };
+            out.show(&commands::verify::run(&opts, cx)?, print_verify);
         }
         Command::Inspect(a) => {
-            let bundle = bundle::locate(&a.source.source, &open_transport)?;
-            let trust = ferry::trust::TrustOptions { identities: a.identities.clone(), prompt_allowed: prompt_allowed(), ..Default::default() };
-            let decryptor = if a.identities.is_empty() { None } else { Some(trust.decryptor()?) };
-            let info = ferry::inspect::inspect(&bundle, decryptor)?;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&info).expect("json serializes"));
-            } else {
-                print_info(&info);
-            }
-            Ok(())
+            let trust = TrustOptions { identities: a.identities, prompt_allowed: prompt_allowed(), ..Default::default() };
+            let opts = commands::inspect::InspectOptions { source: a.source.source, trust };
+            out.show(&commands::inspect::run(&opts, cx)?, |info, _| print_info(info));
         }
         Command::Push(a) => {
-            let bundle = bundle::locate(&a.bundle, &open_transport)?;
-            let dest = open_transport(&a.location)?;
-            let report = ferry::transfer::copy_bundle(&bundle, &*dest, progress)?;
-            print_copy(&report, a.json, progress);
-            Ok(())
+            let opts = commands::push::PushOptions { bundle: a.bundle, location: a.location };
+            out.show(&commands::push::run(&opts, cx)?, print_copy);
         }
         Command::Pull(a) => {
-            let bundle = bundle::locate(&a.source, &open_transport)?;
-            std::fs::create_dir_all(&a.output).map_err(|e| Error::io(format!("creating {}", a.output), e))?;
-            let dest = ferry_transports::DirTransport::new(&a.output);
-            let report = ferry::transfer::copy_bundle(&bundle, &dest, progress)?;
-            print_copy(&report, a.json, progress);
-            Ok(())
+            let opts = commands::pull::PullOptions { source: a.source, output: a.output };
+            out.show(&commands::pull::run(&opts, cx)?, print_copy);
         }
         Command::Keygen(a) => {
-            let password = if a.no_password { None } else { ferry::seal::new_key_password(prompt_allowed())? };
-            if !a.no_password && password.is_none() {
-                return Err(Error::usage(
-                    "no password for the secret key: set FERRY_KEY_PASSWORD, run on a terminal, or pass --no-password",
-                ));
-            }
-            std::fs::create_dir_all(&a.output).map_err(|e| Error::io(format!("creating {}", a.output.display()), e))?;
-            let k = ferry::seal::generate(&a.output, password.as_ref())?;
-            println!("minisign key id: {}", k.key_id);
-            println!("public key:      {} (give it to consumers: -k)", k.public_key_path.display());
-            println!("secret key:      {} ({})", k.secret_key_path.display(), if k.password_protected { "password-protected" } else { "no password" });
-            println!("age identity:    {} (consumers decrypt with -i)", k.age_identity_path.display());
-            println!("age recipient:   {}", k.age_recipient);
-            Ok(())
-        }
-        Command::Completions { shell } => {
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut script);
-            print_bytes(&script);
-            Ok(())
-        }
-        Command::Man => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| Error::io("writing the man page", e))?;
-            print_bytes(&page);
-            Ok(())
+            let opts = commands::keygen::KeygenOptions { output: a.output, no_password: a.no_password };
+            out.show(&commands::keygen::run(&opts, cx)?, |k, _| {
+                println!("minisign key id: {}", k.key_id);
+                println!("public key:      {} (give it to consumers: -k)", k.public_key_path.display());
+                println!("secret key:      {} ({})", k.secret_key_path.display(), if k.password_protected { "password-protected" } else { "no password" });
+                println!("age identity:    {} (consumers decrypt with -i)", k.age_identity_path.display());
+                println!("age recipient:   {}", k.age_recipient);
+            });
         }
         Command::Ls(a) => {
-            let t = open_transport(&a.location)?;
-            let listing = ferry::transfer::list_bundles(&*t)?;
+            let listing = commands::ls::run(&commands::ls::LsOptions { location: a.location }, cx)?;
             for name in &listing.skipped {
-                progress.say(&format!("note: skipped {name}: not a valid bundle name"));
+                out.progress.say(&format!("note: skipped {name}: not a valid bundle name"));
             }
-            let list = listing.bundles;
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&list).expect("json serializes"));
-            } else {
-                for b in list {
+            // `--json` keeps its shape: an array of the bundles found.
+            out.show(&listing.bundles, |bundles, _| {
+                for b in bundles {
                     let mut flags = vec![];
                     if b.signed {
                         flags.push("signed");
@@ -385,118 +367,57 @@ fn run(command: Command, progress: &CliProgress) -> Result<()> {
                     }
                     println!("{}\t{}\t{} file(s)\t{}", b.stem, human(b.size), b.files.len(), flags.join(","));
                 }
-            }
-            Ok(())
+            });
+        }
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "ferry", &mut script);
+            print_bytes(&script);
+        }
+        Command::Man => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut page).map_err(|e| Error::io("writing the man page", e))?;
+            print_bytes(&page);
         }
     }
+    Ok(())
 }
 
-fn save(a: SaveArgs, progress: &CliProgress) -> Result<()> {
-    let mut names = a.images.clone();
-    if let Some(list) = &a.images_from {
-        let listed = ferry::reference::read_image_list(list)?;
-        if listed.is_empty() {
-            return Err(Error::usage(format!("{}: lists no images", list.display())));
-        }
-        names.extend(listed);
-    }
-    let images = names.iter().map(|s| ImageRef::parse(s)).collect::<Result<Vec<_>>>()?;
-    let compression = Compression::parse(&a.compress)?;
-    let level = a.level.unwrap_or(compression.default_level());
-    if compression == Compression::Zstd && !(1..=22).contains(&level) || compression == Compression::Gzip && !(0..=9).contains(&level) {
-        return Err(Error::usage(format!("--level {level} is out of range for {}", compression.name())));
-    }
-    let split = a.split.as_deref().map(ferry::size::parse_size).transpose()?;
-    let seal = ferry::save::SealOptions {
-        sign_key: a.sign.clone(),
-        recipients: a.recipients.clone(),
-        recipient_files: a.recipient_files.clone(),
-        passphrase: a.passphrase,
-        prompt_allowed: prompt_allowed(),
-    };
-    let (encryptor, signer) = seal.prepare()?;
-    // Flattening reads the layers again; keep them uncompressed for it.
-    let spool_zstd_level = (compression == Compression::Zstd && !a.flatten).then_some(level);
-    let spool_dir = ferry::save::spool_dir_for(&a.output);
-    let source = SourceOptions {
-        platforms: PlatformFilter::parse(&a.platforms)?,
-        spool_in_place: spool_zstd_level.is_some() && spool_dir.is_some() && split.is_none() && encryptor.is_none(),
-        spool_dir,
-        spool_zstd_level,
-    };
-    let output: Arc<dyn Transport> = Arc::from(open_transport(&a.output)?);
-    let report = ferry::save::save(
-        &images,
-        output,
-        a.stem,
-        &source,
-        |stem| {
-            let mut o = SaveOptions::new(stem);
-            o.compression = compression;
-            o.level = level;
-            o.split = split;
-            o.encryptor = encryptor;
-            o.signer = signer;
-            o.flattened = a.flatten;
-            o
-        },
-        progress,
-    )?;
-    let size: u64 = report.parts.iter().map(|p| p.size).sum();
+fn print_save(r: &commands::save::SaveSummary, progress: &CliProgress) {
     progress.say(&format!(
         "saved {} to {}/{}.sha256: {} image(s), {} blobs, {} in {} file(s) ({} uncompressed){}{}",
-        shown_list(&report.images),
-        report.location.trim_end_matches('/'),
-        report.stem,
-        report.images.len(),
-        report.blobs,
-        human(size),
-        report.parts.len(),
-        human(report.tar_bytes),
-        if report.signed { ", signed" } else { "" },
-        if report.encrypted { ", encrypted" } else { "" }
+        shown_list(&r.images),
+        r.location,
+        r.stem,
+        r.images.len(),
+        r.blobs,
+        human(r.size),
+        r.files.len(),
+        human(r.tar_bytes),
+        if r.signed { ", signed" } else { "" },
+        if r.encrypted { ", encrypted" } else { "" }
     ));
-    Ok(())
 }
 
-fn flatten(a: FlattenArgs, progress: &CliProgress) -> Result<()> {
-    let source = ImageRef::parse(&a.source)?;
-    let target = ImageRef::parse_target(&a.target)?;
-    let platforms = PlatformFilter::parse(&a.platforms)?;
-    let report = ferry::flatten::image::flatten_command(&source, &target, platforms, progress)?;
-    if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("json serializes"));
+fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
+    if r.checksums_only {
+        progress.say(&format!(
+            "verified {}: {}; checksums of {} file(s) ({} bytes) match; the content is encrypted and was not opened (give -i to check every blob)",
+            r.bundle, r.signature, r.files, r.bytes
+        ));
+    } else {
+        progress.say(&format!(
+            "verified {}: {}; checksums, {} blobs ({} bytes) and every reference; images: {}",
+            r.bundle,
+            r.signature,
+            r.blobs,
+            r.bytes,
+            shown_list(&r.images)
+        ));
     }
-    progress.say(&format!("flattened {} into {}", report.summary(), ferry::flatten::output::describe_target(&target)));
-    for note in &report.dropped {
-        progress.say(&format!("note: left out {note} (it describes the unflattened image)"));
-    }
-    Ok(())
 }
 
-fn load(a: LoadArgs, progress: &CliProgress) -> Result<()> {
-    let into = ImageRef::parse_target(&a.into)?;
-    let bundle = bundle::locate(&a.source.source, &open_transport)?;
-    let trust = a.trust.options(a.allow_unsigned);
-    // The signature over STEM.sha256 is checked before any artifact byte is read.
-    let signature = trust.check_signature(&bundle, true)?;
-    let decryptor = Some(trust.decryptor()?);
-    let report = ferry::load::load(&bundle, &into, decryptor, progress)?;
-    progress.say(&format!(
-        "loaded {} into {} ({} blobs verified; {})",
-        shown_list(&report.images),
-        report.target,
-        report.blobs,
-        signature.describe()
-    ));
-    Ok(())
-}
-
-fn print_copy(report: &ferry::transfer::CopyReport, json: bool, progress: &CliProgress) {
-    if json {
-        println!("{}", serde_json::to_string_pretty(report).expect("json serializes"));
-        return;
-    }
+fn print_copy(report: &ferry::transfer::CopyReport, progress: &CliProgress) {
     let sent: u64 = report.files.iter().map(|f| f.sent).sum();
     let resumed = report.files.iter().filter(|f| f.resumed_from > 0).count();
     progress.say(&format!(
@@ -508,7 +429,6 @@ fn print_copy(report: &ferry::transfer::CopyReport, json: bool, progress: &CliPr
         if resumed > 0 { format!(", {resumed} resumed") } else { String::new() }
     ));
 }
-
 fn print_info(info: &ferry::inspect::BundleInfo) {
     println!("bundle:      {}", shown(&info.bundle));
     println!("format:      {}", shown(info.format.as_deref().unwrap_or("?")));

@@ -255,7 +255,7 @@ pub struct ListedBundle {
 }
 
 /// What `ls` found at a location.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Listing {
     pub bundles: Vec<ListedBundle>,
     /// Checksum files whose stem is not a valid bundle name (shown escaped): skipped.

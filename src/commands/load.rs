@@ -1,0 +1,49 @@
+//! `ferry load SOURCE --into TARGET`: the signature first, then one verified
+//! stream into the target, committed only when everything checked out.
+use super::Context;
+use crate::compress::Compression;
+use crate::error::Result;
+use crate::reference::ImageRef;
+use crate::trust::TrustOptions;
+use serde::Serialize;
+
+pub struct LoadOptions {
+    pub source: String,
+    pub into: String,
+    pub trust: TrustOptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadSummary {
+    pub bundle: String,
+    pub target: String,
+    pub images: Vec<String>,
+    pub blobs: usize,
+    pub content_bytes: u64,
+    pub signature: String,
+    pub compression: &'static str,
+    pub encrypted: bool,
+}
+
+pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
+    let into = ImageRef::parse_target(&opts.into)?;
+    let bundle = cx.locate(&opts.source)?;
+    // The signature over STEM.sha256 is checked before any artifact byte is read.
+    let signature = opts.trust.check_signature(&bundle, true)?;
+    let decryptor = Some(opts.trust.decryptor()?);
+    let report = crate::load::load(&bundle, &into, decryptor, cx.progress)?;
+    Ok(LoadSummary {
+        bundle: bundle.describe(),
+        target: report.target,
+        images: report.images,
+        blobs: report.blobs,
+        content_bytes: report.content_bytes,
+        signature: signature.describe(),
+        compression: compression_name(report.compression),
+        encrypted: report.encrypted,
+    })
+}
+
+fn compression_name(c: Compression) -> &'static str {
+    c.name()
+}

@@ -1,0 +1,55 @@
+//! `ferry verify SOURCE`: every check a load makes, nothing written.
+use super::Context;
+use crate::error::Result;
+use crate::trust::TrustOptions;
+use serde::Serialize;
+
+pub struct VerifyOptions {
+    pub source: String,
+    pub trust: TrustOptions,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub bundle: String,
+    /// What the signature check found (`signed by trusted key …`, `unsigned`).
+    pub signature: String,
+    /// Only the checksums were checked: the content is encrypted and no identity was given.
+    pub checksums_only: bool,
+    /// Artifact files checked against STEM.sha256.
+    pub files: usize,
+    /// Artifact bytes read (checksums-only) or content bytes verified.
+    pub bytes: u64,
+    /// Blobs verified (0 when only checksums were checked).
+    pub blobs: usize,
+    pub images: Vec<String>,
+}
+
+pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
+    let bundle = cx.locate(&opts.source)?;
+    let signature = opts.trust.check_signature(&bundle, false)?;
+    let files = bundle.checksums.lines.len();
+    if bundle.is_encrypted_by_name() && opts.trust.identities.is_empty() {
+        let bytes = crate::load::verify_checksums(&bundle, cx.progress)?;
+        return Ok(VerifyReport {
+            bundle: bundle.describe(),
+            signature: signature.describe(),
+            checksums_only: true,
+            files,
+            bytes,
+            blobs: 0,
+            images: Vec::new(),
+        });
+    }
+    let decryptor = if bundle.is_encrypted_by_name() { Some(opts.trust.decryptor()?) } else { None };
+    let report = crate::load::verify(&bundle, decryptor, cx.progress)?;
+    Ok(VerifyReport {
+        bundle: bundle.describe(),
+        signature: signature.describe(),
+        checksums_only: false,
+        files,
+        bytes: report.content_bytes,
+        blobs: report.blobs,
+        images: report.images,
+    })
+}
