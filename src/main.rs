@@ -234,7 +234,8 @@ macro_rules! println {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let progress = CliProgress::new(cli.quiet);
+    // With --json, stderr carries only an error object: no progress or status lines.
+    let progress = CliProgress::new(cli.quiet || cli.json);
     let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed() };
     let out = Output { json: cli.json, progress: &progress };
     match run(cli.command, &cx, &out) {
