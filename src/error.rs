@@ -24,6 +24,13 @@ pub enum Error {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Seal(#[from] crate::seal::SealError),
+    /// A sealing failure on one file of a bundle (its age header, its decryption).
+    #[error("{file}: {source}")]
+    SealIn {
+        file: String,
+        #[source]
+        source: crate::seal::SealError,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -105,7 +112,7 @@ impl Error {
             Error::Usage(_) => ErrorKind::Usage,
             Error::Integrity(_) | Error::Authenticity(_) | Error::UnsafeImage(_) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
-            Error::Seal(e) if e.is_integrity_failure() => ErrorKind::Integrity,
+            Error::Seal(e) | Error::SealIn { source: e, .. } if e.is_integrity_failure() => ErrorKind::Integrity,
             _ => ErrorKind::Other,
         }
     }
@@ -128,10 +135,11 @@ impl Error {
                 "check the server's host key; add it to known_hosts (or pass --accept-new-host-key for a first contact)"
             }
             Error::Transport(_) => "check the location and that the server is reachable; `ferry push`/`pull` resume where they stopped",
-            Error::Seal(e) if e.is_integrity_failure() => {
+            Error::Seal(e) | Error::SealIn { source: e, .. } if e.hint().is_some() => e.hint().unwrap_or_default(),
+            Error::Seal(e) | Error::SealIn { source: e, .. } if e.is_integrity_failure() => {
                 "the bundle's signature or encryption does not check out with the keys given: nothing was loaded"
             }
-            Error::Seal(_) => "check the key files and the password/passphrase (FERRY_KEY_PASSWORD, FERRY_PASSPHRASE)",
+            Error::Seal(_) | Error::SealIn { .. } => "check the key files and the password/passphrase (FERRY_KEY_PASSWORD, FERRY_PASSPHRASE)",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "check the path",
             Error::Io { source, .. } if source.raw_os_error() == Some(28) => "free some disk space and run the command again",
             Error::Io { .. } => return None,

@@ -5,6 +5,7 @@ use crate::bundle::verify::{Sink, Verified};
 use crate::bundle::{BundleSource, NoProgress};
 use crate::digest::Digest;
 use crate::error::Result;
+use crate::seal::limits::MAX_HEADER_BYTES;
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use crate::bundle::layout::{ANN_CREATED, ANN_DELTA_BASE, ANN_FLATTENED, ANN_FORMAT, ANN_TOOL};
 use serde::Serialize;
@@ -102,13 +103,17 @@ pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<Bu
         }
     }
     if let Some(first) = bundle.checksums.lines.first() {
+        // The header is read within its bound (one byte more tells "too long").
         let mut head = Vec::new();
         if let Ok(r) = bundle.transport.get(&first.name, 0) {
-            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(r, 64 * 1024), &mut head);
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(r, MAX_HEADER_BYTES as u64 + 1), &mut head);
         }
-        if crate::seal::is_age(&head) {
+        if crate::seal::is_age(&head) || crate::seal::is_armored_age(&head) {
             info.encrypted = true;
-            info.recipients = crate::seal::describe_recipients(&head).ok().map(|h| h.to_string());
+            match crate::seal::describe_recipients(&head) {
+                Ok(h) => info.recipients = Some(h.to_string()),
+                Err(e) => info.notes.push(format!("{}: {e}", first.name)),
+            }
         }
     }
     if info.encrypted && decryptor.is_none() {

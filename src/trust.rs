@@ -101,7 +101,10 @@ impl TrustOptions {
         let identities = self.load_identities()?;
         let prompt = self.prompt_allowed;
         Ok(Box::new(move |reader| {
-            let input = AgeInput::open(reader)?;
+            let mut input = AgeInput::open(reader)?;
+            if input.is_passphrase() {
+                input = input.with_max_scrypt_work_factor(seal::limits::max_scrypt_work_factor().map_err(Error::usage)?);
+            }
             if identities.is_empty() && !input.is_passphrase() {
                 return Err(Error::integrity(format!(
                     "the bundle is encrypted to {}: give the matching identity with -i",

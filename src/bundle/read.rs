@@ -8,11 +8,10 @@ use super::locate::BundleSource;
 use super::parts::PartsReader;
 use super::pipeline::ReadAhead;
 use crate::compress::{self, Compression};
-use crate::error::{Error, Result};
+use crate::error::{unwrap_io, Error, ErrorKind, Result};
+use crate::seal::{self, SealError};
 use std::io::{self, BufRead, Read};
 use std::sync::{Arc, Mutex};
-
-pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1";
 
 /// Turns the encrypted stream into plaintext.
 pub type Decryptor = Box<dyn FnOnce(Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>>>;
@@ -57,7 +56,10 @@ pub fn open_artifact(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Res
     let parts = SharedParts(Arc::new(Mutex::new(PartsReader::new(bundle.transport.clone(), lines))));
     let mut raw = ReadAhead::spawn("ferry-read", parts.clone()).map_err(|e| Error::io("starting a reader thread", e))?;
     let head = raw.fill_buf().map_err(|e| parts.explain(Error::io(format!("reading {}", bundle.describe()), e)))?;
-    let encrypted = head.starts_with(AGE_MAGIC);
+    let encrypted = seal::is_age(head);
+    if seal::is_armored_age(head) {
+        return Err(decryption_failure(&parts, bundle, Error::Seal(SealError::Armored)));
+    }
     let mut plain = if encrypted {
         let decrypt = decryptor.ok_or_else(|| {
             Error::integrity(format!(
@@ -65,7 +67,7 @@ pub fn open_artifact(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Res
                 bundle.describe()
             ))
         })?;
-        let decrypted = decrypt(Box::new(raw))?;
+        let decrypted = decrypt(Box::new(raw)).map_err(|e| decryption_failure(&parts, bundle, e))?;
         ReadAhead::spawn("ferry-decrypt", decrypted).map_err(|e| Error::io("starting a reader thread", e))?
     } else {
         raw
@@ -76,6 +78,39 @@ pub fn open_artifact(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Res
     let decoder = compress::decoder(compression, plain).map_err(explain)?;
     let reader = decompressing_stage(compression, decoder)?;
     Ok(ArtifactStream { parts, reader, compression, encrypted })
+}
+
+/// A failure of the age layer. When the artifact's bytes could have caused
+/// it (a bad header, no stanza that opens), the first checksum mismatch is
+/// reported instead if there is one (reading the rest of the artifact to
+/// know); otherwise the error is named after the artifact file. An error of
+/// the reading stage (a checksum mismatch found while the header was read, a
+/// transport failure) comes out as itself; a missing key or a bad setting
+/// costs no read.
+fn decryption_failure(parts: &SharedParts, bundle: &BundleSource, e: Error) -> Error {
+    let file = || match bundle.checksums.lines.first() {
+        Some(first) => format!("{}/{}", bundle.transport.describe().trim_end_matches('/'), first.name),
+        None => bundle.describe(),
+    };
+    let (e, symptom) = match e {
+        Error::Seal(SealError::Stream { action, source }) => match unwrap_io(source) {
+            Ok(reading) => {
+                let symptom = reading.kind() == ErrorKind::Integrity;
+                (reading, symptom)
+            }
+            Err(source) => (Error::Seal(SealError::Stream { action, source }), false),
+        },
+        Error::Seal(source) => {
+            let symptom = source.is_integrity_failure();
+            (Error::SealIn { file: file(), source }, symptom)
+        }
+        other => (other, false),
+    };
+    if symptom {
+        parts.explain(e)
+    } else {
+        e
+    }
 }
 
 /// Decompression on its own thread; an uncompressed stream needs none.

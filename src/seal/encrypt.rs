@@ -19,6 +19,7 @@ use age::secrecy::{ExposeSecret, SecretString};
 use super::age_keys::{Identity, Recipient};
 use super::error::{Result, SealError};
 use super::header::{read_header, AgeHeaderInfo};
+use super::limits::DEFAULT_MAX_SCRYPT_WORK_FACTOR;
 use super::secret;
 
 /// Read buffer in front of the encrypted input.
@@ -175,6 +176,8 @@ pub struct AgeInput<R: Read> {
     info: AgeHeaderInfo,
     raw_header: Vec<u8>,
     rest: BufReader<MarkErrors<R>>,
+    /// The highest scrypt work factor (log2) a passphrase may be run through.
+    max_work_factor: u8,
 }
 
 impl<R: Read> fmt::Debug for AgeInput<R> {
@@ -186,7 +189,7 @@ impl<R: Read> fmt::Debug for AgeInput<R> {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Identities,
-    Passphrase,
+    Passphrase { max_work_factor: u8 },
 }
 
 fn describe_identities(ids: &[Identity]) -> String {
@@ -215,7 +218,29 @@ impl<R: Read> AgeInput<R> {
             info,
             raw_header,
             rest,
+            max_work_factor: DEFAULT_MAX_SCRYPT_WORK_FACTOR,
         })
+    }
+
+    /// Accept scrypt work factors up to 2^`log_n` instead of the default
+    /// [`DEFAULT_MAX_SCRYPT_WORK_FACTOR`] (see module `limits`).
+    pub fn with_max_scrypt_work_factor(mut self, log_n: u8) -> Self {
+        self.max_work_factor = log_n;
+        self
+    }
+
+    /// Refuses a scrypt stanza above the limit before any passphrase is asked
+    /// for or run through scrypt.
+    fn check_work_factor(&self) -> Result<()> {
+        match self.info.scrypt_work_factor {
+            Some(required) if required > u32::from(self.max_work_factor) => {
+                Err(SealError::ExcessiveWork {
+                    required,
+                    limit: self.max_work_factor,
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// What the header says about the recipients.
@@ -233,6 +258,7 @@ impl<R: Read> AgeInput<R> {
             info,
             raw_header,
             rest,
+            max_work_factor: _,
         } = self;
         let dec = age::Decryptor::new_buffered(Cursor::new(raw_header).chain(rest))
             .map_err(|e| map_decrypt_error(e, Mode::Identities, &info, &[]))?;
@@ -263,12 +289,17 @@ impl<R: Read> AgeInput<R> {
                 header: self.info.to_string(),
             });
         }
+        self.check_work_factor()?;
+        let max_work_factor = self.max_work_factor;
         let (dec, info) = self.decryptor()?;
-        let id =
+        let mut id =
             age::scrypt::Identity::new(SecretString::from(passphrase.expose_secret().to_owned()));
+        // Checked above already; the age crate's own cap is machine-dependent.
+        id.set_max_work_factor(max_work_factor);
+        let mode = Mode::Passphrase { max_work_factor };
         let inner = dec
             .decrypt(std::iter::once(&id as &dyn age::Identity))
-            .map_err(|e| map_decrypt_error(e, Mode::Passphrase, &info, &[]))?;
+            .map_err(|e| map_decrypt_error(e, mode, &info, &[]))?;
         Ok(DecryptReader { inner })
     }
 
@@ -281,6 +312,7 @@ impl<R: Read> AgeInput<R> {
         prompt_allowed: bool,
     ) -> Result<DecryptReader<R>> {
         if self.info.is_passphrase() {
+            self.check_work_factor()?;
             let pass = secret::passphrase(false, prompt_allowed).map_err(|e| match e {
                 SealError::SecretUnavailable { .. } => SealError::PassphraseRequired,
                 other => other,
@@ -320,18 +352,26 @@ fn map_decrypt_error(
             tried: describe_identities(ids),
             header: info.to_string(),
         },
-        D::DecryptionFailed if mode == Mode::Passphrase => SealError::WrongPassphrase,
+        D::DecryptionFailed if matches!(mode, Mode::Passphrase { .. }) => SealError::WrongPassphrase,
         D::DecryptionFailed => SealError::Decrypt {
             reason:
                 "the recipient stanza for the given identity does not decrypt (corrupted header)"
                     .into(),
         },
-        D::ExcessiveWork { required, target } => SealError::ExcessiveWork { required, target },
+        D::ExcessiveWork { required, .. } => SealError::ExcessiveWork {
+            required: required.into(),
+            limit: match mode {
+                Mode::Passphrase { max_work_factor } => max_work_factor,
+                Mode::Identities => DEFAULT_MAX_SCRYPT_WORK_FACTOR,
+            },
+        },
         D::KeyDecryptionFailed => SealError::Decrypt {
             reason: "the identity itself could not be decrypted".into(),
         },
+        // The version line was checked when the header was read: the rest of
+        // the header did not parse.
         D::UnknownFormat => SealError::MalformedHeader {
-            reason: "unknown age format version".into(),
+            reason: "it is not a well-formed age v1 header".into(),
         },
         #[allow(unreachable_patterns)]
         other => SealError::Decrypt {
@@ -528,6 +568,45 @@ mod tests {
         let e = decrypt_reader(&ct[..], std::slice::from_ref(&id)).unwrap_err();
         assert!(matches!(e, SealError::PassphraseRequired), "{e}");
         assert!(e.to_string().contains("FERRY_PASSPHRASE"));
+    }
+
+    /// Encrypted with a passphrase at scrypt work factor 2^`log_n`.
+    fn encrypt_with_work_factor(pass: &SecretString, log_n: u8) -> Vec<u8> {
+        let mut r = age::scrypt::Recipient::new(pass.clone());
+        r.set_work_factor(log_n);
+        let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+        let mut out = Vec::new();
+        let mut w = enc.wrap_output(&mut out).unwrap();
+        w.write_all(b"secret data").unwrap();
+        w.finish().unwrap();
+        out
+    }
+
+    #[test]
+    fn scrypt_work_factor_is_capped_before_scrypt_runs() {
+        let pass = SecretString::from("correct horse".to_string());
+        let ct = encrypt_with_work_factor(&pass, 12);
+        let pt = read_all(decrypt_reader_passphrase(&ct[..], &pass).unwrap()).unwrap();
+        assert_eq!(pt, b"secret data");
+        // Lowered below the file's factor: refused.
+        let e = AgeInput::open(&ct[..])
+            .unwrap()
+            .with_max_scrypt_work_factor(11)
+            .decrypt_with_passphrase(&pass)
+            .unwrap_err();
+        assert!(matches!(e, SealError::ExcessiveWork { required: 12, limit: 11 }), "{e}");
+        assert!(e.is_integrity_failure());
+        // A stanza edited to ask for 2^40 (MAC not recomputed): the cap fires
+        // first, at once, and before a passphrase is asked for.
+        let edited = String::from_utf8_lossy(&ct[..60]).replacen(" 12\n", " 40\n", 1);
+        let ct40 = [edited.as_bytes(), &ct[60..]].concat();
+        let start = std::time::Instant::now();
+        let e = decrypt_reader_passphrase(&ct40[..], &pass).unwrap_err();
+        assert!(matches!(e, SealError::ExcessiveWork { required: 40, limit: 22 }), "{e}");
+        let e = AgeInput::open(&ct40[..]).unwrap().decrypt_auto(&[], false).unwrap_err();
+        assert!(matches!(e, SealError::ExcessiveWork { required: 40, .. }), "{e}");
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+        assert!(e.hint().unwrap().contains("FERRY_MAX_SCRYPT_WORK_FACTOR"));
     }
 
     #[test]

@@ -149,6 +149,22 @@ pub enum SealError {
     #[error("the age header is invalid: {reason}; the file is corrupted or was modified")]
     MalformedHeader { reason: String },
 
+    /// The age header ends before its MAC line.
+    #[error("the age header is truncated: the file ends {at}")]
+    TruncatedHeader { at: &'static str },
+
+    /// The age header has more stanzas than [`MAX_STANZAS`](super::limits::MAX_STANZAS).
+    #[error("the age header has more than {limit} stanzas (ferry's limit; a real bundle has one per recipient, plus one)")]
+    TooManyStanzas { limit: usize },
+
+    /// The age header is longer than [`MAX_HEADER_BYTES`](super::limits::MAX_HEADER_BYTES).
+    #[error("the age header is longer than {limit} bytes (ferry's limit; a real header takes about 100 bytes per recipient)")]
+    HeaderTooLong { limit: usize },
+
+    /// The data is an ASCII-armored age file (`age -a`), not a binary one.
+    #[error("the artifact is an ASCII-armored age file (-----BEGIN AGE ENCRYPTED FILE-----), but ferry bundles are binary age files")]
+    Armored,
+
     /// The data is encrypted to recipients but no identity was given.
     #[error(
         "the data is encrypted to {header} but no identity was given: pass -i IDENTITY (an age-keygen file or an SSH private key)"
@@ -175,11 +191,11 @@ pub enum SealError {
     #[error("wrong passphrase: it does not decrypt this data")]
     WrongPassphrase,
 
-    /// The scrypt work factor is far above what this machine takes ~1 s for.
+    /// The scrypt work factor is above the limit (see [`super::limits`]).
     #[error(
-        "the passphrase encryption asks for scrypt work factor 2^{required}, far above this machine's 2^{target}; refusing to spend that much time and memory"
+        "the passphrase-encrypted bundle asks for scrypt work factor 2^{required}; ferry accepts at most 2^{limit}: refusing to spend that much time and memory"
     )]
-    ExcessiveWork { required: u8, target: u8 },
+    ExcessiveWork { required: u32, limit: u8 },
 
     /// The encrypted stream ended before its final chunk.
     #[error("the encrypted data is truncated (the age stream ends before its final chunk); copy or download the file again")]
@@ -219,12 +235,37 @@ impl SealError {
                 | SealError::MalformedSignature { .. }
                 | SealError::NotAge
                 | SealError::MalformedHeader { .. }
+                | SealError::TruncatedHeader { .. }
+                | SealError::TooManyStanzas { .. }
+                | SealError::HeaderTooLong { .. }
+                | SealError::Armored
+                | SealError::ExcessiveWork { .. }
                 | SealError::NoMatchingIdentity { .. }
                 | SealError::WrongPassphrase
                 | SealError::Truncated
                 | SealError::Corrupt
                 | SealError::Decrypt { .. }
         )
+    }
+
+    /// What to do about it, when this error needs more than the generic hint
+    /// of its class.
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            SealError::MalformedHeader { .. }
+            | SealError::TruncatedHeader { .. }
+            | SealError::TooManyStanzas { .. }
+            | SealError::HeaderTooLong { .. } => {
+                "the bundle is damaged or was changed after it was made: copy it again from its origin; nothing was loaded"
+            }
+            SealError::Armored => {
+                "it was not written by `ferry save`: re-encrypt the artifact without `age -a` (--armor), or `age -d` it and save the image again"
+            }
+            SealError::ExcessiveWork { .. } => {
+                "`ferry save --passphrase` and `age -p` pick about 2^18; each step up doubles time and memory (2^22: 4 GiB). If you trust the bundle's maker, raise the limit with FERRY_MAX_SCRYPT_WORK_FACTOR=N (N = log2 of the work factor)"
+            }
+            _ => return None,
+        })
     }
 
     /// Finds a `SealError` in an error chain, looking inside `io::Error`s too

@@ -7,7 +7,8 @@
 //!   trusted comment ([`bundle_trusted_comment`], [`BundleComment`]).
 //! - [`encrypt`]: streaming [`encrypt_writer`] / [`decrypt_reader`] and
 //!   passphrase variants, [`AgeInput`] to look at the header first.
-//! - [`header`]: [`is_age`], [`describe_recipients`] (no key needed).
+//! - [`header`]: [`is_age`], [`is_armored_age`], [`describe_recipients`] (no key needed).
+//! - [`limits`]: the bounds on an age header (size, stanzas, scrypt work factor).
 //! - [`secret`]: passwords and passphrases from `FERRY_KEY_PASSWORD` /
 //!   `FERRY_PASSPHRASE` or the terminal; the `chmod 600` check.
 //!
@@ -22,6 +23,7 @@ pub mod encrypt;
 pub mod error;
 pub mod header;
 pub mod keys;
+pub mod limits;
 pub mod secret;
 pub mod sign;
 
@@ -31,7 +33,7 @@ pub use encrypt::{
     DecryptReader, EncryptWriter,
 };
 pub use error::{Result, SealError};
-pub use header::{describe_recipients, is_age, AgeHeaderInfo};
+pub use header::{describe_recipients, is_age, is_armored_age, AgeHeaderInfo};
 pub use keys::{
     generate, load_identities, load_recipients_file, parse_identities, Identity, KeyId,
     KeyProtection, KeygenResult, PublicKey, Recipient, SecretKey,
