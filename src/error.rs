@@ -31,12 +31,18 @@ pub enum Error {
         #[source]
         source: crate::seal::SealError,
     },
-    #[error("{context}: {source}")]
+    #[error("{context}: {}", plain_io(source))]
     Io {
         context: String,
         #[source]
         source: io::Error,
     },
+    /// The target's file system cannot hold what the bundle declares.
+    #[error("{what} needs {needed} bytes but only {free} bytes are free at {}", path.display())]
+    NoSpace { what: String, needed: u64, free: u64, path: std::path::PathBuf },
+    /// An error whose maker knew better what to tell the user than its kind does.
+    #[error("{error}")]
+    Hinted { error: Box<Error>, hint: String },
     /// The Docker Engine could not be reached (or the connection was lost).
     #[error("{0}")]
     Engine(String),
@@ -83,6 +89,22 @@ impl Error {
     /// A blob of the image being saved hashed to `actual`, not to its `digest`.
     pub fn damaged_source(digest: &crate::digest::Digest, actual: &crate::digest::Digest) -> Self {
         Error::integrity(format!("the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"))
+            .with_hint("the image being saved is damaged, not a bundle: export or copy it again (docker save, skopeo copy) and save it again")
+    }
+
+    /// A bundle made by a newer ferry, in a format this one does not read.
+    pub fn newer_format(found: &str) -> Self {
+        Error::format(format!("bundle format {found} is newer than this ferry understands (1)"))
+            .with_hint(format!("this bundle was made by a newer ferry (format {found}): upgrade ferry on this machine"))
+    }
+
+    /// Replace the hint this error's kind would give: the place that makes an
+    /// error knows best what the user should do about it.
+    pub fn with_hint(self, hint: impl Into<String>) -> Self {
+        match self {
+            Error::Hinted { error, .. } => Error::Hinted { error, hint: hint.into() },
+            error => Error::Hinted { error: Box::new(error), hint: hint.into() },
+        }
     }
     pub fn format(msg: impl Into<String>) -> Self {
         Error::Format(msg.into())
@@ -109,6 +131,7 @@ impl Error {
 
     pub fn kind(&self) -> ErrorKind {
         match self {
+            Error::Hinted { error, .. } => error.kind(),
             Error::Usage(_) => ErrorKind::Usage,
             Error::Integrity(_) | Error::Authenticity(_) | Error::UnsafeImage(_) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
@@ -120,6 +143,8 @@ impl Error {
     /// One line telling the user what to do about it.
     pub fn hint(&self) -> Option<String> {
         let hint = match self {
+            Error::Hinted { hint, .. } => hint,
+            Error::NoSpace { .. } => "free space at the target (or load into another one) and run the command again; nothing was written",
             Error::Usage(_) => "see `ferry --help` and `ferry COMMAND --help`",
             Error::Integrity(_) => {
                 "the bundle is damaged or was changed after it was made: copy it again from its origin; nothing was loaded"
@@ -141,7 +166,10 @@ impl Error {
             }
             Error::Seal(_) | Error::SealIn { .. } => "check the key files and the password/passphrase (FERRY_KEY_PASSWORD, FERRY_PASSPHRASE)",
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => "check the path",
-            Error::Io { source, .. } if source.raw_os_error() == Some(28) => "free some disk space and run the command again",
+            Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => "free some disk space and run the command again",
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                "check the permissions of the file or directory named (or run as a user who may write there)"
+            }
             Error::Io { .. } => return None,
             Error::Engine(_) => {
                 "check that the Docker Engine (or `podman system service`) runs and that DOCKER_HOST points at its socket, e.g. unix:///var/run/docker.sock"
@@ -151,6 +179,16 @@ impl Error {
             Error::UnsafeImage(_) => "nothing was written; do not use this image: get it again from a source you trust",
         };
         Some(hint.to_string())
+    }
+}
+
+/// An I/O error's text without the raw errno ("No space left on device", not
+/// "No space left on device (os error 28)").
+pub fn plain_io(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => text.strip_suffix(&format!(" (os error {code})")).map(str::to_string).unwrap_or(text),
+        None => text,
     }
 }
 

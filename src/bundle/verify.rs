@@ -131,7 +131,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     match format.map(String::as_str) {
                         Some(FORMAT_VERSION) => {}
                         Some(other) => {
-                            return Err(Error::format(format!("bundle format {other} is newer than this ferry understands (1)")))
+                            return Err(Error::newer_format(other))
                         }
                         None => return Err(Error::format("the artifact is not a ferry bundle (index.json has no format annotation)")),
                     }

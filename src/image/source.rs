@@ -77,8 +77,19 @@ fn open_archive(path: &Path, opts: &SourceOptions, set: &mut ImageSet) -> Result
         .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
     let file = File::open(path).map_err(|e| Error::io(ctx(), e))?;
     let mut decoder = compress::decoder(compression, BufReader::with_capacity(1 << 20, file)).map_err(|e| Error::io(ctx(), e))?;
-    std::io::copy(&mut decoder, spool.as_file_mut())
-        .map_err(|e| Error::format(format!("{}: cannot decompress ({}): {e}", path.display(), compression.name())))?;
+    // A read error is the archive's (exit 1, format); a write error is the spool's
+    // disk (full, read-only), which must not be blamed on the archive.
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::format(format!("{}: cannot decompress ({}): {e}", path.display(), compression.name()))),
+        };
+        std::io::Write::write_all(spool.as_file_mut(), &buf[..n])
+            .map_err(|e| Error::io(format!("writing a spool file in {}", dir.display()), e))?;
+    }
     let spool_path = spool.into_temp_path();
     let index = ArchiveIndex::scan(&spool_path)?;
     set.spools.push(spool_path);

@@ -181,10 +181,7 @@ pub fn free_space(path: &std::path::Path) -> Option<u64> {
 pub fn check_space(dir: &std::path::Path, total: u64) -> Result<()> {
     if let Some(free) = free_space(dir) {
         if total > free {
-            return Err(Error::integrity(format!(
-                "the bundle declares {total} bytes of content but only {free} bytes are free at {}: refused before writing",
-                dir.display()
-            )));
+            return Err(Error::NoSpace { what: "the bundle's content".into(), needed: total, free, path: dir.to_path_buf() });
         }
     }
     Ok(())

@@ -121,8 +121,9 @@ impl Remote {
     }
 
     /// Remove the password from any text that may echo it (server replies, library errors).
+    /// A server's or a library's text fit for a message: no password, no raw errno.
     pub fn scrub(&self, text: impl AsRef<str>) -> String {
-        scrub_secret(text.as_ref(), self.password.as_ref().map(|p| p.expose()))
+        without_errno(&scrub_secret(text.as_ref(), self.password.as_ref().map(|p| p.expose())))
     }
 
     pub fn auth_error(&self, detail: impl AsRef<str>) -> TransportError {
@@ -132,6 +133,26 @@ impl Remote {
     pub fn protocol_error(&self, context: impl Into<String>, detail: impl ToString) -> TransportError {
         TransportError::protocol(&self.display, context, self.scrub(detail.to_string()))
     }
+}
+
+/// `Connection refused (os error 111)` → `Connection refused`: the errno number
+/// tells a user nothing the words do not.
+pub(crate) fn without_errno(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(" (os error ") {
+        let tail = &rest[i + " (os error ".len()..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 1]);
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(crate) fn scrub_secret(text: &str, secret: Option<&str>) -> String {
@@ -384,6 +405,13 @@ mod tests {
         let r = Remote::parse("ftp://erin@127.0.0.1/x", &opts, "X").unwrap();
         assert!(r.password.is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn errno_numbers_are_dropped() {
+        assert_eq!(without_errno("tcp connect error: Connection refused (os error 111)"), "tcp connect error: Connection refused");
+        assert_eq!(without_errno("a (os error 5): b (os error 28) (note)"), "a: b (note)");
+        assert_eq!(without_errno("plain (os error x)"), "plain (os error x)");
     }
 
     #[test]
