@@ -134,6 +134,8 @@ impl Error {
             Error::Hinted { error, .. } => error.kind(),
             Error::Usage(_) => ErrorKind::Usage,
             Error::Integrity(_) | Error::Authenticity(_) | Error::UnsafeImage(_) => ErrorKind::Integrity,
+            // A FIFO or device as a bundle file is wrong with what travels, not with the transport.
+            Error::Transport(TransportError::NotRegular { .. }) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
             Error::Seal(e) | Error::SealIn { source: e, .. } if e.is_integrity_failure() => ErrorKind::Integrity,
             _ => ErrorKind::Other,
@@ -158,6 +160,9 @@ impl Error {
             }
             Error::Transport(TransportError::HostKey { .. }) => {
                 "check the server's host key; add it to known_hosts (or pass --accept-new-host-key for a first contact)"
+            }
+            Error::Transport(TransportError::NotRegular { .. }) => {
+                "a bundle's files must be regular files (or links to them): put the real file there and run the command again; nothing was loaded"
             }
             Error::Transport(_) => "check the location and that the server is reachable; `ferry push`/`pull` resume where they stopped",
             Error::Seal(e) | Error::SealIn { source: e, .. } if e.hint().is_some() => e.hint().unwrap_or_default(),

@@ -50,7 +50,12 @@ fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFil
 fn copy_file(bundle: &BundleSource, dest: &dyn Transport, name: &str, expect_hex: Option<&str>, progress: &dyn Progress) -> Result<CopiedFile> {
     let src = &*bundle.transport;
     let size = src.stat(name)?.ok_or_else(|| Error::integrity(format!("{}: part {name} is missing", src.describe())))?;
-    if dest.stat(name)? == Some(size) {
+    // A FIFO or device planted at the final name is no copy to check: the commit replaces it.
+    let there = match dest.stat(name) {
+        Err(e) if e.is_not_regular() => None,
+        other => other?,
+    };
+    if there == Some(size) {
         // Already complete there (an earlier push that stopped later): check it in place.
         if let Some(hex) = expect_hex {
             let mut h = Hasher::new();
@@ -113,8 +118,19 @@ fn copy_attempt(
     }
     progress.start(&format!("copying {name}"), Some(size));
     progress.advance(offset);
-    let reader = src.get(name, offset)?;
-    let (sent, hasher) = pipe(reader, hasher, &mut *upload, progress, src, dest, name)?;
+    // `offset` is at most `size`: it is what was hashed above, at most `size` bytes.
+    let reader = Box::new(Announced { inner: src.get(name, offset)?, left: size.saturating_sub(offset), size, name: name.to_string(), source: src.describe() });
+    let (sent, hasher) = match pipe(reader, hasher, &mut *upload, progress, src, dest, name) {
+        Ok(done) => done,
+        Err(e) => {
+            if matches!(e, Error::Integrity(_)) {
+                // A body longer than announced: what was written is nothing to resume from.
+                drop(upload);
+                let _ = dest.delete(&temp);
+            }
+            return Err(e);
+        }
+    };
     progress.finish();
     if let Some(hex) = expect_hex {
         let actual = hasher.finish();
@@ -130,6 +146,39 @@ fn copy_attempt(
     }
     upload.commit()?;
     Ok(Attempt::Done(CopiedFile { name: name.into(), sent, size, resumed_from: offset }))
+}
+
+/// A file's body as its source announced it (`stat`): a body longer than `size`
+/// fails as soon as its first extra byte arrives, so a hostile or broken server
+/// cannot fill the destination's disk; the checksum catches a shorter one.
+struct Announced {
+    inner: Box<dyn Read + Send>,
+    /// Bytes still expected.
+    left: u64,
+    size: u64,
+    name: String,
+    source: String,
+}
+
+impl Read for Announced {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // Only the end may follow: one byte more is one too many.
+            let mut extra = [0u8; 1];
+            return match self.inner.read(&mut extra)? {
+                0 => Ok(0),
+                _ => Err(Error::integrity(format!(
+                    "{}: the source sent more than the {} bytes it announced for it at {}; the copy was discarded",
+                    self.name, self.size, self.source
+                ))
+                .into_io()),
+            };
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 /// Size of the blocks a copy moves.

@@ -26,7 +26,7 @@ use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::image::{BlobSource, ImageSet};
 use ferry_transports::Transport;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,7 +107,7 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
         layer.room = layer.offset - end;
         end = layer.offset + *stored + compress::zstd_padding(layer.offset + *stored, SPOOL_ALIGN).len() as u64;
     }
-    if std::fs::metadata(&spool).ok()?.len() != end {
+    if std::fs::symlink_metadata(&spool).ok().filter(|m| m.file_type().is_file())?.len() != end {
         return None;
     }
     Some(Plan { spool, documents, layers: spans.into_iter().map(|s| s.1).collect(), level: opts.level })
@@ -134,7 +134,9 @@ pub(super) fn write(
 ) -> Result<Option<(PartRecord, u64)>> {
     let spool = &plan.spool;
     let io_err = |e: io::Error| Error::io(format!("writing {name} in {}", spool.display()), e);
-    let file = OpenOptions::new().read(true).write(true).open(spool).map_err(io_err)?;
+    // The spool sits in the output directory, which others may write to: open it only
+    // as the regular file of ours it was made as, never through a link swapped in for it.
+    let file = own_file(spool, true).map_err(io_err)?;
 
     // Tar bytes not written yet: the head and the documents, then what goes between layers.
     let mut between = Vec::new();
@@ -209,10 +211,17 @@ pub(super) fn write(
 /// mapping of the whole file (0.59 s for 827 MB in the page cache either
 /// way), whose pages would count in ferry's peak RSS.
 fn hash_file(path: &std::path::Path) -> io::Result<(Digest, u64)> {
-    let mut reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, File::open(path)?));
+    let mut reader = HashingReader::new(io::BufReader::with_capacity(1 << 20, own_file(path, false)?));
     io::copy(&mut reader, &mut io::sink())?;
     let (digest, size, _) = reader.finish();
     Ok((digest, size))
+}
+
+/// `path`, a file ferry made: a regular file of ours, not a link (see
+/// [`ferry_transports::local_file::open_own`]).
+fn own_file(path: &std::path::Path, write: bool) -> io::Result<File> {
+    ferry_transports::local_file::open_own(path, write)?
+        .ok_or_else(|| io::Error::other(format!("{} is no longer a regular file of ours", path.display())))
 }
 
 /// What the room before a layer must grow by to hold `chunk` bytes, the rest
@@ -257,6 +266,7 @@ mod tests {
     use crate::reference::ImageRef;
     use ferry_transports::DirTransport;
     use std::collections::BTreeMap;
+    use std::fs::OpenOptions;
     use std::io::{Read, Seek, SeekFrom, Write};
     use std::path::Path;
 
@@ -406,6 +416,27 @@ mod tests {
         let (copied, other) = (on_disk(), tempfile::tempdir().unwrap());
         let (set_elsewhere, _spool) = exported_fixture(other.path(), other.path(), Room::None);
         assert_eq!(entries(&artifact), entries(&save(&set_elsewhere, copied.path())));
+    }
+
+    #[test]
+    fn a_spool_swapped_for_a_symlink_is_not_written_through() {
+        let (out, scratch) = (on_disk(), tempfile::tempdir().unwrap());
+        let (set, spool) = exported_fixture(out.path(), scratch.path(), Room::Left);
+        let order = crate::bundle::layout::blob_order(&set).unwrap();
+        let opts = SaveOptions { level: LEVEL, ..SaveOptions::new("b") };
+        let transport = DirTransport::new(out.path());
+        let planned = plan(&set, &order, &opts, &transport).expect("the spool can become the artifact");
+        // Between the plan and the write, the spool is replaced by a link to someone's file.
+        let victim = scratch.path().join("victim");
+        std::fs::rename(&spool, &victim).unwrap();
+        let before = std::fs::read(&victim).unwrap();
+        std::os::unix::fs::symlink(&victim, &spool).unwrap();
+        assert!(plan(&set, &order, &opts, &transport).is_none(), "a symlinked spool is not planned for");
+        let meta = BundleMeta { created: "2023-11-14T22:13:20Z".into(), flattened: false, delta_base: None };
+        let err = write(planned, &set, &meta, 0, "b.tar.zst", &transport, &crate::bundle::NoProgress).err().expect("refused");
+        assert!(err.to_string().contains("no longer a regular file of ours"), "{err}");
+        assert!(std::fs::read(&victim).unwrap() == before, "the link's target kept its bytes");
+        assert!(!out.path().join("b.tar.zst").exists());
     }
 
     #[test]

@@ -29,9 +29,10 @@ impl BundleSource {
 
     /// Total size of the artifact's files, if the location can tell.
     pub fn artifact_size(&self) -> Option<u64> {
-        let mut total = 0;
+        let mut total = 0u64;
         for line in &self.checksums.lines {
-            total += self.transport.stat(&line.name).ok()??;
+            // Sizes come from the location: a sum past u64 means "unknown", not a panic.
+            total = total.checked_add(self.transport.stat(&line.name).ok()??)?;
         }
         Some(total)
     }
@@ -128,9 +129,28 @@ fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<BundleSo
     if let Some(bad) = checksums.lines.iter().find(|l| !l.name.starts_with(&prefix)) {
         return Err(Error::integrity(format!("{checksum_name} lists {:?}, which is not an artifact of bundle {stem}", bad.name)));
     }
+    refuse_special_parts(&*transport, &checksums)?;
     let signature = match transport.stat(&names::signature_name(&stem))? {
         Some(_) => Some(read_small(&*transport, &names::signature_name(&stem))?),
         None => None,
     };
     Ok(BundleSource { transport, stem, checksums, checksum_bytes, signature })
+}
+
+/// A FIFO, device or socket as an artifact file of a local bundle is refused
+/// before anything is read (the directory transport's `stat` says what it is):
+/// a FIFO would block the load half way, a device never end. A missing part is
+/// left to the reader, which reports it in its place.
+fn refuse_special_parts(transport: &dyn Transport, checksums: &ChecksumFile) -> Result<()> {
+    if transport.local_dir().is_none() {
+        return Ok(());
+    }
+    for line in &checksums.lines {
+        if let Err(e) = transport.stat(&line.name) {
+            if e.is_not_regular() {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }

@@ -171,8 +171,13 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     }
                     if !reserved && matches!(role, Role::Layer) {
                         // Every document has been read: all sizes are known.
-                        let total: u64 = expected.iter().filter(|(d, _)| !seen.contains(*d)).map(|(_, (s, _))| *s).sum();
-                        sink.reserve(total + size)?;
+                        // Sizes come from the bundle's documents: checked, a sum past u64 is refused.
+                        let total = expected
+                            .iter()
+                            .filter(|(d, _)| !seen.contains(*d))
+                            .try_fold(size, |sum, (_, (s, _))| sum.checked_add(*s))
+                            .ok_or_else(|| bad("the bundle declares more content than a 64-bit size can count: refused".into()))?;
+                        sink.reserve(total)?;
                         reserved = true;
                     }
                     let keep = !matches!(role, Role::Layer) && size <= MAX_DOCUMENT;

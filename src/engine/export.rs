@@ -47,6 +47,8 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
         // It may become the artifact: the mode a file the directory transport makes gets (umask applies).
         builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
     }
+    // A random name created with O_CREAT|O_EXCL (tempfile's create_new): nothing planted
+    // in a shared output directory is opened or written through.
     let spool = builder
         .prefix(".ferry-spool-")
         .tempfile_in(&dir)

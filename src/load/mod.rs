@@ -1,6 +1,7 @@
 //! `ferry load`: verify a bundle while streaming it into a target, committing
 //! only when every check passed.
 mod archive_file;
+mod dir_handle;
 mod oci_dir;
 
 pub use archive_file::ArchiveFileSink;

@@ -7,9 +7,11 @@ use crate::bundle::verify::{Sink, Verified};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
-use crate::image::{parse_json, Descriptor};
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use super::dir_handle::DirHandle;
+use crate::image::{parse_json, Descriptor, MAX_DOCUMENT};
+use ferry_transports::local_file::{self, NotRegular};
+use std::fs;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub struct OciDirSink {
@@ -22,6 +24,9 @@ impl OciDirSink {
     pub fn new(target: &Path, reference: Option<String>) -> Result<Self> {
         if target.exists() && !target.is_dir() {
             return Err(Error::usage(format!("{} exists and is not a directory", target.display())));
+        }
+        if target.is_dir() {
+            check_layout_entries(target)?;
         }
         if target.is_dir() && fs::read_dir(target).map(|mut d| d.next().is_some()).unwrap_or(false) && !target.join("oci-layout").exists() {
             return Err(Error::usage(format!("{} is neither empty nor an OCI image layout", target.display())));
@@ -61,8 +66,7 @@ impl OciDirSink {
             ann.remove(ANN_CONTAINERD_NAME);
         }
         let existing = self.target.join("index.json");
-        let mut value: serde_json::Value = if existing.exists() {
-            let bytes = fs::read(&existing).map_err(|e| Error::io(format!("reading {}", existing.display()), e))?;
+        let mut value: serde_json::Value = if let Some(bytes) = read_existing_index(&existing)? {
             parse_json(&bytes, &existing.display().to_string())?
         } else {
             serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::media_types::OCI_INDEX, "manifests": []})
@@ -77,9 +81,61 @@ impl OciDirSink {
     }
 }
 
+/// Entries of an existing layout that ferry writes through or reads: each
+/// must be what it claims, itself. A symlink there could send a write outside
+/// the layout (`File::create` follows a dangling one) and a FIFO would block
+/// the read of index.json, so either is refused before anything is staged.
+fn check_layout_entries(target: &Path) -> Result<()> {
+    for (name, want_dir) in [("oci-layout", false), ("index.json", false), ("blobs", true), ("blobs/sha256", true)] {
+        let path = target.join(name);
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(format!("checking {}", path.display()), e)),
+        };
+        let kind = NotRegular::of(&meta);
+        let wrong = match kind {
+            Some(NotRegular::Directory) if want_dir => continue,
+            None if want_dir => "a regular file".to_string(),
+            None => continue,
+            Some(kind) => kind.to_string(),
+        };
+        let why = match kind {
+            Some(NotRegular::Symlink) => "a link there could send ferry's writes outside the layout",
+            _ => "ferry reads and writes only real files and directories there",
+        };
+        return Err(Error::usage(format!(
+            "{} is {wrong}, not a {}: refusing to load into {} ({why})",
+            path.display(),
+            if want_dir { "directory" } else { "regular file" },
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The target's index.json, if it has one: the file itself (not a link), read
+/// no further than a document may be.
+fn read_existing_index(path: &Path) -> Result<Option<Vec<u8>>> {
+    let ctx = || format!("reading {}", path.display());
+    let file = match local_file::open_regular_here(path) {
+        Ok(Ok(f)) => f,
+        Ok(Err(kind)) => return Err(Error::usage(format!("{} is {kind}, not a regular file: refusing to merge into it", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(ctx(), e)),
+    };
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCUMENT + 1).read_to_end(&mut bytes).map_err(|e| Error::io(ctx(), e))?;
+    if bytes.len() as u64 > MAX_DOCUMENT {
+        return Err(Error::format(format!("{} is larger than a metadata document may be ({MAX_DOCUMENT} bytes)", path.display())));
+    }
+    Ok(Some(bytes))
+}
+
+/// A new file in the staging directory (ferry's own, fresh): created exclusively.
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let ctx = || format!("writing {}", path.display());
-    let mut f = File::create(path).map_err(|e| Error::io(ctx(), e))?;
+    let mut f = local_file::create_new(path).map_err(|e| Error::io(ctx(), e))?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(|e| Error::io(ctx(), e))
 }
 
@@ -90,7 +146,7 @@ impl Sink for OciDirSink {
 
     fn begin_blob(&mut self, digest: &Digest, _size: u64) -> Result<Box<dyn Write + '_>> {
         let path = self.staging().join(digest.blob_path());
-        let f = File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let f = local_file::create_new(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(Box::new(BufWriter::with_capacity(1 << 20, f)))
     }
 
@@ -108,17 +164,25 @@ impl Sink for OciDirSink {
                 Error::io(format!("moving the loaded layout to {}", self.target.display()), e)
             });
         }
+        // Blobs go into blobs/sha256 held open (never re-walked through a path a symlink
+        // swapped in since `new` could redirect); a blob there already is kept only when
+        // it is a regular file itself, anything else at its name is replaced.
         let blobs = self.target.join("blobs/sha256");
-        fs::create_dir_all(&blobs).map_err(|e| Error::io(format!("creating {}", blobs.display()), e))?;
+        let opening = |e| Error::io(format!("opening {}", blobs.display()), e);
+        let blob_dir = DirHandle::open(&self.target).and_then(|t| t.subdir("blobs")).and_then(|b| b.subdir("sha256")).map_err(opening)?;
         for entry in fs::read_dir(stage.join("blobs/sha256")).map_err(|e| Error::io("reading the staging directory", e))? {
             let entry = entry.map_err(|e| Error::io("reading the staging directory", e))?;
-            let dest = blobs.join(entry.file_name());
-            if !dest.exists() {
-                fs::rename(entry.path(), &dest).map_err(|e| Error::io(format!("moving {}", dest.display()), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let moving = |e| Error::io(format!("moving {}", blobs.join(&name).display()), e);
+            if !blob_dir.has_regular_file(&name).map_err(moving)? {
+                blob_dir.rename_into(&entry.path(), &name).map_err(moving)?;
             }
         }
-        if !self.target.join("oci-layout").exists() {
-            write_file(&self.target.join("oci-layout"), OCI_LAYOUT)?;
+        // Written in the staging directory and renamed in: a rename replaces a link, never follows it.
+        if fs::symlink_metadata(self.target.join("oci-layout")).is_err() {
+            let tmp = stage.join("oci-layout");
+            write_file(&tmp, OCI_LAYOUT)?;
+            fs::rename(&tmp, self.target.join("oci-layout")).map_err(|e| Error::io("writing oci-layout", e))?;
         }
         // index.json last, atomically: until now the layout still showed its old images.
         let tmp = stage.join("index.json");

@@ -1,6 +1,6 @@
 //! Local directory backend: a mounted USB key, a DVD staging folder, an NFS drop.
-use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
-use std::fs::{self, File, OpenOptions};
+use crate::{check_name, local_file, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload, PARTIAL_SUFFIX};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +25,15 @@ impl DirTransport {
     fn err(&self, context: impl Into<String>, e: io::Error) -> TransportError {
         TransportError::io(self.describe(), context, e)
     }
+
+    fn not_regular(&self, name: &str, kind: local_file::NotRegular) -> TransportError {
+        TransportError::NotRegular { location: self.describe(), name: name.to_string(), kind }
+    }
+}
+
+/// An upload's temporary name: ferry's own file, never an input to follow.
+fn is_temporary(name: &str) -> bool {
+    name.ends_with(PARTIAL_SUFFIX)
 }
 
 impl Transport for DirTransport {
@@ -40,12 +49,18 @@ impl Transport for DirTransport {
         let final_path = self.path(name)?;
         let temp_path = self.path(&partial_name(name))?;
         fs::create_dir_all(&self.root).map_err(|e| self.err("creating directory", e))?;
-        let mut file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(mode == PutMode::Fresh)
-            .open(&temp_path)
-            .map_err(|e| self.err(format!("creating {}", temp_path.display()), e))?;
+        // An interrupted upload is resumed only from a regular file of ours with no other
+        // name. Anything else at the temporary name (a planted symlink, FIFO or hard link,
+        // another user's file) is unlinked, which never touches what it points at, and the
+        // upload starts over in a file created exclusively.
+        let resumed = match mode {
+            PutMode::Resume => local_file::open_own(&temp_path, true).map_err(|e| self.err(format!("opening {}", temp_path.display()), e))?,
+            PutMode::Fresh => None,
+        };
+        let mut file = match resumed {
+            Some(file) => file,
+            None => local_file::create_replacing(&temp_path).map_err(|e| self.err(format!("creating {}", temp_path.display()), e))?,
+        };
         let resumed_from = file.seek(SeekFrom::End(0)).map_err(|e| self.err("seeking", e))?;
         let out = WritebackFile::new(file, resumed_from);
         Ok(Box::new(DirUpload { out, temp_path, final_path, resumed_from, location: self.describe() }))
@@ -53,13 +68,13 @@ impl Transport for DirTransport {
 
     fn get(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.path(name)?;
-        let mut file = File::open(&path).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                TransportError::NotFound { location: self.describe(), name: name.to_string() }
-            } else {
-                self.err(format!("opening {name}"), e)
-            }
-        })?;
+        let not_found = || TransportError::NotFound { location: self.describe(), name: name.to_string() };
+        let opening = |e: io::Error| if e.kind() == io::ErrorKind::NotFound { not_found() } else { self.err(format!("opening {name}"), e) };
+        let mut file = if is_temporary(name) {
+            local_file::open_own(&path, false).map_err(opening)?.ok_or_else(not_found)?
+        } else {
+            local_file::open_regular(&path).map_err(opening)?.map_err(|kind| self.not_regular(name, kind))?
+        };
         if offset > 0 {
             file.seek(SeekFrom::Start(offset)).map_err(|e| self.err(format!("seeking {name}"), e))?;
         }
@@ -67,9 +82,17 @@ impl Transport for DirTransport {
     }
 
     fn stat(&self, name: &str) -> Result<Option<u64>> {
-        match fs::metadata(self.path(name)?) {
-            Ok(m) if m.is_file() => Ok(Some(m.len())),
-            Ok(_) => Ok(None),
+        let path = self.path(name)?;
+        if is_temporary(name) {
+            // What is not ours to resume counts as absent (put replaces it).
+            let own = local_file::open_own(&path, false).map_err(|e| self.err(format!("stat {name}"), e))?;
+            return own.map(|f| f.metadata().map(|m| m.len())).transpose().map_err(|e| self.err(format!("stat {name}"), e));
+        }
+        match fs::metadata(&path) {
+            Ok(m) => match local_file::NotRegular::of(&m) {
+                None => Ok(Some(m.len())),
+                Some(kind) => Err(self.not_regular(name, kind)),
+            },
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(format!("stat {name}"), e)),
         }
@@ -99,7 +122,10 @@ impl Transport for DirTransport {
         if file.parent() != Some(self.root.as_path()) {
             return Err(self.err(format!("publishing {}", file.display()), io::Error::other(format!("not in {}", self.root.display()))));
         }
-        let handle = File::open(file).map_err(|e| self.err(format!("opening {}", file.display()), e))?;
+        // The file is one ferry made there: never follow a link swapped in for it.
+        let handle = local_file::open_own(file, false)
+            .map_err(|e| self.err(format!("opening {}", file.display()), e))?
+            .ok_or_else(|| self.err(format!("publishing {}", file.display()), io::Error::other("it is no longer a regular file of ours")))?;
         publish(handle, file, &final_path, &self.describe())
     }
 

@@ -21,6 +21,10 @@ pub enum TransportError {
     Io { location: String, context: String, #[source] source: io::Error },
     #[error("{location}: {context}: {detail}")]
     Protocol { location: String, context: String, detail: String },
+    /// A FIFO, device, socket or directory where a file to read should be: refused
+    /// before it is read (a FIFO would block for ever, a device never end).
+    #[error("{location}: {name} is not a regular file (it is {kind}): refused")]
+    NotRegular { location: String, name: String, kind: crate::local_file::NotRegular },
 }
 
 impl TransportError {
@@ -29,6 +33,9 @@ impl TransportError {
     }
     pub fn protocol(location: impl Into<String>, context: impl Into<String>, detail: impl ToString) -> Self {
         TransportError::Protocol { location: location.into(), context: context.into(), detail: detail.to_string() }
+    }
+    pub fn is_not_regular(&self) -> bool {
+        matches!(self, TransportError::NotRegular { .. })
     }
     pub fn is_not_found(&self) -> bool {
         matches!(self, TransportError::NotFound { .. })

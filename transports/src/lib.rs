@@ -18,6 +18,7 @@ mod dir;
 mod error;
 mod ftp;
 mod http;
+pub mod local_file;
 mod location;
 mod memory;
 mod options;
