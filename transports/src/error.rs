@@ -17,7 +17,7 @@ pub enum TransportError {
     Auth { location: String, detail: String },
     #[error("{location}: host key verification failed: {detail}")]
     HostKey { location: String, detail: String },
-    #[error("{location}: {context}: {source}")]
+    #[error("{location}: {context}: {}", crate::remote::without_errno(&source.to_string()))]
     Io { location: String, context: String, #[source] source: io::Error },
     #[error("{location}: {context}: {detail}")]
     Protocol { location: String, context: String, detail: String },
