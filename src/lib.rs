@@ -4,6 +4,7 @@
 //! `seal` signs and encrypts, `flatten` squashes layers, `load` writes verified
 //! images to their targets; the binary (`main.rs`) only parses and prints.
 
+pub mod bounded_tar;
 pub mod flatten;
 pub mod seal;
 pub mod compress;

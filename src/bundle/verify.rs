@@ -96,7 +96,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
     let mut verified = Verified::default();
     let mut have_layout = false;
     let mut reserved = false;
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = crate::bounded_tar::archive(reader);
     // One copy buffer for every blob: no allocation per entry.
     let mut buf = vec![0u8; COPY_BUFFER];
     let bad = |m: String| Error::integrity(m);
