@@ -8,6 +8,7 @@ pub mod bounded_tar;
 pub mod flatten;
 pub mod seal;
 pub mod compress;
+pub mod decompress;
 pub mod digest;
 pub mod error;
 pub mod image;
