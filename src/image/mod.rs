@@ -2,6 +2,7 @@
 //! bytes can be read from. Blob *contents* stay where they are (a file range, a
 //! spool file); only small JSON documents are held in memory.
 pub mod archive;
+pub mod classify;
 pub mod docker_archive;
 pub mod files;
 pub mod media_types;
