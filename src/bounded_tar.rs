@@ -55,22 +55,15 @@ pub struct BoundedTar<'c, R> {
     end: Option<u64>,
 }
 
-impl<R> BoundedTar<'static, R> {
+impl<'c, R> BoundedTar<'c, R> {
     pub fn new(inner: R) -> Self {
         BoundedTar { inner, state: State::Header, pos: 0, block: tar::Header::new_old(), filled: 0, pax: None, pending_pax: None, copy: None, end: None }
     }
-}
 
-impl<'c, R> BoundedTar<'c, R> {
     /// Also write every block of the entries (not the end-of-archive marker
     /// nor anything after it) to `out` as it is read.
-    pub fn copying_to<'d>(self, out: &'d mut dyn Write) -> BoundedTar<'d, R> {
-        BoundedTar { copy: Some(out), ..self.without_copy() }
-    }
-
-    fn without_copy<'d>(self) -> BoundedTar<'d, R> {
-        let BoundedTar { inner, state, pos, block, filled, pax, pending_pax, copy: _, end } = self;
-        BoundedTar { inner, state, pos, block, filled, pax, pending_pax, copy: None, end }
+    pub fn copying_to(self, out: &'c mut dyn Write) -> Self {
+        BoundedTar { copy: Some(out), ..self }
     }
 
     /// Where the end-of-archive marker starts, once it was read: the entries' length.

@@ -318,17 +318,32 @@ fn bad_gzip_stream_is_refused() {
 
 // ---- class 2/5: JSON documents are bounded in depth --------------------------
 
-#[test]
-fn deeply_nested_index_json_is_refused() {
+/// A good tar whose index.json is `index`.
+fn with_index_json(index: &[u8]) -> Case {
     let tar = good_tar();
-    let deep = vec![b'['; 100_000];
     let r = range_of(tar, "index.json");
     let mut edited = tar[..r.start].to_vec();
-    edited.extend_from_slice(&raw_entry("index.json", tar::EntryType::Regular, &deep, deep.len() as u64));
+    edited.extend_from_slice(&raw_entry("index.json", tar::EntryType::Regular, index, index.len() as u64));
     edited.extend_from_slice(&tar[r.end..]);
-    let case = bundle_with_tar(&edited);
-    let kib = refused(&case, "index.json in the artifact is not valid: recursion limit exceeded");
-    print_rss("index.json nested 100000 deep", kib);
+    bundle_with_tar(&edited)
+}
+
+#[test]
+fn index_json_of_100000_nested_brackets_is_refused() {
+    let kib = refused(&with_index_json(&[b'['; 100_000]), "index.json in the artifact is not valid JSON: invalid type: sequence");
+    print_rss("index.json of 100000 '['", kib);
+}
+
+#[test]
+fn deeply_nested_value_in_index_json_is_refused() {
+    // The nesting sits where any JSON value is allowed (a descriptor's extra field).
+    let mut index = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
+    index.extend_from_slice(format!("{:064x}\",\"size\":1,\"x\":", 1).as_bytes());
+    index.extend(std::iter::repeat(b'[').take(100_000));
+    index.extend(std::iter::repeat(b']').take(100_000));
+    index.extend_from_slice(b"}]}");
+    let kib = refused(&with_index_json(&index), "index.json in the artifact is not valid JSON: recursion limit exceeded");
+    print_rss("index.json with a value nested 100000 deep", kib);
 }
 
 // ---- class 4: one document set -----------------------------------------------
@@ -487,6 +502,6 @@ fn declared_sizes_summing_past_u64_max_are_refused() {
     std::fs::write(case.bundle.join("h.tar.zst"), zstd_bytes(&tar)).unwrap();
     let artifact = std::fs::read(case.bundle.join("h.tar.zst")).unwrap();
     std::fs::write(case.bundle.join("h.sha256"), format!("{}  h.tar.zst\n", sha256_hex(&artifact))).unwrap();
-    let kib = refused(&case, "declare more than 2^64 bytes of blobs");
+    let kib = refused(&case, "declares more than 2^64 bytes of blobs: refused");
     print_rss("declared sizes past u64::MAX", kib);
 }
