@@ -107,6 +107,8 @@ fn refused(case: &Case, expect: &str) -> u64 {
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (r, kib) = ferry_rss(&args, &[]);
+        let error = r.stderr.lines().find(|l| l.starts_with("ferry: error")).unwrap_or_default();
+        println!("ferry {}: exit {}, peak RSS {kib} KiB, {error}", args[0], r.code);
         assert_eq!(r.code, 3, "ferry {args:?} should fail with exit 3; stderr:\n{}", r.stderr);
         assert!(r.stderr.contains(expect), "ferry {args:?}: expected {expect:?} in:\n{}", r.stderr);
         assert!(r.stderr.contains("hint:"), "no hint in:\n{}", r.stderr);
@@ -164,6 +166,7 @@ fn docker_archive_source_with_1_gib_pax_header_is_refused() {
     std::fs::OpenOptions::new().write(true).open(&source).unwrap().set_len(header.len() as u64 + (300 << 20)).unwrap();
     let out = dir.path().join("usb");
     let (r, kib) = ferry_rss(&["save", &format!("docker-archive:{}", source.display()), "-o", out.to_str().unwrap(), "-n", "s"], &[]);
+    println!("ferry save: exit {}, peak RSS {kib} KiB, {}", r.code, r.stderr.lines().find(|l| l.starts_with("ferry: error")).unwrap_or_default());
     assert_eq!(r.code, 1, "a hostile source is a format error (exit 1):\n{}", r.stderr);
     assert!(r.stderr.contains("is not a valid tar archive"), "{}", r.stderr);
     assert!(r.stderr.contains("a PAX extended header of 1073741824 bytes, more than the 65536 bytes ferry accepts"), "{}", r.stderr);
@@ -341,9 +344,51 @@ fn deeply_nested_value_in_index_json_is_refused() {
     index.extend_from_slice(format!("{:064x}\",\"size\":1,\"x\":", 1).as_bytes());
     index.extend(std::iter::repeat(b'[').take(100_000));
     index.extend(std::iter::repeat(b']').take(100_000));
-    index.extend_from_slice(b"}]}");
+    index.extend_from_slice(br#"}],"annotations":{"dev.ferry.bundle.format":"1"}}"#);
     let kib = refused(&with_index_json(&index), "index.json in the artifact is not valid JSON: recursion limit exceeded");
     print_rss("index.json with a value nested 100000 deep", kib);
+}
+
+#[test]
+fn index_json_of_8_million_tiny_values_is_refused() {
+    // 16 MiB of `0,` in a descriptor's extra field: parsed whole, some 900 MiB.
+    let mut index = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
+    index.extend_from_slice(format!("{:064x}\",\"size\":1,\"x\":[", 1).as_bytes());
+    while index.len() < (16 << 20) - 64 {
+        index.extend_from_slice(b"0,");
+    }
+    index.extend_from_slice(br#"0]}],"annotations":{"dev.ferry.bundle.format":"1"}}"#);
+    let kib = refused(&with_index_json(&index), "index.json in the artifact is not valid JSON: more than 65536 JSON values in one document");
+    print_rss("index.json of 8 million values", kib);
+}
+
+#[test]
+fn many_manifests_past_the_documents_budget_are_refused() {
+    // 200 manifests of 5000 layers each (a million descriptors kept in memory), 1 MiB compressed.
+    let layers: Vec<serde_json::Value> = (0..5000)
+        .map(|i| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{:064x}", i), "size": 1}))
+        .collect();
+    let config = serde_json::json!({"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{:064x}", 9_999_999), "size": 2});
+    let manifests: Vec<Vec<u8>> = (0..200)
+        .map(|n| serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers, "annotations": {"n": n.to_string()}})).unwrap())
+        .collect();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": manifests.iter().map(|m| descriptor(OCI_MANIFEST, m)).collect::<Vec<_>>(),
+        "annotations": {"dev.ferry.bundle.format": "1"},
+    }))
+    .unwrap();
+    let mut out = RawTar::new();
+    out.entry("oci-layout", tar::EntryType::Regular, br#"{"imageLayoutVersion":"1.0.0"}"#, "");
+    out.entry("index.json", tar::EntryType::Regular, &index, "");
+    out.entry("manifest.json", tar::EntryType::Regular, b"[]", "");
+    for m in &manifests {
+        out.entry(&format!("blobs/sha256/{}", sha256_hex(m)), tar::EntryType::Regular, m, "");
+    }
+    let case = bundle_with_tar(&out.finish());
+    let kib = refused(&case, "the artifact's documents hold more than 32 MiB or 131072 JSON values in all");
+    print_rss("200 manifests of 5000 layers", kib);
 }
 
 // ---- class 4: one document set -----------------------------------------------

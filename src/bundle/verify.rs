@@ -135,6 +135,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
     let mut seen_bytes = 0u64;
     let mut verified = Verified::default();
     let mut documents_read: HashSet<&'static str> = HashSet::new();
+    let mut budget = DocumentBudget::default();
     let mut reserved = false;
     let mut copy = copy;
     let bounded = BoundedTar::new(FromBelow(reader));
@@ -168,7 +169,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
             match path.as_str() {
                 "oci-layout" => {
                     let bytes = read_document(&mut entry, size, &path)?;
-                    let v: serde_json::Value = parse_bundle_json(&bytes, "oci-layout in the artifact")?;
+                    let v: serde_json::Value = budget.parse(&bytes, "oci-layout in the artifact")?;
                     if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
                         return Err(bad("oci-layout has an unsupported imageLayoutVersion".into()));
                     }
@@ -177,7 +178,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                 "index.json" => {
                     let bytes = read_document(&mut entry, size, &path)?;
                     classify(Claim::Index, &bytes).map_err(|why| bad(format!("index.json in the artifact {why}")))?;
-                    let index: Index = parse_bundle_json(&bytes, "index.json in the artifact")?;
+                    let index: Index = budget.parse(&bytes, "index.json in the artifact")?;
                     let format = index.annotations.as_ref().and_then(|a| a.get(ANN_FORMAT));
                     match format.map(String::as_str) {
                         Some(FORMAT_VERSION) => {}
@@ -195,7 +196,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                 }
                 "manifest.json" => {
                     let bytes = read_document(&mut entry, size, &path)?;
-                    let entries: Vec<DockerManifestEntry> = parse_bundle_json(&bytes, "manifest.json in the artifact")?;
+                    let entries: Vec<DockerManifestEntry> = budget.parse(&bytes, "manifest.json in the artifact")?;
                     for e in &entries {
                         for p in std::iter::once(&e.config).chain(&e.layers) {
                             blob_digest(p).ok_or_else(|| bad(format!("manifest.json points at {p:?}, outside blobs/sha256/")))?;
@@ -260,14 +261,14 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     }
                     match kind {
                         Kind::Index => {
-                            let index: Index = parse_bundle_json(&kept, &format!("index {digest}"))?;
+                            let index: Index = budget.parse(&kept, &format!("index {digest}"))?;
                             for d in &index.manifests {
                                 expected.expect(d, Claim::of_index_entry(d), seen.contains(&d.digest))?;
                             }
                             verified.indexes.push((digest.clone(), index));
                         }
                         Kind::Manifest => {
-                            let m: Manifest = parse_bundle_json(&kept, &format!("manifest {digest}"))?;
+                            let m: Manifest = budget.parse(&kept, &format!("manifest {digest}"))?;
                             // Readers of the manifest add its sizes up (inspect, engines).
                             m.layers.iter().try_fold(m.config.size, |sum, l| sum.checked_add(l.size)).ok_or_else(|| {
                                 bad(format!("manifest {digest} declares more than 2^64 bytes of blobs: refused"))
@@ -279,6 +280,8 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                             verified.manifests.push((digest.clone(), m));
                         }
                         Kind::Config => {
+                            // Kept, and parsed by its readers (inspect): bounded like the others.
+                            budget.spend(&kept, &format!("config {digest}"))?;
                             verified.configs.insert(digest.clone(), kept);
                         }
                         Kind::Layer | Kind::Other => {}
@@ -365,10 +368,38 @@ fn tar_error(e: io::Error) -> Error {
     }
 }
 
-/// A document of the bundle that is not valid JSON (or too deep: serde_json
-/// stops at 128 levels) is damaged or hostile bytes.
-fn parse_bundle_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::integrity(format!("{what} is not valid JSON: {e}")))
+/// What the documents of one bundle may hold in all: they are kept in
+/// memory (a bundle of many small manifests is no way around [`MAX_DOCUMENT`]).
+pub const MAX_DOCUMENTS_BYTES: u64 = 32 << 20;
+pub const MAX_DOCUMENTS_VALUES: u64 = 1 << 17;
+
+/// The documents read so far, against [`MAX_DOCUMENTS_BYTES`] and [`MAX_DOCUMENTS_VALUES`].
+#[derive(Default)]
+struct DocumentBudget {
+    bytes: u64,
+    values: u64,
+}
+
+impl DocumentBudget {
+    /// Count a document in. Not valid JSON, more than 128 levels deep (serde_json's
+    /// limit) or more than [`crate::image::MAX_DOCUMENT_VALUES`] values: damaged or hostile bytes.
+    fn spend(&mut self, bytes: &[u8], what: &str) -> Result<()> {
+        let values = crate::image::count_values(bytes).map_err(|e| Error::integrity(format!("{what} is not valid JSON: {e}")))?;
+        self.bytes += bytes.len() as u64;
+        self.values += values;
+        if self.bytes > MAX_DOCUMENTS_BYTES || self.values > MAX_DOCUMENTS_VALUES {
+            return Err(Error::integrity(format!(
+                "the artifact's documents hold more than {} MiB or {MAX_DOCUMENTS_VALUES} JSON values in all (reached at {what}): refused",
+                MAX_DOCUMENTS_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&mut self, bytes: &[u8], what: &str) -> Result<T> {
+        self.spend(bytes, what)?;
+        serde_json::from_slice(bytes).map_err(|e| Error::integrity(format!("{what} is not valid JSON: {e}")))
+    }
 }
 
 fn blob_digest(path: &str) -> Option<Digest> {
