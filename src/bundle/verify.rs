@@ -7,9 +7,11 @@
 //! `blobs/sha256/<hex>` whose digest was announced by a document before it
 //! (so its size is known before its bytes are read: no decompression bomb,
 //! no path tricks, no links). What a blob is comes from its descriptor and
-//! its content alike ([`crate::image::classify`]); documents are at most
-//! [`MAX_DOCUMENT`] bytes and 128 levels deep; after the end-of-archive
-//! marker only zeros may follow. The tar is read through
+//! its content alike ([`crate::image::classify`]); each document is at most
+//! [`MAX_DOCUMENT`] bytes, [`crate::image::MAX_DOCUMENT_VALUES`] JSON values
+//! and 128 levels deep, all of them at most [`MAX_DOCUMENTS_BYTES`] and
+//! [`MAX_DOCUMENTS_VALUES`]; declared sizes are added up with checks; after
+//! the end-of-archive marker only zeros may follow. The tar is read through
 //! [`crate::bounded_tar`], and anything wrong with it is exit 3.
 use crate::bounded_tar::BoundedTar;
 use crate::digest::{Digest, Hasher};
