@@ -74,17 +74,14 @@ pub fn auto_decoder<'a, R: Read + Send + 'a>(reader: R) -> io::Result<(Compressi
     Ok((compression, decoder(compression, buffered)?))
 }
 
+/// A decoder with bounded memory (see [`crate::decompress`]): what is wrong
+/// with the compressed data is a [`crate::decompress::CorruptStream`] error.
 pub fn decoder<'a, R: BufRead + Send + 'a>(compression: Compression, reader: R) -> io::Result<Box<dyn Read + Send + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(reader),
-        // MultiGzDecoder: `cat a.gz b.gz` is valid gzip and pigz may write members.
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-        Compression::Zstd => {
-            let mut d = zstd::stream::read::Decoder::with_buffer(reader)?;
-            // Allow long-distance windows up to 2 GiB (zstd --long=31).
-            d.window_log_max(31)?;
-            Box::new(d)
-        }
+        // Several members: `cat a.gz b.gz` is valid gzip and pigz may write members.
+        Compression::Gzip => Box::new(crate::decompress::Gzip::new(reader)),
+        Compression::Zstd => Box::new(crate::decompress::ZstdFrames::new(reader)?),
     })
 }
 

@@ -143,7 +143,7 @@ fn fill_from(info: &mut BundleInfo, v: &Verified) {
             .map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone() })
             .collect();
         let platform = platform.or_else(|| {
-            let cfg: serde_json::Value = serde_json::from_slice(v.configs.get(&m.config.digest)?).ok()?;
+            let cfg: serde_json::Value = crate::image::parse_document(v.configs.get(&m.config.digest)?).ok()?;
             Some(format!("{}/{}", cfg["os"].as_str()?, cfg["architecture"].as_str()?))
         });
         Some(ManifestInfo {

@@ -4,9 +4,11 @@
 //! `seal` signs and encrypts, `flatten` squashes layers, `load` writes verified
 //! images to their targets; the binary (`main.rs`) only parses and prints.
 
+pub mod bounded_tar;
 pub mod flatten;
 pub mod seal;
 pub mod compress;
+pub mod decompress;
 pub mod digest;
 pub mod error;
 pub mod image;

@@ -3,7 +3,8 @@
 //! `blobs/sha256/<hex>` in an order a streaming reader can check as it goes:
 //! every blob comes after the document that references it.
 use crate::digest::Digest;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::image::classify::{classify, Claim, Kind};
 use crate::image::media_types::{self as mt, ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use crate::image::{parse_json, Descriptor, ImageSet, Index, Manifest};
 use serde::{Deserialize, Serialize};
@@ -106,11 +107,11 @@ pub fn blob_order(set: &ImageSet) -> Result<Vec<Digest>> {
         }
         documents.push(desc.digest.clone());
         let bytes = set.document(&desc.digest)?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        if mt::is_index(&desc.media_type) || value.get("manifests").is_some() {
+        let kind = classify(Claim::of_index_entry(&desc), &bytes).map_err(|why| Error::format(format!("blob {} {why}", desc.digest)))?;
+        if kind == Kind::Index {
             let index: Index = parse_json(&bytes, "index")?;
             queue.extend(index.manifests);
-        } else if mt::is_manifest(&desc.media_type) || value.get("config").is_some() {
+        } else if kind == Kind::Manifest {
             let m: Manifest = parse_json(&bytes, "manifest")?;
             if seen.insert(m.config.digest.clone()) {
                 configs.push(m.config.digest);

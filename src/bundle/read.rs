@@ -117,6 +117,24 @@ fn decryption_failure(parts: &SharedParts, bundle: &BundleSource, e: Error) -> E
 fn decompressing_stage(compression: Compression, decoder: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
     Ok(match compression {
         Compression::None => decoder,
-        _ => Box::new(ReadAhead::spawn("ferry-decompress", decoder).map_err(|e| Error::io("starting a reader thread", e))?),
+        _ => {
+            let decoder = ArtifactDecoder { inner: decoder, compression };
+            Box::new(ReadAhead::spawn("ferry-decompress", decoder).map_err(|e| Error::io("starting a reader thread", e))?)
+        }
     })
+}
+
+/// Damaged or hostile compressed bytes are bytes that travelled: an integrity failure.
+struct ArtifactDecoder {
+    inner: Box<dyn Read + Send>,
+    compression: Compression,
+}
+
+impl Read for ArtifactDecoder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| match crate::decompress::corrupt_stream(&e) {
+            Some(why) => Error::integrity(format!("decompressing the artifact ({}) failed: {why}", self.compression.name())).into_io(),
+            None => e,
+        })
+    }
 }

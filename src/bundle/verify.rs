@@ -3,13 +3,21 @@
 //! a [`Sink`] that only commits them once the whole stream has checked out.
 //!
 //! Only these entries are accepted, as regular files: `oci-layout`,
-//! `index.json`, `manifest.json`, and `blobs/sha256/<hex>` whose digest was
-//! announced by a document before it (so its size is known before its bytes
-//! are read: no decompression bomb, no path tricks, no links).
+//! `index.json`, `manifest.json` (each once: one document set), and
+//! `blobs/sha256/<hex>` whose digest was announced by a document before it
+//! (so its size is known before its bytes are read: no decompression bomb,
+//! no path tricks, no links). What a blob is comes from its descriptor and
+//! its content alike ([`crate::image::classify`]); each document is at most
+//! [`MAX_DOCUMENT`] bytes, [`crate::image::MAX_DOCUMENT_VALUES`] JSON values
+//! and 128 levels deep, all of them at most [`MAX_DOCUMENTS_BYTES`] and
+//! [`MAX_DOCUMENTS_VALUES`]; declared sizes are added up with checks; after
+//! the end-of-archive marker only zeros may follow. The tar is read through
+//! [`crate::bounded_tar`], and anything wrong with it is exit 3.
+use crate::bounded_tar::BoundedTar;
 use crate::digest::{Digest, Hasher};
-use crate::error::{Error, Result};
-use crate::image::media_types as mt;
-use crate::image::{parse_json, Descriptor, Index, Manifest, MAX_DOCUMENT};
+use crate::error::{unwrap_io, Error, Result};
+use crate::image::classify::{classify, Claim, Kind};
+use crate::image::{Descriptor, Index, Manifest, MAX_DOCUMENT};
 use super::layout::{DockerManifestEntry, ANN_FORMAT, FORMAT_VERSION};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -48,15 +56,6 @@ pub trait Sink {
 pub struct NullSink;
 impl Sink for NullSink {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Index,
-    Manifest,
-    Config,
-    Layer,
-    Other,
-}
-
 /// What the verified bundle holds.
 #[derive(Debug, Clone, Default)]
 pub struct Verified {
@@ -77,11 +76,22 @@ pub struct Verified {
 /// them finds them still in the L2 cache.
 const COPY_BUFFER: usize = 256 << 10;
 
-/// Trailing bytes tolerated after the end-of-archive marker (tar padding).
+/// Zero bytes tolerated after the end-of-archive marker (tar record padding).
 const MAX_TRAILING: u64 = 1 << 20;
 
+/// The end-of-archive marker: two zero blocks.
+const END_MARKER: usize = 1024;
+
 pub fn verify_stream(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> {
-    match verify_inner(reader, sink) {
+    verify_stream_copying(reader, sink, None)
+}
+
+/// Verify, and write the verified tar to `copy` as it streams: its entries
+/// as they were read and then ferry's own end-of-archive marker, nothing of
+/// what came after the artifact's (an archive target is exactly the entries
+/// that were checked).
+pub fn verify_stream_copying(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dyn Write>) -> Result<Verified> {
+    match verify_inner(reader, sink, copy) {
         Ok(v) => Ok(v),
         Err(e) => {
             sink.abort();
@@ -90,20 +100,59 @@ pub fn verify_stream(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verif
     }
 }
 
-fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> {
-    let mut expected: HashMap<Digest, (u64, Role)> = HashMap::new();
+/// What the documents read so far declare: every blob's size and what it is.
+#[derive(Default)]
+struct Expected {
+    blobs: HashMap<Digest, (u64, Claim)>,
+    /// The sum of the declared sizes of every distinct blob.
+    declared: u64,
+}
+
+impl Expected {
+    fn expect(&mut self, d: &Descriptor, claim: Claim, seen: bool) -> Result<()> {
+        let Some((size, have)) = self.blobs.get_mut(&d.digest) else {
+            self.declared = self.declared.checked_add(d.size).ok_or_else(|| {
+                Error::integrity("the artifact's documents declare more than 2^64 bytes of blobs: refused".to_string())
+            })?;
+            self.blobs.insert(d.digest.clone(), (d.size, claim));
+            return Ok(());
+        };
+        if *size != d.size {
+            return Err(Error::integrity(format!("blob {} is described with two sizes ({size} and {})", d.digest, d.size)));
+        }
+        // A blob already read was checked as what it was first said to be.
+        match have.merge(claim) {
+            Some(merged) if !seen || merged == *have => {
+                *have = merged;
+                Ok(())
+            }
+            _ => Err(Error::integrity(format!("blob {} is described both as {} and as {}", d.digest, have.with_article(), claim.with_article()))),
+        }
+    }
+}
+
+fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dyn Write>) -> Result<Verified> {
+    let mut expected = Expected::default();
     let mut seen: HashSet<Digest> = HashSet::new();
+    let mut seen_bytes = 0u64;
     let mut verified = Verified::default();
-    let mut have_layout = false;
+    let mut documents_read: HashSet<&'static str> = HashSet::new();
+    let mut budget = DocumentBudget::default();
     let mut reserved = false;
-    let mut archive = tar::Archive::new(reader);
+    let mut copy = copy;
+    let bounded = BoundedTar::new(FromBelow(reader));
+    let bounded = match copy.as_deref_mut() {
+        Some(out) => bounded.copying_to(out),
+        None => bounded,
+    };
+    let mut archive = tar::Archive::new(bounded);
     // One copy buffer for every blob: no allocation per entry.
     let mut buf = vec![0u8; COPY_BUFFER];
     let bad = |m: String| Error::integrity(m);
     {
-        let entries = archive.entries().map_err(|e| Error::io("reading the artifact", e))?;
+        let entries = archive.entries().map_err(tar_error)?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| Error::io("reading the artifact's tar stream", e))?;
+            let mut entry = entry.map_err(tar_error)?;
             let path = String::from_utf8(entry.path_bytes().into_owned())
                 .map_err(|_| bad("the artifact holds an entry whose name is not UTF-8".into()))?;
             let kind = entry.header().entry_type();
@@ -114,19 +163,24 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
             if !kind.is_file() {
                 return Err(bad(format!("the artifact holds {path:?}, which is not a regular file: refused")));
             }
+            if let Some(name) = ["oci-layout", "index.json", "manifest.json"].into_iter().find(|n| *n == path) {
+                if !documents_read.insert(name) {
+                    return Err(bad(format!("the artifact holds a second {name}: refused (a bundle has one document set)")));
+                }
+            }
             match path.as_str() {
                 "oci-layout" => {
                     let bytes = read_document(&mut entry, size, &path)?;
-                    let v: serde_json::Value = parse_json(&bytes, "oci-layout")?;
+                    let v: serde_json::Value = budget.parse(&bytes, "oci-layout in the artifact")?;
                     if v.get("imageLayoutVersion").and_then(|v| v.as_str()) != Some("1.0.0") {
                         return Err(bad("oci-layout has an unsupported imageLayoutVersion".into()));
                     }
-                    have_layout = true;
                     sink.document(&path, &bytes)?;
                 }
                 "index.json" => {
                     let bytes = read_document(&mut entry, size, &path)?;
-                    let index: Index = parse_json(&bytes, "index.json")?;
+                    classify(Claim::Index, &bytes).map_err(|why| bad(format!("index.json in the artifact {why}")))?;
+                    let index: Index = budget.parse(&bytes, "index.json in the artifact")?;
                     let format = index.annotations.as_ref().and_then(|a| a.get(ANN_FORMAT));
                     match format.map(String::as_str) {
                         Some(FORMAT_VERSION) => {}
@@ -136,7 +190,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                         None => return Err(Error::format("the artifact is not a ferry bundle (index.json has no format annotation)")),
                     }
                     for d in &index.manifests {
-                        expect(&mut expected, d, role_of_document(d))?;
+                        expected.expect(d, Claim::of_index_entry(d), seen.contains(&d.digest))?;
                     }
                     sink.document(&path, &bytes)?;
                     verified.index = Some(index);
@@ -144,7 +198,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                 }
                 "manifest.json" => {
                     let bytes = read_document(&mut entry, size, &path)?;
-                    let entries: Vec<DockerManifestEntry> = parse_json(&bytes, "manifest.json")?;
+                    let entries: Vec<DockerManifestEntry> = budget.parse(&bytes, "manifest.json in the artifact")?;
                     for e in &entries {
                         for p in std::iter::once(&e.config).chain(&e.layers) {
                             blob_digest(p).ok_or_else(|| bad(format!("manifest.json points at {p:?}, outside blobs/sha256/")))?;
@@ -156,7 +210,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                 _ => {
                     let digest = blob_digest(&path)
                         .ok_or_else(|| bad(format!("the artifact holds an unexpected entry {path:?}: refused")))?;
-                    let (want_size, role) = *expected.get(&digest).ok_or_else(|| {
+                    let (want_size, claim) = *expected.blobs.get(&digest).ok_or_else(|| {
                         bad(format!("blob {digest} appears before anything references it (or is not referenced at all)"))
                     })?;
                     if !seen.insert(digest.clone()) {
@@ -165,33 +219,31 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     if size != want_size {
                         return Err(bad(format!("blob {digest} is {size} bytes but its descriptor says {want_size}")));
                     }
-                    if matches!(role, Role::Layer) && !sink.wants_layers() {
+                    let document = claim.is_document();
+                    if document && size > MAX_DOCUMENT {
+                        return Err(bad(format!("blob {digest} is {} but {size} bytes, more than a metadata document may be", claim.with_article())));
+                    }
+                    if claim == Claim::Layer && !sink.wants_layers() {
                         verified.partial = true;
                         return Ok(verified);
                     }
-                    if !reserved && matches!(role, Role::Layer) {
+                    if !reserved && claim == Claim::Layer {
                         // Every document has been read: all sizes are known.
-                        // Sizes come from the bundle's documents: checked, a sum past u64 is refused.
-                        let total = expected
-                            .iter()
-                            .filter(|(d, _)| !seen.contains(*d))
-                            .try_fold(size, |sum, (_, (s, _))| sum.checked_add(*s))
-                            .ok_or_else(|| bad("the bundle declares more content than a 64-bit size can count: refused".into()))?;
-                        sink.reserve(total)?;
+                        sink.reserve(expected.declared - seen_bytes)?;
                         reserved = true;
                     }
-                    let keep = !matches!(role, Role::Layer) && size <= MAX_DOCUMENT;
+                    seen_bytes += size;
                     let mut kept = Vec::new();
                     let mut hasher = Hasher::new();
                     {
                         let mut out = sink.begin_blob(&digest, size)?;
                         loop {
-                            let n = entry.read(&mut buf).map_err(|e| Error::io(format!("reading blob {digest}"), e))?;
+                            let n = entry.read(&mut buf).map_err(tar_error)?;
                             if n == 0 {
                                 break;
                             }
                             hasher.update(&buf[..n]);
-                            if keep {
+                            if document {
                                 kept.extend_from_slice(&buf[..n]);
                             }
                             out.write_all(&buf[..n]).map_err(|e| Error::io(format!("writing blob {digest}"), e))?;
@@ -204,79 +256,151 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> 
                     }
                     sink.blob_verified(&digest)?;
                     verified.blobs += 1;
-                    verified.content_bytes += size;
-                    match role {
-                        Role::Index => {
-                            let index: Index = parse_json(&kept, &format!("index {digest}"))?;
+                    verified.content_bytes = verified.content_bytes.checked_add(size).ok_or_else(|| bad("the artifact holds more than 2^64 bytes".into()))?;
+                    let kind = classify(claim, &kept).map_err(|why| bad(format!("blob {digest} {why}")))?;
+                    if let Some((_, have)) = expected.blobs.get_mut(&digest) {
+                        *have = Claim::settled(kind);
+                    }
+                    match kind {
+                        Kind::Index => {
+                            let index: Index = budget.parse(&kept, &format!("index {digest}"))?;
                             for d in &index.manifests {
-                                expect(&mut expected, d, role_of_document(d))?;
+                                expected.expect(d, Claim::of_index_entry(d), seen.contains(&d.digest))?;
                             }
                             verified.indexes.push((digest.clone(), index));
                         }
-                        Role::Manifest => {
-                            let m: Manifest = parse_json(&kept, &format!("manifest {digest}"))?;
-                            expect(&mut expected, &m.config, Role::Config)?;
+                        Kind::Manifest => {
+                            let m: Manifest = budget.parse(&kept, &format!("manifest {digest}"))?;
+                            // Readers of the manifest add its sizes up (inspect, engines).
+                            m.layers.iter().try_fold(m.config.size, |sum, l| sum.checked_add(l.size)).ok_or_else(|| {
+                                bad(format!("manifest {digest} declares more than 2^64 bytes of blobs: refused"))
+                            })?;
+                            expected.expect(&m.config, Claim::Config, seen.contains(&m.config.digest))?;
                             for l in &m.layers {
-                                expect(&mut expected, l, Role::Layer)?;
+                                expected.expect(l, Claim::Layer, seen.contains(&l.digest))?;
                             }
                             verified.manifests.push((digest.clone(), m));
                         }
-                        Role::Config => {
-                            let _: serde_json::Value = parse_json(&kept, &format!("config {digest}"))?;
+                        Kind::Config => {
+                            // Kept, and parsed by its readers (inspect): bounded like the others.
+                            budget.spend(&kept, &format!("config {digest}"))?;
                             verified.configs.insert(digest.clone(), kept);
                         }
-                        Role::Layer | Role::Other => {}
+                        Kind::Layer | Kind::Other => {}
                     }
                 }
             }
         }
     }
-    // Read to the end so the outer checksums cover every byte; bounded.
     let mut rest = archive.into_inner();
-    let trailing = io::copy(&mut (&mut rest).take(MAX_TRAILING + 1), &mut io::sink())
-        .map_err(|e| Error::io("reading the end of the artifact", e))?;
-    if trailing > MAX_TRAILING {
-        return Err(bad("the artifact has unexpected data after the end of its tar archive".into()));
+    if rest.end_of_entries().is_none() {
+        return Err(bad("the artifact's tar stream ends without its end-of-archive marker".into()));
     }
-    if !have_layout || verified.index.is_none() {
+    // Read to the end so the outer checksums cover every byte: the rest of
+    // the marker and padding, zeros only; bounded.
+    let (trailing, only_zeros) = read_trailing(&mut rest)?;
+    if !only_zeros {
+        return Err(bad("the artifact has data after the end of its tar archive: refused".into()));
+    }
+    if trailing > MAX_TRAILING {
+        return Err(bad(format!("the artifact has more than {MAX_TRAILING} bytes of padding after the end of its tar archive: refused")));
+    }
+    if trailing + 512 < END_MARKER as u64 {
+        return Err(bad("the artifact's tar stream ends without its end-of-archive marker".into()));
+    }
+    if !documents_read.contains("oci-layout") || verified.index.is_none() {
         return Err(bad("the artifact is incomplete: oci-layout or index.json is missing".into()));
     }
-    if let Some((missing, _)) = expected.iter().find(|(d, _)| !seen.contains(*d)) {
+    if let Some((missing, _)) = expected.blobs.iter().find(|(d, _)| !seen.contains(*d)) {
         return Err(bad(format!("blob {missing} is referenced but missing from the artifact")));
     }
     for e in &verified.docker_manifest {
         for p in std::iter::once(&e.config).chain(&e.layers) {
-            let d = blob_digest(p).expect("checked when read");
+            let d = blob_digest(p).ok_or_else(|| bad(format!("manifest.json points at {p:?}, outside blobs/sha256/")))?;
             if !seen.contains(&d) {
                 return Err(bad(format!("manifest.json points at {p}, which is missing from the artifact")));
             }
         }
     }
+    if let Some(out) = copy {
+        out.write_all(&[0u8; END_MARKER]).map_err(|e| Error::io("writing the verified tar", e))?;
+    }
     sink.commit(&verified)?;
     Ok(verified)
 }
 
-fn role_of_document(d: &Descriptor) -> Role {
-    if mt::is_index(&d.media_type) {
-        Role::Index
-    } else if mt::is_manifest(&d.media_type) || d.media_type.is_empty() {
-        Role::Manifest
-    } else {
-        Role::Other
+/// Bytes after the first end-of-archive block (at most [`MAX_TRAILING`] + 1
+/// are read) and whether they are all zero.
+fn read_trailing(rest: &mut dyn Read) -> Result<(u64, bool)> {
+    let mut buf = [0u8; 64 << 10];
+    let mut total = 0u64;
+    let mut zeros = true;
+    while total <= MAX_TRAILING {
+        let n = match rest.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(tar_error(e)),
+        };
+        zeros &= buf[..n].iter().all(|&b| b == 0);
+        total += n as u64;
+        if !zeros {
+            break;
+        }
+    }
+    Ok((total, zeros))
+}
+
+/// Errors of the stream below the tar reader, carried as ferry errors so
+/// that what the tar reader says itself is told apart from them.
+struct FromBelow<'a>(&'a mut dyn Read);
+
+impl Read for FromBelow<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| Error::io("reading the artifact", e).into_io())
     }
 }
 
-fn expect(expected: &mut HashMap<Digest, (u64, Role)>, d: &Descriptor, role: Role) -> Result<()> {
-    match expected.get(&d.digest) {
-        Some((size, _)) if *size != d.size => Err(Error::integrity(format!(
-            "blob {} is described with two sizes ({size} and {})",
-            d.digest, d.size
-        ))),
-        Some(_) => Ok(()),
-        None => {
-            expected.insert(d.digest.clone(), (d.size, role));
-            Ok(())
+/// An error of the tar stream: the tar reader's own complaints are about
+/// bytes that travelled (exit 3); errors from below keep what they are.
+fn tar_error(e: io::Error) -> Error {
+    match unwrap_io(e) {
+        Ok(ours) => ours,
+        Err(e) => Error::integrity(format!("the artifact's tar stream is invalid: {e}")),
+    }
+}
+
+/// What the documents of one bundle may hold in all: they are kept in
+/// memory (a bundle of many small manifests is no way around [`MAX_DOCUMENT`]).
+pub const MAX_DOCUMENTS_BYTES: u64 = 32 << 20;
+pub const MAX_DOCUMENTS_VALUES: u64 = 1 << 17;
+
+/// The documents read so far, against [`MAX_DOCUMENTS_BYTES`] and [`MAX_DOCUMENTS_VALUES`].
+#[derive(Default)]
+struct DocumentBudget {
+    bytes: u64,
+    values: u64,
+}
+
+impl DocumentBudget {
+    /// Count a document in. Not valid JSON, more than 128 levels deep (serde_json's
+    /// limit) or more than [`crate::image::MAX_DOCUMENT_VALUES`] values: damaged or hostile bytes.
+    fn spend(&mut self, bytes: &[u8], what: &str) -> Result<()> {
+        let values = crate::image::count_values(bytes).map_err(|e| Error::integrity(format!("{what} is not valid JSON: {e}")))?;
+        self.bytes += bytes.len() as u64;
+        self.values += values;
+        if self.bytes > MAX_DOCUMENTS_BYTES || self.values > MAX_DOCUMENTS_VALUES {
+            return Err(Error::integrity(format!(
+                "the artifact's documents hold more than {} MiB or {MAX_DOCUMENTS_VALUES} JSON values in all (reached at {what}): refused",
+                MAX_DOCUMENTS_BYTES >> 20
+            )));
         }
+        Ok(())
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(&mut self, bytes: &[u8], what: &str) -> Result<T> {
+        self.spend(bytes, what)?;
+        serde_json::from_slice(bytes).map_err(|e| Error::integrity(format!("{what} is not valid JSON: {e}")))
     }
 }
 
@@ -289,6 +413,40 @@ fn read_document(entry: &mut dyn Read, size: u64, name: &str) -> Result<Vec<u8>>
         return Err(Error::integrity(format!("{name} is {size} bytes, more than a metadata document may be")));
     }
     let mut buf = Vec::with_capacity(size as usize);
-    entry.read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {name}"), e))?;
+    entry.read_to_end(&mut buf).map_err(tar_error)?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(n: u8, size: u64) -> Descriptor {
+        Descriptor::new("application/vnd.oci.image.layer.v1.tar", Digest::of_bytes(&[n]), size)
+    }
+
+    #[test]
+    fn declared_sizes_are_added_up_with_checks() {
+        let mut e = Expected::default();
+        e.expect(&desc(1, u64::MAX / 2), Claim::Layer, false).unwrap();
+        // The same blob again is counted once.
+        e.expect(&desc(1, u64::MAX / 2), Claim::Layer, false).unwrap();
+        e.expect(&desc(2, u64::MAX / 2), Claim::Layer, false).unwrap();
+        let err = e.expect(&desc(3, 2), Claim::Layer, false).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::Integrity);
+        assert!(err.to_string().contains("declare more than 2^64 bytes of blobs"), "{err}");
+        assert!(e.expect(&desc(1, 7), Claim::Layer, false).unwrap_err().to_string().contains("two sizes"));
+    }
+
+    #[test]
+    fn a_blob_read_as_one_thing_is_not_another() {
+        let mut e = Expected::default();
+        e.expect(&desc(1, 2), Claim::Config, false).unwrap();
+        e.expect(&desc(1, 2), Claim::Layer, true).unwrap();
+        e.expect(&desc(2, 2), Claim::Layer, false).unwrap();
+        let err = e.expect(&desc(2, 2), Claim::Config, true).unwrap_err();
+        assert!(err.to_string().ends_with("is described both as a layer and as a config"), "{err}");
+        e.expect(&desc(3, 2), Claim::Manifest, false).unwrap();
+        assert!(e.expect(&desc(3, 2), Claim::Index, false).is_err());
+    }
 }

@@ -239,7 +239,7 @@ fn read_export(reader: ChannelReader<'_>, mut spool: Spool, spool_path: PathBuf,
         Err(e) => Error::EngineFailed(format!("{describe} is not a valid tar stream: {e}")),
     };
     let mut entries = HashMap::new();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = crate::bounded_tar::archive(reader);
     {
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;

@@ -32,7 +32,7 @@ pub fn flatten_config(raw_config_json: &[u8], new_diff_id: &str) -> Result<Vec<u
             "{new_diff_id:?} is not a diff_id (expected sha256:<64 lowercase hex digits>)"
         )));
     }
-    let mut config: Value = serde_json::from_slice(raw_config_json)
+    let mut config: Value = crate::image::parse_document(raw_config_json)
         .map_err(|e| FlattenError::Config(format!("not valid JSON: {e}")))?;
     let obj = config
         .as_object_mut()

@@ -19,6 +19,7 @@ use crate::compress::{self, Compression};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::image::media_types as mt;
+use crate::image::classify::{classify, Claim, Kind};
 use crate::image::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Manifest};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -166,23 +167,6 @@ struct Flattener<'a, 's> {
     progress: &'a dyn Progress,
 }
 
-#[derive(PartialEq)]
-enum Kind {
-    Index,
-    Manifest,
-    Other,
-}
-
-fn kind_of(desc: &Descriptor, value: &serde_json::Value) -> Kind {
-    if mt::is_index(&desc.media_type) || (desc.media_type.is_empty() && value.get("manifests").is_some()) {
-        Kind::Index
-    } else if mt::is_manifest(&desc.media_type) || (desc.media_type.is_empty() && value.get("config").is_some()) {
-        Kind::Manifest
-    } else {
-        Kind::Other
-    }
-}
-
 /// Layer media types ferry flattens: OCI and Docker (non-)distributable tar
 /// layers, uncompressed, gzip or zstd.
 pub fn is_tar_layer(media_type: &str) -> bool {
@@ -240,13 +224,14 @@ impl Flattener<'_, '_> {
             return Ok(with_target(desc, done));
         }
         let bytes = self.document(&desc.digest)?;
-        let value: serde_json::Value = parse_json(&bytes, &format!("{name}: {}", desc.digest))?;
-        let new = match kind_of(desc, &value) {
-            Kind::Index => self.flatten_index(desc, value, name)?,
+        let kind = classify(Claim::of_index_entry(desc), &bytes).map_err(|why| Error::format(format!("{name}: blob {} {why}", desc.digest)))?;
+        let value = || -> Result<serde_json::Value> { parse_json(&bytes, &format!("{name}: {}", desc.digest)) };
+        let new = match kind {
+            Kind::Index => self.flatten_index(desc, value()?, name)?,
             Kind::Manifest => {
                 let manifest: Manifest = parse_json(&bytes, &format!("{name}: manifest {}", desc.digest))?;
                 if manifest.layers.iter().all(|l| is_tar_layer(&l.media_type)) {
-                    self.flatten_manifest(desc, &manifest, value, name, platform)?
+                    self.flatten_manifest(desc, &manifest, value()?, name, platform)?
                 } else {
                     // Not a container image (an artifact): carried as it is.
                     self.copy_blob(&desc.digest)?;
@@ -258,7 +243,7 @@ impl Flattener<'_, '_> {
                     desc.clone()
                 }
             }
-            Kind::Other => {
+            _ => {
                 self.copy_blob(&desc.digest)?;
                 desc.clone()
             }

@@ -115,9 +115,9 @@ pub(crate) fn read_layer(
         spool: BufWriter::with_capacity(IO_BUF, spool),
         spool_err: None,
     };
-    let mut archive = tar::Archive::new(tee);
+    let mut archive = crate::bounded_tar::archive(tee);
     let parsed = parse_entries(layer, &mut archive, 0);
-    let mut tee = archive.into_inner();
+    let mut tee = archive.into_inner().into_inner();
     if let Some(source) = tee.spool_err.take() {
         return Err(FlattenError::Io {
             action: "cannot write the temporary spool file",
@@ -148,7 +148,7 @@ pub(crate) fn read_layer_in_file(
     file: File,
     base: u64,
 ) -> Result<(File, Vec<Op>)> {
-    let mut archive = tar::Archive::new(BufReader::with_capacity(IO_BUF, input));
+    let mut archive = crate::bounded_tar::archive(BufReader::with_capacity(IO_BUF, input));
     let ops = parse_entries(layer, &mut archive, base)?;
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|source| FlattenError::Tar {

@@ -39,7 +39,7 @@ impl ArchiveIndex {
     pub fn scan(path: &Path) -> Result<ArchiveIndex> {
         let ctx = || format!("reading archive {}", path.display());
         let file = File::open(path).map_err(|e| Error::io(ctx(), e))?;
-        let mut archive = tar::Archive::new(file);
+        let mut archive = crate::bounded_tar::archive(file);
         let mut entries = HashMap::new();
         for entry in archive.entries_with_seek().map_err(|e| Error::io(ctx(), e))? {
             let entry = entry.map_err(|e| Error::format(format!("{} is not a valid tar archive: {e}", path.display())))?;

@@ -2,6 +2,7 @@
 //! bytes can be read from. Blob *contents* stay where they are (a file range, a
 //! spool file); only small JSON documents are held in memory.
 pub mod archive;
+pub mod classify;
 pub mod docker_archive;
 pub mod files;
 pub mod media_types;
@@ -244,7 +245,100 @@ impl ImageSet {
     }
 }
 
+/// Most JSON values (numbers, strings, arrays, ...) a document may hold.
+/// Parsed, each costs some 100 bytes: a 16 MiB document of tiny values
+/// would cost 900 MiB. A manifest of 100 layers holds about 500.
+pub const MAX_DOCUMENT_VALUES: u64 = 1 << 16;
+
 /// Parse a JSON document with a message naming what it is.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
-    serde_json::from_slice(bytes).map_err(|e| Error::format(format!("{what} is not valid: {e}")))
+    parse_document(bytes).map_err(|e| Error::format(format!("{what} is not valid: {e}")))
+}
+
+/// Parse a JSON document of at most [`MAX_DOCUMENT_VALUES`] values (and
+/// serde_json's 128 levels of nesting).
+pub fn parse_document<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> std::result::Result<T, serde_json::Error> {
+    count_values(bytes)?;
+    serde_json::from_slice(bytes)
+}
+
+/// The JSON values of the one document `bytes` are, keeping none of them;
+/// an error past [`MAX_DOCUMENT_VALUES`].
+pub fn count_values(bytes: &[u8]) -> std::result::Result<u64, serde_json::Error> {
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::cell::Cell;
+    struct Count<'a>(&'a Cell<u64>);
+    impl Count<'_> {
+        fn one<E: serde::de::Error>(&self) -> std::result::Result<(), E> {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            if n > MAX_DOCUMENT_VALUES {
+                return Err(E::custom(format!("more than {MAX_DOCUMENT_VALUES} JSON values in one document")));
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Count<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> std::result::Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Count<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> std::result::Result<(), E> {
+            self.one()
+        }
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> std::result::Result<(), E> {
+            self.one()
+        }
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> std::result::Result<(), E> {
+            self.one()
+        }
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> std::result::Result<(), E> {
+            self.one()
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> std::result::Result<(), E> {
+            self.one()
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<(), E> {
+            self.one()
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+            self.one()?;
+            while seq.next_element_seed(Count(self.0))?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+            self.one()?;
+            while map.next_key::<IgnoredAny>()?.is_some() {
+                map.next_value_seed(Count(self.0))?;
+            }
+            Ok(())
+        }
+    }
+    let count = Cell::new(0);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    Count(&count).deserialize(&mut de)?;
+    de.end()?;
+    Ok(count.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_bounded_in_values_and_depth() {
+        assert_eq!(count_values(br#"[1,[2,"x"],{"a":null,"b":{}}]"#).unwrap(), 8);
+        assert!(count_values(b"[1] [2]").is_err(), "one document");
+        let many = format!("[{}0]", "0,".repeat(MAX_DOCUMENT_VALUES as usize));
+        assert!(count_values(many.as_bytes()).unwrap_err().to_string().starts_with("more than 65536 JSON values in one document"));
+        let deep = vec![b'['; 200];
+        assert!(count_values(&deep).unwrap_err().to_string().starts_with("recursion limit exceeded"));
+        assert!(parse_json::<serde_json::Value>(many.as_bytes(), "x").unwrap_err().to_string().starts_with("x is not valid: more than"));
+    }
 }

@@ -1,5 +1,6 @@
 //! Reading an OCI image layout (a directory, an oci-archive, or a Docker 25+
 //! docker-archive, which is an OCI layout too).
+use super::classify::{classify, Claim, Kind};
 use super::files::SourceFiles;
 use super::media_types::{self as mt, ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use super::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Index, Manifest, PlatformFilter};
@@ -103,22 +104,9 @@ fn add_document(set: &mut ImageSet, desc: &Descriptor, media_type: &str, bytes: 
     });
 }
 
-/// What a document is, by media type or, if absent, by its shape.
-fn kind_of(desc: &Descriptor, bytes: &[u8]) -> &'static str {
-    if mt::is_index(&desc.media_type) {
-        return "index";
-    }
-    if mt::is_manifest(&desc.media_type) {
-        return "manifest";
-    }
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    if v.get("manifests").is_some() {
-        "index"
-    } else if v.get("config").is_some() {
-        "manifest"
-    } else {
-        "other"
-    }
+/// What a document an index lists is (see [`classify`]).
+fn kind_of(files: &dyn SourceFiles, desc: &Descriptor, bytes: &[u8]) -> Result<Kind> {
+    classify(Claim::of_index_entry(desc), bytes).map_err(|why| Error::format(format!("{}: blob {} {why}", files.describe(), desc.digest)))
 }
 
 /// Add the blobs reachable from `desc`, keeping the platforms `filter` keeps.
@@ -126,8 +114,8 @@ fn kind_of(desc: &Descriptor, bytes: &[u8]) -> &'static str {
 /// manifest, keeping its digest), or `None` if nothing is left.
 pub fn add_tree(files: &dyn SourceFiles, desc: &Descriptor, filter: &PlatformFilter, set: &mut ImageSet) -> Result<Option<Descriptor>> {
     let bytes = read_document(files, desc)?;
-    match kind_of(desc, &bytes) {
-        "index" => {
+    match kind_of(files, desc, &bytes)? {
+        Kind::Index => {
             let what = format!("{}: index {}", files.describe(), desc.digest);
             let index: Index = parse_json(&bytes, &what)?;
             let mut kept = Vec::new();
@@ -169,7 +157,7 @@ pub fn add_tree(files: &dyn SourceFiles, desc: &Descriptor, filter: &PlatformFil
             add_document(set, &new_desc, media_type, new_bytes);
             Ok(Some(new_desc))
         }
-        "manifest" => {
+        Kind::Manifest => {
             let manifest: Manifest = parse_json(&bytes, &format!("{}: manifest {}", files.describe(), desc.digest))?;
             add_large(files, &manifest.config, set)?;
             for layer in &manifest.layers {
@@ -194,12 +182,13 @@ pub fn add_tree(files: &dyn SourceFiles, desc: &Descriptor, filter: &PlatformFil
 /// The single-platform manifest that `manifest.json` (docker load) describes.
 pub fn docker_view(set: &ImageSet, top: &Descriptor, filter: &PlatformFilter) -> Result<Option<DockerView>> {
     let bytes = set.document(&top.digest)?;
-    match kind_of(top, &bytes) {
-        "manifest" => {
+    let kind = classify(Claim::of_index_entry(top), &bytes).map_err(|why| Error::format(format!("blob {} {why}", top.digest)))?;
+    match kind {
+        Kind::Manifest => {
             let m: Manifest = parse_json(&bytes, "manifest")?;
             Ok(Some(DockerView { config: m.config.digest, layers: m.layers.into_iter().map(|l| l.digest).collect() }))
         }
-        "index" => {
+        Kind::Index => {
             let index: Index = parse_json(&bytes, "index")?;
             let preferred = filter.preferred();
             let candidates: Vec<&Descriptor> = index.manifests.iter().filter(|d| set.blob(&d.digest).is_some()).collect();

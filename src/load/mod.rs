@@ -8,7 +8,7 @@ pub use archive_file::ArchiveFileSink;
 pub use oci_dir::OciDirSink;
 
 use crate::bundle::read::{open_artifact, Decryptor};
-use crate::bundle::verify::{verify_stream, NullSink, Sink, Verified};
+use crate::bundle::verify::{verify_stream_copying, NullSink, Sink, Verified};
 use crate::bundle::{BundleSource, Progress};
 use crate::compress::Compression;
 use crate::error::{Error, Result};
@@ -25,13 +25,15 @@ pub struct LoadReport {
     pub encrypted: bool,
 }
 
-/// Verify `bundle` completely into `sink`. On any failure the sink is aborted
-/// and a damaged part is reported as the cause when it is one.
+/// Verify `bundle` completely into `sink`, and write the verified tar to
+/// `copy` (its entries and an end-of-archive marker) when given. On any
+/// failure the sink is aborted and a damaged part is reported as the cause
+/// when it is one.
 pub fn verify_into(
     bundle: &BundleSource,
     decryptor: Option<Decryptor>,
     sink: &mut dyn Sink,
-    tee: Option<&mut dyn io::Write>,
+    copy: Option<&mut dyn io::Write>,
     progress: &dyn Progress,
 ) -> Result<(Verified, Compression, bool)> {
     let stream = match open_artifact(bundle, decryptor) {
@@ -43,11 +45,8 @@ pub fn verify_into(
     };
     progress.start(&format!("verifying {}", bundle.describe()), bundle.artifact_size());
     let parts = stream.parts.clone();
-    let counted = CountingReader { inner: stream.reader, progress, parts: parts.clone(), last: 0 };
-    let result = match tee {
-        Some(out) => verify_stream(&mut TeeReader { inner: counted, out }, sink),
-        None => verify_stream(&mut { counted }, sink),
-    };
+    let mut counted = CountingReader { inner: stream.reader, progress, parts: parts.clone(), last: 0 };
+    let result = verify_stream_copying(&mut counted, sink, copy);
     progress.finish();
     match result {
         Ok(v) => Ok((v, stream.compression, stream.encrypted)),
@@ -151,18 +150,6 @@ impl Read for CountingReader<'_> {
             self.progress.advance(now - self.last);
             self.last = now;
         }
-        Ok(n)
-    }
-}
-
-struct TeeReader<'a, R> {
-    inner: R,
-    out: &'a mut dyn io::Write,
-}
-impl<R: Read> Read for TeeReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
         Ok(n)
     }
 }
