@@ -38,7 +38,49 @@ impl SignatureStatus {
     }
 }
 
+/// What a consumer asks of a bundle's signature before its artifact is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `load`: a trusted signature is required, unless `--allow-unsigned`.
+    RequireSignature,
+    /// `verify`, `inspect`: a signature is checked against the keys given, if any,
+    /// and reported; an unsigned bundle is reported as such.
+    Report,
+}
+
+/// A bundle whose signature policy has run. Only [`TrustOptions::check`] makes
+/// one, and every function that reads a bundle's artifact takes one: no caller
+/// of the library can read, decrypt or load content before the signature over
+/// `STEM.sha256` (which covers every artifact byte) was checked as asked.
+pub struct Trusted<'a> {
+    bundle: &'a BundleSource,
+    signature: SignatureStatus,
+}
+
+impl<'a> Trusted<'a> {
+    pub fn bundle(&self) -> &'a BundleSource {
+        self.bundle
+    }
+
+    pub fn signature(&self) -> &SignatureStatus {
+        &self.signature
+    }
+}
+
+impl std::ops::Deref for Trusted<'_> {
+    type Target = BundleSource;
+    fn deref(&self) -> &BundleSource {
+        self.bundle
+    }
+}
+
 impl TrustOptions {
+    /// Apply the signature policy to `bundle`: the only way to a [`Trusted`].
+    pub fn check<'a>(&self, bundle: &'a BundleSource, policy: Policy) -> Result<Trusted<'a>> {
+        let signature = self.check_signature(bundle, policy == Policy::RequireSignature)?;
+        Ok(Trusted { bundle, signature })
+    }
+
     pub fn public_keys(&self) -> Result<Vec<PublicKey>> {
         self.keys.iter().map(|k| PublicKey::load(k).map_err(Error::from)).collect()
     }
@@ -53,7 +95,7 @@ impl TrustOptions {
 
     /// Check `STEM.sha256.minisig` first. `require` is true for `load`: an
     /// unsigned bundle or an unchecked signature is refused unless allowed.
-    pub fn check_signature(&self, bundle: &BundleSource, require: bool) -> Result<SignatureStatus> {
+    fn check_signature(&self, bundle: &BundleSource, require: bool) -> Result<SignatureStatus> {
         let keys = self.public_keys()?;
         let Some(sig) = &bundle.signature else {
             if !keys.is_empty() {
