@@ -8,6 +8,8 @@ export CARGO_TERM_COLOR=never
 # Tests start their own dockerd/vsftpd/sshd/nginx on loopback; two jobs suit 2 cores.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked -- --test-threads="${FERRY_TEST_THREADS:-2}"
+# Doc tests: the compile_fail examples prove the trust type cannot be bypassed.
+cargo test --workspace --doc --locked
 if [ -x bench/run.sh ]; then
   # The benchmark harness in its small mode, so it cannot rot (numbers not asserted;
   # the debug build, whose dependencies are optimised, saves a release build in CI).

@@ -2,7 +2,8 @@
 //! documents at the start of its artifact (layers are not read).
 use crate::bundle::read::Decryptor;
 use crate::bundle::verify::{Sink, Verified};
-use crate::bundle::{BundleSource, NoProgress};
+use crate::bundle::NoProgress;
+use crate::trust::Trusted;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::seal::limits::MAX_HEADER_BYTES;
@@ -72,7 +73,7 @@ impl Sink for DocumentsOnly {
     }
 }
 
-pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<BundleInfo> {
+pub fn inspect(bundle: &Trusted, decryptor: Option<Decryptor>) -> Result<BundleInfo> {
     let parts = bundle
         .checksums
         .lines
@@ -120,7 +121,7 @@ pub fn inspect(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<Bu
         info.notes.push("the content is encrypted: give -i IDENTITY to list its images".into());
         return Ok(info);
     }
-    let (v, compression, encrypted) = crate::load::verify_into(bundle, decryptor, &mut DocumentsOnly, None, &NoProgress)?;
+    let (v, compression, encrypted) = crate::verified::verify_into(bundle, decryptor, &mut DocumentsOnly, None, &NoProgress)?;
     info.compression = compression.name().into();
     info.encrypted = encrypted;
     fill_from(&mut info, &v);

@@ -1,31 +1,10 @@
 //! `ferry save`: open every image source, merge them (blobs once), write the bundle.
 use crate::bundle::{names, write_bundle, Progress, SaveOptions, SaveReport};
 use crate::error::{Error, Result};
-use crate::image::{open_source, ImageSet, SourceOptions};
+use crate::image::SourceOptions;
 use crate::reference::ImageRef;
 use ferry_transports::{Location, Transport};
 use std::sync::Arc;
-
-/// Read all images into one set; all docker-daemon: images come from one
-/// export call (shared layers once), placed where the first of them was named.
-pub fn collect_images_with_progress(images: &[ImageRef], source: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
-    let daemon_names: Vec<String> =
-        images.iter().filter_map(|i| if let ImageRef::DockerDaemon(n) = i { Some(n.clone()) } else { None }).collect();
-    let mut from_daemon =
-        if daemon_names.is_empty() { None } else { Some(crate::engine::export_images(&daemon_names, source, progress)?) };
-    let mut set = ImageSet::default();
-    for image in images {
-        match image {
-            ImageRef::DockerDaemon(_) => {
-                if let Some(one) = from_daemon.take() {
-                    set.merge(one);
-                }
-            }
-            _ => set.merge(open_source(image, source)?),
-        }
-    }
-    Ok(set)
-}
 
 /// The directory a local output names, for spooling next to the output.
 pub fn spool_dir_for(output: &str) -> Option<std::path::PathBuf> {
@@ -46,7 +25,7 @@ pub fn save(
     if let Some(dir) = &source.spool_dir {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     }
-    let mut set = collect_images_with_progress(images, source, progress)?;
+    let mut set = crate::sources::collect_images(images, source, progress)?;
     let stem = stem.unwrap_or_else(|| names::default_stem(&set.images.iter().map(|i| i.display_name()).collect::<Vec<_>>()));
     names::check_stem(&stem)?;
     let options = make_options(stem);

@@ -52,6 +52,28 @@ pub enum Policy {
 /// one, and every function that reads a bundle's artifact takes one: no caller
 /// of the library can read, decrypt or load content before the signature over
 /// `STEM.sha256` (which covers every artifact byte) was checked as asked.
+///
+/// A located bundle is not enough to load:
+/// ```compile_fail
+/// # fn f(located: &ferry::bundle::BundleSource, into: &ferry::reference::ImageRef) {
+/// ferry::targets::load(located, into, None, &ferry::bundle::NoProgress);
+/// # }
+/// ```
+/// nor can a `Trusted` be made without the check:
+/// ```compile_fail
+/// # fn f(located: &ferry::bundle::BundleSource) {
+/// let trusted = ferry::trust::Trusted { bundle: located, signature: ferry::trust::SignatureStatus::Unsigned };
+/// # }
+/// ```
+/// The check is the way in:
+/// ```no_run
+/// # fn f(located: &ferry::bundle::BundleSource, into: &ferry::reference::ImageRef) -> ferry::Result<()> {
+/// use ferry::trust::{Policy, TrustOptions};
+/// let trust = TrustOptions { keys: vec!["ferry.pub".into()], ..Default::default() };
+/// let trusted = trust.check(located, Policy::RequireSignature)?;
+/// ferry::targets::load(&trusted, into, Some(trust.decryptor()?), &ferry::bundle::NoProgress)?;
+/// # Ok(()) }
+/// ```
 pub struct Trusted<'a> {
     bundle: &'a BundleSource,
     signature: SignatureStatus,

@@ -2,7 +2,7 @@
 use super::Context;
 use crate::error::Result;
 use crate::inspect::BundleInfo;
-use crate::trust::TrustOptions;
+use crate::trust::{Policy, TrustOptions};
 
 pub struct InspectOptions {
     pub source: String,
@@ -11,7 +11,9 @@ pub struct InspectOptions {
 }
 
 pub fn run(opts: &InspectOptions, cx: &Context) -> Result<BundleInfo> {
-    let bundle = cx.locate(&opts.source)?;
+    let located = cx.locate(&opts.source)?;
+    // No keys: the signer is shown as claimed, not checked (verify -k checks it).
+    let bundle = opts.trust.check(&located, Policy::Report)?;
     let decryptor = if opts.trust.identities.is_empty() { None } else { Some(opts.trust.decryptor()?) };
     crate::inspect::inspect(&bundle, decryptor)
 }

@@ -4,7 +4,7 @@ use super::Context;
 use crate::compress::Compression;
 use crate::error::Result;
 use crate::reference::ImageRef;
-use crate::trust::TrustOptions;
+use crate::trust::{Policy, TrustOptions};
 use serde::Serialize;
 
 pub struct LoadOptions {
@@ -27,18 +27,18 @@ pub struct LoadSummary {
 
 pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
     let into = ImageRef::parse_target(&opts.into)?;
-    let bundle = cx.locate(&opts.source)?;
+    let located = cx.locate(&opts.source)?;
     // The signature over STEM.sha256 is checked before any artifact byte is read.
-    let signature = opts.trust.check_signature(&bundle, true)?;
+    let bundle = opts.trust.check(&located, Policy::RequireSignature)?;
     let decryptor = Some(opts.trust.decryptor()?);
-    let report = crate::load::load(&bundle, &into, decryptor, cx.progress)?;
+    let report = crate::targets::load(&bundle, &into, decryptor, cx.progress)?;
     Ok(LoadSummary {
         bundle: bundle.describe(),
         target: report.target,
         images: report.images,
         blobs: report.blobs,
         content_bytes: report.content_bytes,
-        signature: signature.describe(),
+        signature: bundle.signature().describe(),
         compression: compression_name(report.compression),
         encrypted: report.encrypted,
     })

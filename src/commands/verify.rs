@@ -1,7 +1,7 @@
 //! `ferry verify SOURCE`: every check a load makes, nothing written.
 use super::Context;
 use crate::error::Result;
-use crate::trust::TrustOptions;
+use crate::trust::{Policy, TrustOptions};
 use serde::Serialize;
 
 pub struct VerifyOptions {
@@ -26,11 +26,12 @@ pub struct VerifyReport {
 }
 
 pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
-    let bundle = cx.locate(&opts.source)?;
-    let signature = opts.trust.check_signature(&bundle, false)?;
+    let located = cx.locate(&opts.source)?;
+    let bundle = opts.trust.check(&located, Policy::Report)?;
+    let signature = bundle.signature();
     let files = bundle.checksums.lines.len();
     if bundle.is_encrypted_by_name() && opts.trust.identities.is_empty() {
-        let bytes = crate::load::verify_checksums(&bundle, cx.progress)?;
+        let bytes = crate::verified::verify_checksums(&bundle, cx.progress)?;
         return Ok(VerifyReport {
             bundle: bundle.describe(),
             signature: signature.describe(),
@@ -42,7 +43,7 @@ pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
         });
     }
     let decryptor = if bundle.is_encrypted_by_name() { Some(opts.trust.decryptor()?) } else { None };
-    let report = crate::load::verify(&bundle, decryptor, cx.progress)?;
+    let report = crate::verified::verify(&bundle, decryptor, cx.progress)?;
     Ok(VerifyReport {
         bundle: bundle.describe(),
         signature: signature.describe(),

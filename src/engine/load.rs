@@ -23,12 +23,13 @@ use super::tarw;
 use crate::bundle::layout::DockerManifestEntry;
 use crate::bundle::read::Decryptor;
 use crate::bundle::verify::{Sink, Verified};
-use crate::bundle::{BundleSource, Progress};
+use crate::bundle::Progress;
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use crate::image::parse_json;
-use crate::load::{verify_into, LoadReport};
+use crate::trust::Trusted;
+use crate::verified::{verify_into, LoadReport};
 use crate::reference::ImageName;
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -208,7 +209,7 @@ impl DaemonSink {
         if self.convert_zstd && head.starts_with(&ZSTD_MAGIC) {
             let file = tempfile::tempfile_in(&self.spool_dir)?;
             let gz = flate2::write::GzEncoder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)), flate2::Compression::fast());
-            let free = crate::load::free_space(&self.spool_dir).unwrap_or(u64::MAX);
+            let free = crate::disk::free_space(&self.spool_dir).unwrap_or(u64::MAX);
             let gz = Bounded { inner: gz, left: free.saturating_sub(64 << 20), dir: self.spool_dir.clone() };
             let mut conversion = Box::new(Conversion { decoder: Some(zstd::stream::write::Decoder::new(gz)?), error: None });
             if let Err(e) = conversion.decoder.as_mut().expect("just made").write_all(&head) {
@@ -361,7 +362,7 @@ enum Event {
 }
 
 /// `ferry load SOURCE` (into the Docker Engine of `DOCKER_HOST`).
-pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
+pub fn load_into_daemon(bundle: &Trusted, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
     let engine = Engine::connect()?;
     let convert = !engine.reads_zstd_layers();
     let (tx, rx) = tokio::sync::mpsc::channel::<BodyItem>(CHANNEL_DEPTH);
@@ -467,7 +468,7 @@ pub fn load_into_daemon(bundle: &BundleSource, decryptor: Option<Decryptor>, pro
             loaded.extend(tags);
         }
     }
-    let mut report = crate::load::report(format!("docker-daemon: ({}, {}, API {})", host, engine.server, engine.api_version()), &verified, compression, encrypted);
+    let mut report = crate::verified::report(format!("docker-daemon: ({}, {}, API {})", host, engine.server, engine.api_version()), &verified, compression, encrypted);
     report.images = loaded;
     Ok(report)
 }

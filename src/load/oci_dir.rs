@@ -1,7 +1,7 @@
 //! `oci:DIR[:REF]` target. Blobs are staged in a hidden sibling directory on
 //! the same filesystem; on commit they are renamed into DIR and index.json is
 //! replaced last, atomically. A failed load leaves DIR as it was.
-use super::check_space;
+use crate::disk::check_space;
 use crate::bundle::layout::OCI_LAYOUT;
 use crate::bundle::verify::{Sink, Verified};
 use crate::digest::Digest;

@@ -1,0 +1,48 @@
+//! Where a verified bundle goes: the one dispatch over load targets, above the
+//! file targets (`load/`) and the Docker Engine (`engine/`).
+use crate::bundle::read::Decryptor;
+use crate::bundle::verify::NullSink;
+use crate::bundle::Progress;
+use crate::error::{Error, Result};
+use crate::load::{ArchiveFileSink, OciDirSink};
+use crate::reference::ImageRef;
+use crate::trust::Trusted;
+use crate::verified::{report, verify_into, LoadReport};
+
+/// `ferry load --into TARGET`: the verified stream into the target it names.
+pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
+    match into {
+        ImageRef::OciDir { path, reference } => {
+            let mut sink = OciDirSink::new(path, reference.clone())?;
+            let (v, c, e) = verify_into(bundle, decryptor, &mut sink, None, progress)?;
+            Ok(report(format!("oci:{}", path.display()), &v, c, e))
+        }
+        ImageRef::OciArchive { path, reference } | ImageRef::DockerArchive { path, reference } => {
+            if reference.is_some() {
+                return Err(Error::usage(
+                    "archive targets keep the bundle's image names; give only a path (e.g. oci-archive:out.tar)",
+                ));
+            }
+            let mut sink = ArchiveFileSink::new(path)?;
+            let mut file = sink.take_file();
+            let result = verify_into(bundle, decryptor, &mut NullSink, Some(&mut file), progress);
+            match result {
+                Ok((v, c, e)) => {
+                    sink.commit_file(file)?;
+                    let kind = if matches!(into, ImageRef::OciArchive { .. }) { "oci-archive" } else { "docker-archive" };
+                    Ok(report(format!("{kind}:{}", path.display()), &v, c, e))
+                }
+                Err(e) => {
+                    drop(file);
+                    sink.abort();
+                    Err(e)
+                }
+            }
+        }
+        ImageRef::DockerDaemon(name) if name.is_empty() => crate::engine::load_into_daemon(bundle, decryptor, progress),
+        ImageRef::DockerDaemon(name) => Err(Error::usage(format!(
+            "--into docker-daemon:{name}: the daemon target takes no name (images keep the names the bundle records); use --into docker-daemon:"
+        ))),
+    }
+}
+
