@@ -577,7 +577,9 @@ mod tests {
     fn generate_writes_three_private_files_and_refuses_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let r = generate(dir.path(), Some(&pw("hunter2"))).unwrap();
-        assert_eq!(r.key_id.to_string().len(), 16);
+        // Shown as the minisign CLI does: hexadecimal, no leading zeros (1-16 digits).
+        let id = r.key_id.to_string();
+        assert!((1..=16).contains(&id.len()) && id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
         assert!(r.age_recipient.starts_with("age1"));
         #[cfg(unix)]
         {
