@@ -72,7 +72,7 @@ fn select(files: &dyn SourceFiles, entries: Vec<Descriptor>, wanted: &Selector) 
     };
     let mut by_digest: Vec<Descriptor> = entries.iter().filter(|d| &d.digest == digest).cloned().collect();
     if by_digest.is_empty() {
-        for entry in &entries {
+        for entry in entries.iter().filter(|e| !mt::is_manifest(&e.media_type)) {
             let bytes = read_document(files, entry)?;
             if kind_of(entry, &bytes) != "index" {
                 continue;
@@ -107,7 +107,7 @@ fn listing(entries: &[Descriptor]) -> String {
     let mut items: Vec<String> = entries
         .iter()
         .take(SHOWN)
-        .map(|d| match names_of(d).next() {
+        .map(|d| match d.annotation(ANN_CONTAINERD_NAME).or(d.annotation(ANN_REF_NAME)) {
             Some(name) => format!("{} ({})", d.digest, crate::untrusted::shown(name)),
             None => format!("{} (untagged)", d.digest),
         })
