@@ -180,7 +180,9 @@ impl Error {
                 "check that the Docker Engine (or `podman system service`) runs and that DOCKER_HOST points at its socket, e.g. unix:///var/run/docker.sock"
             }
             Error::EngineFailed(_) => "the Docker Engine's log (e.g. `journalctl -u docker`) may say more",
-            Error::ImageNotFound(_) => "`docker images` lists what the daemon has; a name without a tag means NAME:latest",
+            Error::ImageNotFound(_) => {
+                "check the name and digest against what the source holds (`docker images --digests` for the daemon); a name without a tag means NAME:latest"
+            }
             Error::UnsafeImage(_) => "nothing was written; do not use this image: get it again from a source you trust",
         };
         Some(hint.to_string())

@@ -1,6 +1,7 @@
 //! Image references (SPEC §1), skopeo-style: `docker-daemon:NAME[:TAG]`,
 //! `docker-archive:PATH[:REF]`, `oci-archive:PATH[:REF]`, `oci:DIR[:REF]`;
 //! a bare `NAME[:TAG]` means `docker-daemon:`.
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use std::path::PathBuf;
 
@@ -30,6 +31,10 @@ impl ImageRef {
                 if path.is_empty() {
                     return Err(Error::usage(format!("{prefix} needs a path, e.g. {prefix}image.tar")));
                 }
+                if let Some(r) = &reference {
+                    // A malformed digest is a usage error before anything is read.
+                    Selector::parse(r)?;
+                }
                 let path = PathBuf::from(path);
                 return Ok(match make {
                     0 => ImageRef::DockerArchive { path, reference },
@@ -47,12 +52,25 @@ impl ImageRef {
         Ok(ImageRef::DockerDaemon(s.to_string()))
     }
 
-    /// A target of `load --into`: the daemon, or a path-based one.
+    /// A target of `load --into` or `flatten`: the daemon, or a path-based one.
+    /// A target names what it writes; it cannot pin a digest, which is what
+    /// the written image turns out to be.
     pub fn parse_target(s: &str) -> Result<ImageRef> {
         if s == "docker-daemon:" || s == "docker-daemon" {
             return Ok(ImageRef::DockerDaemon(String::new()));
         }
-        ImageRef::parse(s)
+        let target = ImageRef::parse(s)?;
+        let named = match &target {
+            ImageRef::DockerDaemon(name) => Some(name.as_str()),
+            ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => reference.as_deref(),
+        };
+        if let Some(digest) = named.map(Selector::parse).transpose()?.and_then(|sel| sel.digest) {
+            return Err(Error::usage(format!(
+                "target {}: a target cannot pin a digest ({digest}): name the image it writes with NAME[:TAG], or leave the name out",
+                crate::untrusted::shown(s)
+            )));
+        }
+        Ok(target)
     }
 }
 
@@ -76,7 +94,95 @@ fn split_path_ref(s: &str) -> (String, Option<String>) {
     }
 }
 
-/// A Docker image name split into parts, normalised as Docker does.
+/// A Docker image reference, `[domain/]path[:tag][@digest]`, parsed by
+/// oci-spec (the grammar of distribution/reference, Docker's own) and
+/// normalised as Docker does: `busybox` is `docker.io/library/busybox:latest`,
+/// `index.docker.io` is `docker.io`. Wrapped because oci-spec lets through two
+/// things Docker refuses: an uppercase first component without a dot
+/// (`Foo/bar` becomes `docker.io/Foo/bar`; repository names are lowercase), and
+/// sha384/sha512 or uppercase-hex digests (ferry's [`Digest`], like Docker's
+/// digest package, is lowercase sha256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    /// e.g. `docker.io`, `localhost:5000`
+    pub domain: String,
+    /// e.g. `library/busybox`
+    pub path: String,
+    /// `latest` when neither a tag nor a digest was given (Docker's default).
+    pub tag: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+impl Reference {
+    pub fn parse(s: &str) -> Result<Reference> {
+        let invalid = |why: &dyn std::fmt::Display| Error::usage(format!("\"{}\" is not a valid image reference: {why}", crate::untrusted::shown(s)));
+        if let Some((_, digest)) = s.rsplit_once('@') {
+            // Checked first: oci-spec says only "invalid reference format" for a short digest.
+            parse_digest(digest).map_err(|why| invalid(&why))?;
+        }
+        let parsed = oci_spec::distribution::Reference::try_from(s).map_err(|e| invalid(&e))?;
+        if parsed.repository().chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(invalid(&"repository names must be lowercase"));
+        }
+        let digest = match parsed.digest() {
+            Some(d) => Some(parse_digest(d).map_err(|why| invalid(&why))?),
+            None => None,
+        };
+        Ok(Reference {
+            domain: parsed.registry().to_string(),
+            path: parsed.repository().to_string(),
+            tag: parsed.tag().map(str::to_string),
+            digest,
+        })
+    }
+
+    /// `docker.io/library/busybox`
+    pub fn repository(&self) -> String {
+        format!("{}/{}", self.domain, self.path)
+    }
+
+    /// `busybox`, `ferry/x`, `localhost:5000/a/b`: the repository as `docker images` shows it.
+    pub fn familiar_repository(&self) -> String {
+        match self.domain.as_str() {
+            "docker.io" => self.path.strip_prefix("library/").unwrap_or(&self.path).to_string(),
+            _ => self.repository(),
+        }
+    }
+
+    /// `busybox:1.36@sha256:…`, as Docker's `FamiliarString` writes it.
+    pub fn familiar(&self) -> String {
+        let mut s = self.familiar_repository();
+        if let Some(tag) = &self.tag {
+            s.push(':');
+            s.push_str(tag);
+        }
+        if let Some(digest) = &self.digest {
+            s.push('@');
+            s.push_str(digest.as_str());
+        }
+        s
+    }
+
+    /// The tagged name this reference gives its image (`None` for `NAME@DIGEST`:
+    /// a digest names content, not a tag to record).
+    pub fn name(&self) -> Option<ImageName> {
+        let tag = self.tag.clone()?;
+        Some(ImageName { domain: self.domain.clone(), path: self.path.clone(), tag })
+    }
+}
+
+/// A `sha256:<lowercase hex>` digest as ferry's [`Digest`], or why not.
+fn parse_digest(s: &str) -> std::result::Result<Digest, String> {
+    let shown = crate::untrusted::shown(s);
+    match s.split_once(':') {
+        Some(("sha256", _)) => Digest::parse(s).map_err(|_| format!("the digest \"{shown}\" is not sha256:<64 lowercase hex digits>")),
+        Some((alg, _)) => Err(format!("the digest \"{shown}\" uses {}; ferry supports sha256 digests only", crate::untrusted::shown(alg))),
+        None => Err(format!("\"{shown}\" is not a digest (sha256:<64 hex digits>)")),
+    }
+}
+
+/// An image's recorded name: a repository and a tag (docker-archive `RepoTags`,
+/// `io.containerd.image.name`), normalised as Docker does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageName {
     /// e.g. `docker.io`
@@ -88,27 +194,10 @@ pub struct ImageName {
 }
 
 impl ImageName {
-    /// Parse `[domain/]path[:tag]`; `None` if it is not a valid name.
+    /// Parse `[domain/]path[:tag]`; `None` if it is not a valid tagged name
+    /// (a reference that pins a digest is not a name to record).
     pub fn parse(s: &str) -> Option<ImageName> {
-        let s = s.split('@').next()?;
-        if s.is_empty() || s.contains(char::is_whitespace) {
-            return None;
-        }
-        let (name, tag) = match s.rfind(':') {
-            Some(i) if !s[i + 1..].contains('/') => (&s[..i], s[i + 1..].to_string()),
-            _ => (s, "latest".to_string()),
-        };
-        if name.is_empty() || tag.is_empty() {
-            return None;
-        }
-        let (domain, path) = match name.split_once('/') {
-            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-                (first.to_string(), rest.to_string())
-            }
-            _ => ("docker.io".to_string(), name.to_string()),
-        };
-        let path = if domain == "docker.io" && !path.contains('/') { format!("library/{path}") } else { path };
-        Some(ImageName { domain, path, tag })
+        Reference::parse(s).ok().filter(|r| r.digest.is_none())?.name()
     }
 
     /// `docker.io/library/busybox:latest`
@@ -124,6 +213,134 @@ impl ImageName {
         } else {
             self.full()
         }
+    }
+}
+
+/// What the `REF` of `oci:DIR:REF` (and of the archives) asks for: a name, a
+/// digest, or both (`NAME@sha256:…`, `@sha256:…`). In OCI layouts the name is
+/// an `org.opencontainers.image.ref.name`, which need not be a Docker
+/// reference (`v1`, `app`) and may hold `@`, so only a trailing `@ALG:HEX` is
+/// taken as a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub name: Option<String>,
+    pub digest: Option<Digest>,
+}
+
+impl Selector {
+    pub fn parse(r: &str) -> Result<Selector> {
+        let (name, digest) = match r.rsplit_once('@') {
+            Some((name, d)) if d.contains(':') => {
+                let digest = parse_digest(d).map_err(|why| Error::usage(format!("\"{}\": {why}", crate::untrusted::shown(r))))?;
+                (name, Some(digest))
+            }
+            _ => (r, None),
+        };
+        Ok(Selector { name: Some(name.to_string()).filter(|n| !n.is_empty()), digest })
+    }
+
+    /// Whether `have` (a name the source records) is the name asked for: the
+    /// same string, or the same image name once both are normalised. No name
+    /// asked for matches any.
+    pub fn name_matches(&self, have: &str) -> bool {
+        let Some(wanted) = &self.name else { return true };
+        have == wanted || matches!((ImageName::parse(wanted), ImageName::parse(have)), (Some(w), Some(h)) if w == h)
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    const HEX: &str = "9be0d52d4e23497618b6afb36b61030337f3d548de05cb40ab3cdd4891357a0d";
+
+    /// input → (repository, tag, familiar form)
+    #[test]
+    fn parses_and_normalises_as_docker_does() {
+        let table: &[(&str, &str, Option<&str>, &str)] = &[
+            ("busybox", "docker.io/library/busybox", Some("latest"), "busybox:latest"),
+            ("busybox:1.36", "docker.io/library/busybox", Some("1.36"), "busybox:1.36"),
+            ("library/busybox", "docker.io/library/busybox", Some("latest"), "busybox:latest"),
+            ("docker.io/library/busybox:latest", "docker.io/library/busybox", Some("latest"), "busybox:latest"),
+            ("index.docker.io/library/busybox", "docker.io/library/busybox", Some("latest"), "busybox:latest"),
+            ("ferry/x:t", "docker.io/ferry/x", Some("t"), "ferry/x:t"),
+            ("localhost/a/b", "localhost/a/b", Some("latest"), "localhost/a/b:latest"),
+            ("localhost:5000/a/b:1.0", "localhost:5000/a/b", Some("1.0"), "localhost:5000/a/b:1.0"),
+            ("registry.example.com:443/team/app:v2", "registry.example.com:443/team/app", Some("v2"), "registry.example.com:443/team/app:v2"),
+            // Host names are not case-sensitive; Docker keeps them as written.
+            ("Example.COM/app", "Example.COM/app", Some("latest"), "Example.COM/app:latest"),
+            ("quay.io/podman/stable:v5.0", "quay.io/podman/stable", Some("v5.0"), "quay.io/podman/stable:v5.0"),
+            // `:5000` after a name without a slash is a tag, not a port (as in Docker).
+            ("test.com:5000", "docker.io/library/test.com", Some("5000"), "test.com:5000"),
+            ("a_b/c__d/e-f.g:T_1.x-y", "docker.io/a_b/c__d/e-f.g", Some("T_1.x-y"), "a_b/c__d/e-f.g:T_1.x-y"),
+        ];
+        for (input, repository, tag, familiar) in table {
+            let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(r.repository(), *repository, "{input}");
+            assert_eq!(r.tag.as_deref(), *tag, "{input}");
+            assert_eq!(r.digest, None, "{input}");
+            assert_eq!(r.familiar(), *familiar, "{input}");
+        }
+    }
+
+    #[test]
+    fn keeps_digests() {
+        let r = Reference::parse(&format!("busybox@sha256:{HEX}")).unwrap();
+        assert_eq!((r.repository().as_str(), r.tag.as_deref()), ("docker.io/library/busybox", None), "no tag is made up");
+        assert_eq!(r.digest.as_ref().map(Digest::hex), Some(HEX));
+        assert_eq!(r.name(), None, "a digest is not a name to record");
+        assert_eq!(r.familiar(), format!("busybox@sha256:{HEX}"));
+
+        let r = Reference::parse(&format!("localhost:5000/a/b:1.0@sha256:{HEX}")).unwrap();
+        assert_eq!(r.repository(), "localhost:5000/a/b");
+        assert_eq!(r.tag.as_deref(), Some("1.0"));
+        assert_eq!(r.digest.as_ref().map(Digest::hex), Some(HEX));
+        assert_eq!(r.name().map(|n| n.full()).as_deref(), Some("localhost:5000/a/b:1.0"));
+        assert_eq!(r.familiar(), format!("localhost:5000/a/b:1.0@sha256:{HEX}"));
+        assert_eq!(ImageName::parse(&format!("busybox:1@sha256:{HEX}")), None, "a recorded name has no digest");
+    }
+
+    #[test]
+    fn refuses_what_docker_refuses() {
+        for bad in [
+            "",
+            "Busybox",
+            "Upper/lower:tag",
+            "localhost:5000/Upper/lower",
+            "busybox:",
+            ":tag",
+            "a b",
+            "busybox:tag with space",
+            "busybox@sha256:1234",
+            &format!("busybox@sha256:{}", HEX.to_uppercase()),
+            &format!("busybox@sha512:{HEX}{HEX}"),
+            "docker://busybox",
+        ] {
+            assert!(Reference::parse(bad).is_err(), "{bad:?} was accepted");
+            assert!(ImageName::parse(bad).is_none(), "{bad:?} was accepted as a name");
+        }
+        let e = Reference::parse("Upper/lower:tag").unwrap_err().to_string();
+        assert!(e.contains("lowercase"), "{e}");
+        let e = Reference::parse(&format!("busybox@sha512:{HEX}{HEX}")).unwrap_err().to_string();
+        assert!(e.contains("sha256 digests only"), "{e}");
+    }
+
+    #[test]
+    fn selectors_split_a_trailing_digest() {
+        let d = Digest::parse(&format!("sha256:{HEX}")).unwrap();
+        let sel = |r: &str| Selector::parse(r).unwrap();
+        assert_eq!(sel(&format!("app@sha256:{HEX}")), Selector { name: Some("app".into()), digest: Some(d.clone()) });
+        assert_eq!(sel(&format!("@sha256:{HEX}")), Selector { name: None, digest: Some(d.clone()) });
+        assert_eq!(sel(&format!("ferry/x:v1@sha256:{HEX}")), Selector { name: Some("ferry/x:v1".into()), digest: Some(d) });
+        // `@` may be part of an OCI ref.name; without `ALG:` after it, it stays in the name.
+        assert_eq!(sel("v1@build"), Selector { name: Some("v1@build".into()), digest: None });
+        for bad in ["app@sha256:1234", "app@md5:00", &format!("app@sha256:{}", HEX.to_uppercase())] {
+            let e = Selector::parse(bad).unwrap_err();
+            assert!(e.to_string().contains("digest"), "{bad}: {e}");
+        }
+        let s = sel("busybox:latest");
+        assert!(s.name_matches("docker.io/library/busybox:latest") && s.name_matches("busybox:latest") && !s.name_matches("busybox:1"));
+        assert!(sel("v1").name_matches("v1") && !sel("v1").name_matches("v2"));
     }
 }
 

@@ -324,17 +324,16 @@ pub fn list_bundles(transport: &dyn Transport) -> Result<Listing> {
             skipped.push(crate::untrusted::shown(&e.name).into_owned());
             continue;
         }
-        let prefix = format!("{stem}.tar");
         let parts: Vec<_> = entries
             .iter()
-            .filter(|p| p.name.starts_with(&prefix) && !p.name.ends_with(ferry_transports::PARTIAL_SUFFIX) && names::is_plain_name(&p.name))
+            .filter(|p| names::is_artifact_of(stem, &p.name) && names::is_plain_name(&p.name))
             .collect();
         out.push(ListedBundle {
             stem: stem.to_string(),
             files: parts.iter().map(|p| p.name.clone()).collect(),
             size: parts.iter().map(|p| p.size).sum(),
             signed: entries.iter().any(|s| s.name == names::signature_name(stem)),
-            encrypted: parts.iter().any(|p| p.name.contains(".age")),
+            encrypted: parts.iter().any(|p| names::parse_artifact_name(&p.name).is_some_and(|a| a.encrypted)),
         });
     }
     Ok(Listing { bundles: out, skipped })

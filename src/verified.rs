@@ -84,9 +84,9 @@ pub fn image_names(v: &Verified) -> Vec<String> {
         .iter()
         .flat_map(|i| &i.manifests)
         .map(|d| {
+            // A name that is no valid reference is shown as recorded (callers escape it).
             d.annotation(ANN_CONTAINERD_NAME)
-                .and_then(crate::reference::ImageName::parse)
-                .map(|n| n.familiar())
+                .map(|n| crate::reference::ImageName::parse(n).map(|n| n.familiar()).unwrap_or_else(|| n.to_string()))
                 .or_else(|| d.annotation(ANN_REF_NAME).map(str::to_string))
                 .unwrap_or_else(|| format!("<untagged {}>", d.digest.short()))
         })

@@ -7,6 +7,7 @@ use common::*;
 use std::path::Path;
 use std::process::Command;
 use support::dockerd::Dockerd;
+use support::podman::PodmanService;
 
 fn ferry_at(daemon: &Dockerd, args: &[&str]) -> Run {
     ferry_env(args, &[("DOCKER_HOST", daemon.host.as_str())])
@@ -416,60 +417,6 @@ fn daemon_failing_mid_load_is_an_error_and_nothing_is_tagged() {
     assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
     let tagged = daemon.docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(tagged.lines().all(|l| l == "<none>:<none>"), "half-tagged: {tagged}");
-}
-
-/// `podman system service` on a private socket and storage (TESTBED), stopped on drop.
-struct PodmanService {
-    child: std::process::Child,
-    host: String,
-    conf: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl PodmanService {
-    fn start() -> PodmanService {
-        require("podman");
-        let dir = tempfile::Builder::new().prefix("fp").tempdir_in("/tmp").unwrap();
-        let p = dir.path();
-        let conf = p.join("storage.conf");
-        std::fs::write(
-            &conf,
-            format!("[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n", p.join("run").display(), p.join("graph").display()),
-        )
-        .unwrap();
-        let sock = p.join("podman.sock");
-        let host = format!("unix://{}", sock.display());
-        let child = std::process::Command::new("podman")
-            .args(["system", "service", "--time=0", &host])
-            .env("CONTAINERS_STORAGE_CONF", &conf)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start podman system service");
-        let mut service = PodmanService { child, host, conf, _dir: dir };
-        for _ in 0..150 {
-            if sock.exists() {
-                return service;
-            }
-            if let Ok(Some(status)) = service.child.try_wait() {
-                panic!("podman system service exited: {status}");
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("podman system service did not create {}", sock.display());
-    }
-
-    fn podman(&self, args: &str) -> String {
-        sh(&format!("CONTAINERS_STORAGE_CONF={} podman {args}", self.conf.display()))
-    }
-}
-
-impl Drop for PodmanService {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]

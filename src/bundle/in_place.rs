@@ -114,11 +114,7 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
 }
 
 fn block_size(path: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    // SAFETY: a NUL-terminated path and a zeroed struct the call fills in.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    (unsafe { libc::statvfs(c.as_ptr(), &mut st) } == 0 && st.f_bsize > 0).then_some(st.f_bsize as u64)
+    rustix::fs::statvfs(path).ok().map(|st| st.f_bsize).filter(|&b| b > 0)
 }
 
 /// Build the artifact `name` in the spool and publish it. `Ok(None)`: the
@@ -241,14 +237,7 @@ fn write_all_at(file: &File, data: &[u8], at: u64) -> io::Result<()> {
 /// Make room for `len` bytes at `at`, moving what follows up (no data copied).
 #[cfg(target_os = "linux")]
 fn insert_range(file: &File, at: u64, len: u64) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid descriptor; the kernel checks the range.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_INSERT_RANGE, at as libc::off_t, len as libc::off_t) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    Ok(rustix::fs::fallocate(file, rustix::fs::FallocateFlags::INSERT_RANGE, at, len)?)
 }
 
 #[cfg(not(target_os = "linux"))]

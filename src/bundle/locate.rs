@@ -38,7 +38,7 @@ impl BundleSource {
     }
 
     pub fn is_encrypted_by_name(&self) -> bool {
-        self.checksums.lines.first().map(|l| l.name.contains(".age")).unwrap_or(false)
+        self.checksums.lines.first().and_then(|l| names::parse_artifact_name(&l.name)).is_some_and(|a| a.encrypted)
     }
 }
 
@@ -125,8 +125,7 @@ fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<BundleSo
         Err(e) => return Err(e),
     };
     let checksums = ChecksumFile::parse(&checksum_bytes, &checksum_name)?;
-    let prefix = format!("{stem}.tar");
-    if let Some(bad) = checksums.lines.iter().find(|l| !l.name.starts_with(&prefix)) {
+    if let Some(bad) = checksums.lines.iter().find(|l| !names::is_artifact_of(&stem, &l.name)) {
         return Err(Error::integrity(format!("{checksum_name} lists {:?}, which is not an artifact of bundle {stem}", bad.name)));
     }
     refuse_special_parts(&*transport, &checksums)?;

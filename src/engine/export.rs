@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::image::archive::normalize;
 use crate::image::files::SourceFiles;
 use crate::image::{docker_archive, oci, BlobSource, ImageSet, SourceOptions, MAX_DOCUMENT};
-use crate::reference::ImageName;
+use crate::reference::{ImageName, Reference};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -33,9 +33,23 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
     let engine = Engine::connect()?;
     let mut wanted: Vec<String> = Vec::new();
     let mut ids: Vec<String> = Vec::new();
-    for name in names {
-        let name = daemon_name(name)?;
-        let id = resolve(&engine, &name)?;
+    for given in names {
+        let mut name = daemon_name(given)?;
+        let (id, tags) = resolve(&engine, &name)?;
+        if let Some(tagged) = tag_beside_digest(given) {
+            // Docker looks `NAME:TAG@DIGEST` up by the digest alone: the tag is ferry's to check.
+            if !tags.iter().any(|t| ImageName::parse(t).as_ref() == Some(&tagged)) {
+                return Err(Error::ImageNotFound(format!(
+                    "docker-daemon:{}: image {name} in the Docker Engine at {} is not tagged {} (its tags: {})",
+                    crate::untrusted::shown(given),
+                    engine.host.describe(),
+                    tagged.familiar(),
+                    if tags.is_empty() { "none".to_string() } else { tags.iter().map(|t| crate::untrusted::shown(t).into_owned()).collect::<Vec<_>>().join(", ") }
+                )));
+            }
+            // Export it by its tag, so that the bundle records the name.
+            name = tagged.familiar();
+        }
         if !wanted.contains(&name) {
             wanted.push(name);
         }
@@ -82,21 +96,32 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
 }
 
 /// The name Docker is asked for: `NAME` means `NAME:latest` (as skopeo's
-/// docker-daemon: does); IDs and digests are passed as they are.
+/// docker-daemon: does); IDs pass as they are; `NAME[:TAG]@DIGEST` is asked
+/// for as `NAME@DIGEST` (the daemon's RepoDigests), see [`tag_beside_digest`].
 fn daemon_name(name: &str) -> Result<String> {
     let is_hex = |s: &str| s.len() >= 12 && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
-    if name.starts_with("sha256:") || name.contains('@') || is_hex(name) {
+    if name.starts_with("sha256:") || is_hex(name) {
         return Ok(name.to_string());
     }
-    ImageName::parse(name)
-        .map(|n| n.familiar())
-        .ok_or_else(|| Error::usage(format!("docker-daemon:{name} is not a valid image name")))
+    let reference = Reference::parse(name).map_err(|e| Error::usage(format!("docker-daemon: {e}")))?;
+    Ok(match reference.digest {
+        Some(_) => Reference { tag: None, ..reference }.familiar(),
+        None => reference.familiar(),
+    })
 }
 
-/// The image ID of `name`, or a clear "not found".
-fn resolve(engine: &Engine, name: &str) -> Result<String> {
+/// The tag that `NAME:TAG@DIGEST` expects the digest's image to carry.
+fn tag_beside_digest(name: &str) -> Option<ImageName> {
+    Reference::parse(name).ok().filter(|r| r.digest.is_some())?.name()
+}
+
+/// The image ID of `name` and its tags, or a clear "not found".
+fn resolve(engine: &Engine, name: &str) -> Result<(String, Vec<String>)> {
     match engine.block_on(engine.docker().inspect_image(name)) {
-        Ok(info) => info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url))),
+        Ok(info) => {
+            let id = info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url)))?;
+            Ok((id, info.repo_tags.unwrap_or_default()))
+        }
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(Error::ImageNotFound(format!(
             "image {name} not found in the Docker Engine at {}",
             engine.host.describe()
@@ -351,6 +376,20 @@ mod tests {
         assert_eq!(daemon_name("localhost:5000/a").unwrap(), "localhost:5000/a:latest");
         assert_eq!(daemon_name("sha256:abcd").unwrap(), "sha256:abcd");
         assert_eq!(daemon_name("0123456789ab").unwrap(), "0123456789ab");
+    }
+
+    #[test]
+    fn digests_are_looked_up_alone_and_the_tag_checked() {
+        let digest = "sha256:9be0d52d4e23497618b6afb36b61030337f3d548de05cb40ab3cdd4891357a0d";
+        assert_eq!(daemon_name(&format!("busybox@{digest}")).unwrap(), format!("busybox@{digest}"));
+        assert_eq!(daemon_name(&format!("docker.io/library/busybox:1.36@{digest}")).unwrap(), format!("busybox@{digest}"));
+        assert_eq!(tag_beside_digest(&format!("busybox:1.36@{digest}")).map(|n| n.familiar()).as_deref(), Some("busybox:1.36"));
+        assert_eq!(tag_beside_digest(&format!("busybox@{digest}")), None);
+        assert_eq!(tag_beside_digest("busybox:1.36"), None);
+        for bad in ["busybox@sha256:abcd", "Busybox", "busybox@sha512:00"] {
+            let e = daemon_name(bad).unwrap_err();
+            assert_eq!(e.kind(), crate::error::ErrorKind::Usage, "{bad}");
+        }
     }
 
     #[test]

@@ -105,70 +105,13 @@ fn newest_created(obj: &Map<String, Value>) -> Option<String> {
     })
 }
 
-/// Parse an RFC 3339 timestamp to (seconds since the epoch, nanoseconds).
+/// Parse an RFC 3339 timestamp to (seconds since the epoch, nanoseconds), as
+/// Docker and OCI configs write `created`: any number of fractional digits
+/// (nanoseconds kept), `Z` or a `+hh:mm` offset. (humantime's parser takes no
+/// offsets, so chrono's, already in the tree through suppaftp.)
 fn parse_rfc3339(s: &str) -> Option<(i64, u32)> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(r)?;
-        if part.iter().all(u8::is_ascii_digit) {
-            std::str::from_utf8(part).ok()?.parse().ok()
-        } else {
-            None
-        }
-    };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    if !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut i = 19;
-    let mut nanos: u32 = 0;
-    if b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            if i - start < 9 {
-                nanos = nanos * 10 + u32::from(b[i] - b'0');
-            }
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        for _ in (i - start)..9 {
-            nanos *= 10;
-        }
-    }
-    let offset = match b.get(i)? {
-        b'Z' | b'z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let o = num(i + 1..i + 3)? * 3600 + num(i + 4..i + 6)? * 60;
-            if *sign == b'+' {
-                o
-            } else {
-                -o
-            }
-        }
-        _ => return None,
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, mo) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * mo + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + sec - offset, nanos))
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    Some((t.timestamp(), t.timestamp_subsec_nanos()))
 }
 
 #[cfg(test)]
@@ -190,6 +133,20 @@ mod tests {
         );
         assert_eq!(parse_rfc3339("2024-03-01"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
+    }
+
+    #[test]
+    fn rfc3339_as_docker_and_oci_configs_write_it() {
+        let utc = parse_rfc3339("2023-05-01T12:34:56.123456789Z").unwrap();
+        assert_eq!(utc, (1_682_944_496, 123_456_789));
+        assert_eq!(parse_rfc3339("2023-05-01T14:34:56.123456789+02:00"), Some(utc));
+        assert_eq!(parse_rfc3339("2023-05-01T07:34:56.123456789-05:00"), Some(utc));
+        assert_eq!(parse_rfc3339("2023-05-01 12:34:56.123456789z"), Some(utc));
+        assert_eq!(parse_rfc3339("2023-05-01T12:34:56Z"), Some((1_682_944_496, 0)));
+        // Not a date, no offset, an offset out of range.
+        for bad in ["2023-02-30T00:00:00Z", "2023-05-01T12:34:56", "2023-05-01T12:34:56+24:00", "2023-05-01T12:34:56.Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
     }
 
     #[test]

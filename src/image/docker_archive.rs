@@ -10,7 +10,7 @@ use super::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSe
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::reference::ImageName;
+use crate::reference::{ImageName, Selector};
 use serde::Deserialize;
 use std::io::Read;
 use std::sync::Arc;
@@ -34,41 +34,104 @@ struct Rootfs {
     diff_ids: Vec<Digest>,
 }
 
-/// Add the images of a legacy docker-archive (all, or those tagged `reference`).
+/// Add the images of a legacy docker-archive (all, or those `reference` selects).
 pub fn read_docker_archive(archive: &dyn SourceFiles, reference: Option<&str>, set: &mut ImageSet) -> Result<()> {
     let what = format!("{}: manifest.json", archive.describe());
     let entries: Vec<ManifestEntry> = parse_json(&archive.read_small("manifest.json")?, &what)?;
-    let wanted = reference.map(|r| ImageName::parse(r).map(|n| n.full()).unwrap_or_else(|| r.to_string()));
+    let wanted = reference.map(Selector::parse).transpose()?;
+    if let Some((wanted, digest)) = wanted.as_ref().and_then(|w| Some((w, w.digest.as_ref()?))) {
+        return read_by_digest(archive, &entries, wanted, digest, set);
+    }
     let mut found = false;
     for entry in &entries {
-        let tags: Vec<ImageName> = entry.repo_tags.iter().flatten().filter_map(|t| ImageName::parse(t)).collect();
         let tags: Vec<ImageName> = match &wanted {
-            Some(w) => tags.into_iter().filter(|t| &t.full() == w).collect(),
-            None => tags,
+            Some(w) => tags_of(entry).filter(|(raw, _)| w.name_matches(raw)).map(|(_, t)| t).collect(),
+            None => tags_of(entry).map(|(_, t)| t).collect(),
         };
         if wanted.is_some() && tags.is_empty() {
             continue;
         }
         found = true;
         let (manifest_desc, view) = add_entry(archive, entry, set)?;
-        if tags.is_empty() {
-            set.images.push(Image { name: None, ref_name: None, descriptor: manifest_desc.clone(), docker: Some(view.clone()) });
-        }
-        for tag in tags {
-            set.images.push(Image {
-                ref_name: Some(tag.tag.clone()),
-                name: Some(tag),
-                descriptor: manifest_desc.clone(),
-                docker: Some(view.clone()),
-            });
-        }
+        push_images(set, tags, &manifest_desc, &view);
     }
     if let (Some(r), false) = (reference, found) {
-        return Err(Error::usage(format!("{}: no image tagged {r:?}", archive.describe())));
+        return Err(Error::usage(format!("{}: no image tagged \"{}\"", archive.describe(), crate::untrusted::shown(r))));
     }
     if entries.is_empty() {
         return Err(Error::format(format!("{what} lists no images")));
     }
+    Ok(())
+}
+
+/// An entry's `RepoTags`, as written and parsed (tags that are no valid name are left out).
+fn tags_of(entry: &ManifestEntry) -> impl Iterator<Item = (&str, ImageName)> {
+    entry.repo_tags.iter().flatten().filter_map(|t| Some((t.as_str(), ImageName::parse(t)?)))
+}
+
+/// One image per tag (or one untagged image) for an added entry.
+fn push_images(set: &mut ImageSet, tags: Vec<ImageName>, manifest_desc: &Descriptor, view: &DockerView) {
+    if tags.is_empty() {
+        set.images.push(Image { name: None, ref_name: None, descriptor: manifest_desc.clone(), docker: Some(view.clone()) });
+    }
+    for tag in tags {
+        set.images.push(Image {
+            ref_name: Some(tag.tag.clone()),
+            name: Some(tag),
+            descriptor: manifest_desc.clone(),
+            docker: Some(view.clone()),
+        });
+    }
+}
+
+/// A legacy archive records no manifest digests: `@DIGEST` selects the image
+/// whose ID (config digest) it is, else the one whose manifest, as ferry
+/// synthesizes it, has that digest (the digest `ferry inspect` shows once it
+/// is saved). A name beside the digest must be one of the image's tags.
+fn read_by_digest(archive: &dyn SourceFiles, entries: &[ManifestEntry], wanted: &Selector, digest: &Digest, set: &mut ImageSet) -> Result<()> {
+    let mut chosen = None;
+    for entry in entries {
+        if Digest::of_bytes(&archive.read_small(&entry.config)?) == *digest {
+            chosen = Some((entry, None));
+            break;
+        }
+    }
+    if chosen.is_none() {
+        // Synthesizing a manifest hashes compressed layers: only when no ID matched.
+        for entry in entries {
+            let mut scratch = ImageSet::default();
+            let (manifest_desc, view) = add_entry(archive, entry, &mut scratch)?;
+            if manifest_desc.digest == *digest {
+                chosen = Some((entry, Some((scratch, manifest_desc, view))));
+                break;
+            }
+        }
+    }
+    let Some((entry, added)) = chosen else {
+        return Err(Error::ImageNotFound(format!(
+            "{}: no image with ID or manifest digest {digest} ({} image(s) in manifest.json)",
+            archive.describe(),
+            entries.len()
+        )));
+    };
+    let tags: Vec<ImageName> = tags_of(entry).filter(|(raw, _)| wanted.name_matches(raw)).map(|(_, t)| t).collect();
+    if let (Some(name), true) = (&wanted.name, tags.is_empty()) {
+        let has: Vec<String> = tags_of(entry).map(|(raw, _)| crate::untrusted::shown(raw).into_owned()).collect();
+        return Err(Error::ImageNotFound(format!(
+            "{}: image {digest} is not tagged \"{}\" (its tags: {})",
+            archive.describe(),
+            crate::untrusted::shown(name),
+            if has.is_empty() { "none".to_string() } else { has.join(", ") }
+        )));
+    }
+    let (manifest_desc, view) = match added {
+        Some((scratch, manifest_desc, view)) => {
+            set.merge(scratch);
+            (manifest_desc, view)
+        }
+        None => add_entry(archive, entry, set)?,
+    };
+    push_images(set, tags, &manifest_desc, &view);
     Ok(())
 }
 

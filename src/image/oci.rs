@@ -6,19 +6,16 @@ use super::media_types::{self as mt, ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use super::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Index, Manifest, PlatformFilter};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::reference::ImageName;
+use crate::reference::{ImageName, Selector};
 use std::sync::Arc;
 
 /// Add the images of the layout (all, or the one named `reference`) to `set`.
 pub fn read_layout(files: &dyn SourceFiles, reference: Option<&str>, filter: &PlatformFilter, set: &mut ImageSet) -> Result<()> {
     let index: Index = parse_json(&files.read_small("index.json")?, &format!("{}: index.json", files.describe()))?;
-    let mut selected = index.manifests;
-    if let Some(wanted) = reference {
-        selected.retain(|d| reference_matches(d, wanted));
-        if selected.is_empty() {
-            return Err(Error::usage(format!("{}: no image named {wanted:?}", files.describe())));
-        }
-    }
+    let selected = match reference {
+        Some(wanted) => select(files, index.manifests, &Selector::parse(wanted)?)?,
+        None => index.manifests,
+    };
     if selected.is_empty() {
         return Err(Error::format(format!("{}: index.json lists no images", files.describe())));
     }
@@ -55,11 +52,74 @@ fn image_name(desc: &Descriptor) -> Option<ImageName> {
     }
 }
 
-fn reference_matches(desc: &Descriptor, wanted: &str) -> bool {
-    let wanted_full = ImageName::parse(wanted).map(|n| n.full());
-    [desc.annotation(ANN_REF_NAME), desc.annotation(ANN_CONTAINERD_NAME)].into_iter().flatten().any(|have| {
-        have == wanted || (wanted_full.is_some() && ImageName::parse(have).map(|n| n.full()) == wanted_full)
-    })
+/// The names an index.json entry records.
+fn names_of(desc: &Descriptor) -> impl Iterator<Item = &str> {
+    [desc.annotation(ANN_REF_NAME), desc.annotation(ANN_CONTAINERD_NAME)].into_iter().flatten()
+}
+
+/// The index.json entries `wanted` selects. A digest selects the entry with
+/// that digest, else a platform manifest of an entry's index (as `docker pull
+/// NAME@DIGEST` does), which keeps that entry's names; a name beside a digest
+/// must be one of the selected entry's names.
+fn select(files: &dyn SourceFiles, entries: Vec<Descriptor>, wanted: &Selector) -> Result<Vec<Descriptor>> {
+    let named = |d: &Descriptor| names_of(d).any(|n| wanted.name_matches(n));
+    let Some(digest) = &wanted.digest else {
+        let selected: Vec<Descriptor> = entries.into_iter().filter(|d| named(d)).collect();
+        if selected.is_empty() {
+            let name = wanted.name.as_deref().unwrap_or_default();
+            return Err(Error::usage(format!("{}: no image named \"{}\"", files.describe(), crate::untrusted::shown(name))));
+        }
+        return Ok(selected);
+    };
+    let mut by_digest: Vec<Descriptor> = entries.iter().filter(|d| &d.digest == digest).cloned().collect();
+    if by_digest.is_empty() {
+        for entry in entries.iter().filter(|e| !mt::is_manifest(&e.media_type)) {
+            let bytes = read_document(files, entry)?;
+            if kind_of(entry, &bytes) != "index" {
+                continue;
+            }
+            let index: Index = parse_json(&bytes, &format!("{}: index {}", files.describe(), entry.digest))?;
+            if let Some(child) = index.manifests.into_iter().find(|c| &c.digest == digest) {
+                by_digest.push(Descriptor { annotations: entry.annotations.clone(), ..child });
+            }
+        }
+    }
+    if by_digest.is_empty() {
+        return Err(Error::ImageNotFound(format!("{}: no image with digest {digest} (index.json lists {})", files.describe(), listing(&entries))));
+    }
+    if wanted.name.is_none() {
+        return Ok(by_digest);
+    }
+    let both: Vec<Descriptor> = by_digest.iter().filter(|d| named(d)).cloned().collect();
+    if both.is_empty() {
+        return Err(Error::ImageNotFound(format!(
+            "{}: image {digest} is not named \"{}\" (it is {})",
+            files.describe(),
+            crate::untrusted::shown(wanted.name.as_deref().unwrap_or_default()),
+            listing(&by_digest)
+        )));
+    }
+    Ok(both)
+}
+
+/// `sha256:… (name), …` for messages; names come from the source, so they are escaped.
+fn listing(entries: &[Descriptor]) -> String {
+    const SHOWN: usize = 8;
+    let mut items: Vec<String> = entries
+        .iter()
+        .take(SHOWN)
+        .map(|d| match d.annotation(ANN_CONTAINERD_NAME).or(d.annotation(ANN_REF_NAME)) {
+            Some(name) => format!("{} ({})", d.digest, crate::untrusted::shown(name)),
+            None => format!("{} (untagged)", d.digest),
+        })
+        .collect();
+    if entries.len() > SHOWN {
+        items.push(format!("and {} more", entries.len() - SHOWN));
+    }
+    if items.is_empty() {
+        return "no images".to_string();
+    }
+    items.join(", ")
 }
 
 /// Read a small blob and check it against its descriptor.

@@ -1,60 +1,20 @@
-//! Strict standard base64 decoding (RFC 4648, with padding), enough to look
-//! inside minisign key files; and the check that age stanza bodies are
-//! canonical unpadded base64.
+//! Strict standard base64 (RFC 4648) by the `base64` crate, configured as the
+//! callers need it: padded for minisign key files, canonical unpadded for age
+//! stanza bodies (c2sp.org/age). Both engines refuse stray bits in the last
+//! character and misplaced or missing padding.
+use ::base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
+use ::base64::Engine as _;
 
 /// Decodes standard padded base64; `None` if `s` is not exactly that.
 pub(crate) fn decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if !s.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
-    for (i, q) in s.chunks(4).enumerate() {
-        let last = i == s.len() / 4 - 1;
-        let pad = q.iter().rev().take_while(|&&c| c == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n: u32 = 0;
-        for &c in &q[..4 - pad] {
-            n = (n << 6) | val(c)?;
-        }
-        n <<= 6 * pad as u32;
-        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&bytes[..3 - pad]);
-    }
-    Some(out)
+    STANDARD.decode(s).ok()
 }
 
 /// True if `s` is canonical standard base64 without padding (c2sp.org/age:
 /// stanza bodies): only alphabet characters, no impossible length, and no
 /// stray bits in the last character.
 pub(crate) fn is_canonical_unpadded(s: &[u8]) -> bool {
-    let unused_bits = match s.len() % 4 {
-        0 => 0,
-        1 => return false,
-        2 => 0b1111,
-        _ => 0b11,
-    };
-    let mut last = 0;
-    for &c in s {
-        match val(c) {
-            Some(v) => last = v,
-            None => return false,
-        }
-    }
-    last & unused_bits == 0
-}
-
-fn val(c: u8) -> Option<u32> {
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'+' => 62,
-        b'/' => 63,
-        _ => return None,
-    } as u32)
+    STANDARD_NO_PAD.decode(s).is_ok()
 }
 
 #[cfg(test)]
@@ -92,5 +52,13 @@ mod tests {
         for bad in ["Zg=", "Zg=a", "Z===", "Zm9v!A==", "Zg==Zg=="] {
             assert!(decode(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn padded_refuses_stray_bits() {
+        // "Zg==" is "f"; "Zh==" has bits set that no encoder writes.
+        assert_eq!(decode("Zg==").unwrap(), b"f");
+        assert!(decode("Zh==").is_none());
+        assert!(decode("Zm9=").is_none());
     }
 }
