@@ -57,7 +57,17 @@ pub struct BoundedTar<'c, R> {
 
 impl<'c, R> BoundedTar<'c, R> {
     pub fn new(inner: R) -> Self {
-        BoundedTar { inner, state: State::Header, pos: 0, block: tar::Header::new_old(), filled: 0, pax: None, pending_pax: None, copy: None, end: None }
+        BoundedTar {
+            inner,
+            state: State::Header,
+            pos: 0,
+            block: tar::Header::new_old(),
+            filled: 0,
+            pax: None,
+            pending_pax: None,
+            copy: None,
+            end: None,
+        }
     }
 
     /// Also write every block of the entries (not the end-of-archive marker
@@ -157,7 +167,8 @@ impl<'c, R> BoundedTar<'c, R> {
         }
         let kind = header.entry_type();
         let recognized = header.as_gnu().is_some() || header.as_ustar().is_some();
-        let extension = kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() || kind.is_pax_global_extensions();
+        let extension =
+            kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() || kind.is_pax_global_extensions();
         // The tar crate consumes these itself, reading them whole, and they
         // leave a PAX header pending for the entry they describe.
         let consumed = recognized && (kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions());
@@ -180,7 +191,9 @@ impl<'c, R> BoundedTar<'c, R> {
             } else {
                 "a GNU long link name"
             };
-            return Err(invalid(format!("the tar entry at byte {start} is {what} of {size} bytes, more than the {MAX_EXTENSION} bytes ferry accepts")));
+            return Err(invalid(format!(
+                "the tar entry at byte {start} is {what} of {size} bytes, more than the {MAX_EXTENSION} bytes ferry accepts"
+            )));
         }
         let sparse_extended = kind.is_gnu_sparse() && header.as_gnu().is_some_and(|g| g.is_extended());
         let is_pax = consumed && kind.is_pax_local_extensions();
@@ -198,7 +211,8 @@ impl<'c, R> BoundedTar<'c, R> {
     }
 
     fn start_content(&mut self, size: u64, is_pax: bool) -> io::Result<()> {
-        let padded = size.checked_next_multiple_of(BLOCK as u64).ok_or_else(|| invalid(format!("a tar entry's size ({size}) overflows")))?;
+        let padded =
+            size.checked_next_multiple_of(BLOCK as u64).ok_or_else(|| invalid(format!("a tar entry's size ({size}) overflows")))?;
         self.pax = is_pax.then(|| Vec::with_capacity(size as usize));
         self.state = State::Content { left: padded, keep: if is_pax { size } else { 0 } };
         if padded == 0 {
@@ -258,7 +272,10 @@ impl<R: Read + Seek> Seek for BoundedTar<'_, R> {
                 }
                 Ok(at)
             }
-            _ => Err(invalid(format!("the tar reader skipped {skip} bytes at byte {} where the stream's structure does not allow it", self.pos))),
+            _ => Err(invalid(format!(
+                "the tar reader skipped {skip} bytes at byte {} where the stream's structure does not allow it",
+                self.pos
+            ))),
         }
     }
 }
@@ -387,7 +404,8 @@ mod tests {
         tar.extend(entry("b", tar::EntryType::Regular, b"b", 1));
         tar.extend([0u8; 1024]);
         let mut a = tar::Archive::new(BoundedTar::new(io::Cursor::new(tar)));
-        let got: Vec<String> = a.entries_with_seek().unwrap().map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned()).collect();
+        let got: Vec<String> =
+            a.entries_with_seek().unwrap().map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned()).collect();
         assert_eq!(got, vec!["a", "b"]);
     }
 }

@@ -146,7 +146,12 @@ impl<R: BufRead> ZstdFrames<R> {
     }
 
     /// One step of the decoder over `input` into `out`: (input used, output written, frame done).
-    fn step(dctx: &mut zstd::stream::raw::Decoder<'static>, input: &[u8], out: &mut [u8], frame_start: u64) -> io::Result<(usize, usize, bool)> {
+    fn step(
+        dctx: &mut zstd::stream::raw::Decoder<'static>,
+        input: &[u8],
+        out: &mut [u8],
+        frame_start: u64,
+    ) -> io::Result<(usize, usize, bool)> {
         let mut src = InBuffer::around(input);
         let mut dst = OutBuffer::around(out);
         let hint = dctx.run(&mut src, &mut dst).map_err(|e| corrupt(format!("the zstd frame at byte {frame_start} is corrupt ({e})")))?;
@@ -322,7 +327,10 @@ mod tests {
         let mut two = good.clone();
         two.extend_from_slice(&big);
         let e = read_all(&mut ZstdFrames::new(&two[..]).unwrap()).unwrap_err();
-        assert_eq!(e.to_string(), format!("the zstd frame at byte {} asks for a 2048 MiB window, more than the 128 MiB ferry accepts", good.len()));
+        assert_eq!(
+            e.to_string(),
+            format!("the zstd frame at byte {} asks for a 2048 MiB window, more than the 128 MiB ferry accepts", good.len())
+        );
         let mut garbage = good.clone();
         garbage.extend_from_slice(b"junk");
         assert_eq!(zstd_read(&garbage).unwrap_err().to_string(), format!("the data at byte {} is not a zstd frame", good.len()));

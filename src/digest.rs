@@ -11,9 +11,7 @@ pub struct Digest(String);
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest> {
-        let hex = s
-            .strip_prefix("sha256:")
-            .ok_or_else(|| Error::format(format!("unsupported digest {s:?}: only sha256 is supported")))?;
+        let hex = s.strip_prefix("sha256:").ok_or_else(|| Error::format(format!("unsupported digest {s:?}: only sha256 is supported")))?;
         Digest::from_hex(hex)
     }
 
@@ -215,10 +213,7 @@ mod tests {
 
     #[test]
     fn digest_of_empty_input() {
-        assert_eq!(
-            Digest::of_bytes(b"").as_str(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::of_bytes(b"").as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

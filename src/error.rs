@@ -88,8 +88,10 @@ impl Error {
     }
     /// A blob of the image being saved hashed to `actual`, not to its `digest`.
     pub fn damaged_source(digest: &dyn std::fmt::Display, actual: &dyn std::fmt::Display) -> Self {
-        Error::integrity(format!("the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"))
-            .with_hint("the image being saved is damaged, not a bundle: export or copy it again (docker save, skopeo copy) and save it again")
+        Error::integrity(format!(
+            "the source's blob {digest} does not match its digest (it hashes to {actual}): the source image is damaged"
+        ))
+        .with_hint("the image being saved is damaged, not a bundle: export or copy it again (docker save, skopeo copy) and save it again")
     }
 
     /// A bundle made by a newer ferry, in a format this one does not read.

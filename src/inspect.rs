@@ -1,14 +1,14 @@
 //! `ferry inspect`: what a bundle holds, read from its sidecars and the
 //! documents at the start of its artifact (layers are not read).
+use crate::bundle::layout::{ANN_CREATED, ANN_DELTA_BASE, ANN_FLATTENED, ANN_FORMAT, ANN_TOOL};
 use crate::bundle::read::Decryptor;
 use crate::bundle::verify::{Sink, Verified};
 use crate::bundle::NoProgress;
-use crate::trust::Trusted;
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::seal::limits::MAX_HEADER_BYTES;
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
-use crate::bundle::layout::{ANN_CREATED, ANN_DELTA_BASE, ANN_FLATTENED, ANN_FORMAT, ANN_TOOL};
+use crate::seal::limits::MAX_HEADER_BYTES;
+use crate::trust::Trusted;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -138,11 +138,8 @@ fn fill_from(info: &mut BundleInfo, v: &Verified) {
     info.delta_base = ann(ANN_DELTA_BASE);
     let manifest_info = |digest: &Digest, platform: Option<String>| -> Option<ManifestInfo> {
         let (_, m) = v.manifests.iter().find(|(d, _)| d == digest)?;
-        let layers: Vec<LayerInfo> = m
-            .layers
-            .iter()
-            .map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone() })
-            .collect();
+        let layers: Vec<LayerInfo> =
+            m.layers.iter().map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone() }).collect();
         let platform = platform.or_else(|| {
             let cfg: serde_json::Value = crate::image::parse_document(v.configs.get(&m.config.digest)?).ok()?;
             Some(format!("{}/{}", cfg["os"].as_str()?, cfg["architecture"].as_str()?))

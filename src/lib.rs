@@ -5,27 +5,27 @@
 //! images to their targets; the binary (`main.rs`) only parses and prints.
 
 pub mod bounded_tar;
-pub mod flatten;
-pub mod seal;
 pub mod compress;
 pub mod decompress;
 pub mod digest;
 pub mod error;
+pub mod flatten;
 pub mod image;
 pub mod reference;
+pub mod seal;
 pub mod size;
 
 pub use error::{Error, ErrorKind, Result};
 pub mod bundle;
 pub mod commands;
-pub mod load;
+pub mod disk;
 pub mod engine;
 pub mod inspect;
+pub mod load;
 pub mod save;
 pub mod sources;
+pub mod targets;
 pub mod transfer;
 pub mod trust;
-pub mod targets;
-pub mod verified;
-pub mod disk;
 pub mod untrusted;
+pub mod verified;

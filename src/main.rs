@@ -346,7 +346,11 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             out.show(&commands::keygen::run(&opts, cx)?, |k, _| {
                 println!("minisign key id: {}", k.key_id);
                 println!("public key:      {} (give it to consumers: -k)", k.public_key_path.display());
-                println!("secret key:      {} ({})", k.secret_key_path.display(), if k.password_protected { "password-protected" } else { "no password" });
+                println!(
+                    "secret key:      {} ({})",
+                    k.secret_key_path.display(),
+                    if k.password_protected { "password-protected" } else { "no password" }
+                );
                 println!("age identity:    {} (consumers decrypt with -i)", k.age_identity_path.display());
                 println!("age recipient:   {}", k.age_recipient);
             });
@@ -458,7 +462,14 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     for img in info.images.iter().flatten() {
         println!("image {} ({})", shown(img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>")), img.digest);
         for m in &img.manifests {
-            println!("  {} manifest {} config {} — {} layer(s), {}", shown(m.platform.as_deref().unwrap_or("?")), m.digest.short(), m.config.short(), m.layers.len(), human(m.size));
+            println!(
+                "  {} manifest {} config {} — {} layer(s), {}",
+                shown(m.platform.as_deref().unwrap_or("?")),
+                m.digest.short(),
+                m.config.short(),
+                m.layers.len(),
+                human(m.size)
+            );
             for l in &m.layers {
                 println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), shown(&l.media_type));
             }

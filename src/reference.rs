@@ -21,11 +21,7 @@ impl ImageRef {
             }
             return Ok(ImageRef::DockerDaemon(rest.to_string()));
         }
-        for (prefix, make) in [
-            ("docker-archive:", 0),
-            ("oci-archive:", 1),
-            ("oci:", 2),
-        ] {
+        for (prefix, make) in [("docker-archive:", 0), ("oci-archive:", 1), ("oci:", 2)] {
             if let Some(rest) = s.strip_prefix(prefix) {
                 let (path, reference) = split_path_ref(rest);
                 if path.is_empty() {
@@ -62,7 +58,9 @@ impl ImageRef {
         let target = ImageRef::parse(s)?;
         let named = match &target {
             ImageRef::DockerDaemon(name) => Some(name.as_str()),
-            ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => reference.as_deref(),
+            ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => {
+                reference.as_deref()
+            }
         };
         if let Some(digest) = named.map(Selector::parse).transpose()?.and_then(|sel| sel.digest) {
             return Err(Error::usage(format!(
@@ -115,7 +113,8 @@ pub struct Reference {
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference> {
-        let invalid = |why: &dyn std::fmt::Display| Error::usage(format!("\"{}\" is not a valid image reference: {why}", crate::untrusted::shown(s)));
+        let invalid =
+            |why: &dyn std::fmt::Display| Error::usage(format!("\"{}\" is not a valid image reference: {why}", crate::untrusted::shown(s)));
         if let Some((_, digest)) = s.rsplit_once('@') {
             // Checked first: oci-spec says only "invalid reference format" for a short digest.
             parse_digest(digest).map_err(|why| invalid(&why))?;
@@ -266,7 +265,12 @@ mod reference_tests {
             ("ferry/x:t", "docker.io/ferry/x", Some("t"), "ferry/x:t"),
             ("localhost/a/b", "localhost/a/b", Some("latest"), "localhost/a/b:latest"),
             ("localhost:5000/a/b:1.0", "localhost:5000/a/b", Some("1.0"), "localhost:5000/a/b:1.0"),
-            ("registry.example.com:443/team/app:v2", "registry.example.com:443/team/app", Some("v2"), "registry.example.com:443/team/app:v2"),
+            (
+                "registry.example.com:443/team/app:v2",
+                "registry.example.com:443/team/app",
+                Some("v2"),
+                "registry.example.com:443/team/app:v2",
+            ),
             // Host names are not case-sensitive; Docker keeps them as written.
             ("Example.COM/app", "Example.COM/app", Some("latest"), "Example.COM/app:latest"),
             ("quay.io/podman/stable:v5.0", "quay.io/podman/stable", Some("v5.0"), "quay.io/podman/stable:v5.0"),
@@ -382,9 +386,7 @@ pub fn read_image_list(path: &std::path::Path) -> Result<Vec<String>> {
     const MAX_LIST: u64 = 4 << 20;
     let ctx = || format!("reading the image list {}", path.display());
     let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_LIST + 1).read_to_string(&mut text))
-        .map_err(|e| Error::io(ctx(), e))?;
+    std::fs::File::open(path).and_then(|f| f.take(MAX_LIST + 1).read_to_string(&mut text)).map_err(|e| Error::io(ctx(), e))?;
     if text.len() as u64 > MAX_LIST {
         return Err(Error::usage(format!("{}: longer than {} MiB; is it an image list?", path.display(), MAX_LIST >> 20)));
     }

@@ -11,8 +11,7 @@ use crate::reference::ImageRef;
 pub fn collect_images(images: &[ImageRef], source: &SourceOptions, progress: &dyn Progress) -> Result<ImageSet> {
     let daemon_names: Vec<String> =
         images.iter().filter_map(|i| if let ImageRef::DockerDaemon(n) = i { Some(n.clone()) } else { None }).collect();
-    let mut from_daemon =
-        if daemon_names.is_empty() { None } else { Some(crate::engine::export_images(&daemon_names, source, progress)?) };
+    let mut from_daemon = if daemon_names.is_empty() { None } else { Some(crate::engine::export_images(&daemon_names, source, progress)?) };
     let mut set = ImageSet::default();
     for image in images {
         match image {
@@ -26,4 +25,3 @@ pub fn collect_images(images: &[ImageRef], source: &SourceOptions, progress: &dy
     }
     Ok(set)
 }
-

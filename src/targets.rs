@@ -45,4 +45,3 @@ pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, pro
         ))),
     }
 }
-

@@ -47,7 +47,13 @@ fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFil
     Ok(CopiedFile { name: name.to_string(), sent: data.len() as u64, size: data.len() as u64, resumed_from: 0 })
 }
 
-fn copy_file(bundle: &BundleSource, dest: &dyn Transport, name: &str, expect_hex: Option<&str>, progress: &dyn Progress) -> Result<CopiedFile> {
+fn copy_file(
+    bundle: &BundleSource,
+    dest: &dyn Transport,
+    name: &str,
+    expect_hex: Option<&str>,
+    progress: &dyn Progress,
+) -> Result<CopiedFile> {
     let src = &*bundle.transport;
     let size = src.stat(name)?.ok_or_else(|| Error::integrity(format!("{}: part {name} is missing", src.describe())))?;
     // A FIFO or device planted at the final name is no copy to check: the commit replaces it.
@@ -82,7 +88,10 @@ enum Attempt {
     Done(CopiedFile),
     /// The bytes copied do not match `STEM.sha256`; the temporary file was discarded
     /// where the destination allows it.
-    Mismatch { resumed_from: u64, error: Error },
+    Mismatch {
+        resumed_from: u64,
+        error: Error,
+    },
 }
 
 fn copy_attempt(
@@ -119,7 +128,13 @@ fn copy_attempt(
     progress.start(&format!("copying {name}"), Some(size));
     progress.advance(offset);
     // `offset` is at most `size`: it is what was hashed above, at most `size` bytes.
-    let reader = Box::new(Announced { inner: src.get(name, offset)?, left: size.saturating_sub(offset), size, name: name.to_string(), source: src.describe() });
+    let reader = Box::new(Announced {
+        inner: src.get(name, offset)?,
+        left: size.saturating_sub(offset),
+        size,
+        name: name.to_string(),
+        source: src.describe(),
+    });
     let (sent, hasher) = match pipe(reader, hasher, &mut *upload, progress, src, dest, name) {
         Ok(done) => done,
         Err(e) => {
@@ -324,10 +339,7 @@ pub fn list_bundles(transport: &dyn Transport) -> Result<Listing> {
             skipped.push(crate::untrusted::shown(&e.name).into_owned());
             continue;
         }
-        let parts: Vec<_> = entries
-            .iter()
-            .filter(|p| names::is_artifact_of(stem, &p.name) && names::is_plain_name(&p.name))
-            .collect();
+        let parts: Vec<_> = entries.iter().filter(|p| names::is_artifact_of(stem, &p.name) && names::is_plain_name(&p.name)).collect();
         out.push(ListedBundle {
             stem: stem.to_string(),
             files: parts.iter().map(|p| p.name.clone()).collect(),

@@ -24,7 +24,9 @@ pub enum SignatureStatus {
     /// Signed by a trusted key.
     Trusted(SignatureInfo),
     /// Signed, but no key was given to check it against.
-    Unchecked { signer: String },
+    Unchecked {
+        signer: String,
+    },
     Unsigned,
 }
 
@@ -149,12 +151,7 @@ impl TrustOptions {
         // A valid signature of another bundle (renamed files) is refused too.
         match BundleComment::parse(&info.trusted_comment) {
             Some(c) if c.stem == bundle.stem => {}
-            Some(c) => {
-                return Err(Error::integrity(format!(
-                    "the signature is for bundle {:?}, not {:?}: refused",
-                    c.stem, bundle.stem
-                )))
-            }
+            Some(c) => return Err(Error::integrity(format!("the signature is for bundle {:?}, not {:?}: refused", c.stem, bundle.stem))),
             None => {} // signed with plain minisign: the signature still covers STEM.sha256
         }
         Ok(SignatureStatus::Trusted(info))
@@ -170,10 +167,7 @@ impl TrustOptions {
                 input = input.with_max_scrypt_work_factor(seal::limits::max_scrypt_work_factor().map_err(Error::usage)?);
             }
             if identities.is_empty() && !input.is_passphrase() {
-                return Err(Error::integrity(format!(
-                    "the bundle is encrypted to {}: give the matching identity with -i",
-                    input.header()
-                )));
+                return Err(Error::integrity(format!("the bundle is encrypted to {}: give the matching identity with -i", input.header())));
             }
             Ok(Box::new(input.decrypt_auto(&identities, prompt)?))
         }))

@@ -52,8 +52,7 @@ pub fn verify_into(
 /// Checksums only (an encrypted bundle without an identity): reads every
 /// artifact file once.
 pub fn verify_checksums(bundle: &Trusted, progress: &dyn Progress) -> Result<u64> {
-    let mut parts =
-        crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone()).with_read_ahead();
+    let mut parts = crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone()).with_read_ahead();
     progress.start(&format!("checking {}", bundle.describe()), bundle.artifact_size());
     parts.drain_and_check()?;
     progress.finish();
@@ -67,14 +66,7 @@ pub fn verify(bundle: &Trusted, decryptor: Option<Decryptor>, progress: &dyn Pro
 }
 
 pub fn report(target: String, v: &Verified, compression: Compression, encrypted: bool) -> LoadReport {
-    LoadReport {
-        target,
-        images: image_names(v),
-        blobs: v.blobs,
-        content_bytes: v.content_bytes,
-        compression,
-        encrypted,
-    }
+    LoadReport { target, images: image_names(v), blobs: v.blobs, content_bytes: v.content_bytes, compression, encrypted }
 }
 
 /// Image names recorded in a verified bundle's index.json.
@@ -111,4 +103,3 @@ impl Read for CountingReader<'_> {
         Ok(n)
     }
 }
-

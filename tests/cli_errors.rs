@@ -110,7 +110,12 @@ fn a_newer_format_asks_for_a_newer_ferry() {
     let tmp = tempfile::tempdir().unwrap();
     let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[],"annotations":{"dev.ferry.bundle.format":"2"}}"#;
     let mut tar = RawTar::new();
-    tar.entry("oci-layout", tar::EntryType::Regular, br#"{"imageLayoutVersion":"1.0.0"}"#, "").entry("index.json", tar::EntryType::Regular, index, "");
+    tar.entry("oci-layout", tar::EntryType::Regular, br#"{"imageLayoutVersion":"1.0.0"}"#, "").entry(
+        "index.json",
+        tar::EntryType::Regular,
+        index,
+        "",
+    );
     write_bundle(&tmp.path().join("usb"), "future", &zstd_bytes(&tar.finish()));
     let r = ferry(&["verify", tmp.path().join("usb/future.sha256").to_str().unwrap()]);
     assert_eq!(r.code, 1, "{}", r.stderr);

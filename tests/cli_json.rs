@@ -41,8 +41,22 @@ fn every_command_reports_json() {
 
     let image = format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display());
     let usb = t.join("usb");
-    let s = json_ok(&["save", &image, "-o", usb.to_str().unwrap(), "-n", "rel", "--sign", keys.join("ferry.key").to_str().unwrap(), "-r", &recipient]);
-    assert_eq!(python(&s, "[d['stem'], d['signed'], d['encrypted'], len(d['files']), d['files'][0]['name']]"), serde_json::json!(["rel", true, true, 1, "rel.tar.zst.age"]));
+    let s = json_ok(&[
+        "save",
+        &image,
+        "-o",
+        usb.to_str().unwrap(),
+        "-n",
+        "rel",
+        "--sign",
+        keys.join("ferry.key").to_str().unwrap(),
+        "-r",
+        &recipient,
+    ]);
+    assert_eq!(
+        python(&s, "[d['stem'], d['signed'], d['encrypted'], len(d['files']), d['files'][0]['name']]"),
+        serde_json::json!(["rel", true, true, 1, "rel.tar.zst.age"])
+    );
     assert_eq!(python(&s, "len(d['files'][0]['sha256'])"), 64);
 
     let sums = usb.join("rel.sha256");
@@ -52,17 +66,35 @@ fn every_command_reports_json() {
     assert_eq!(python(&i, "[d['signed'], d['encrypted'], d['images']]"), serde_json::json!([true, true, null]));
 
     let v = json_ok(&["verify", sums.to_str().unwrap(), "-k", pubkey.to_str().unwrap(), "-i", ident.to_str().unwrap()]);
-    assert_eq!(python(&v, "[d['checksums_only'], d['blobs'] > 0, d['signature'].startswith('signed by trusted key')]"), serde_json::json!([false, true, true]));
+    assert_eq!(
+        python(&v, "[d['checksums_only'], d['blobs'] > 0, d['signature'].startswith('signed by trusted key')]"),
+        serde_json::json!([false, true, true])
+    );
     let v = json_ok(&["verify", sums.to_str().unwrap(), "-k", pubkey.to_str().unwrap()]);
     assert_eq!(python(&v, "[d['checksums_only'], d['files']]"), serde_json::json!([true, 1]));
 
     let oci = t.join("oci");
-    let l = json_ok(&["load", sums.to_str().unwrap(), "-k", pubkey.to_str().unwrap(), "-i", ident.to_str().unwrap(), "--into", &format!("oci:{}", oci.display())]);
-    assert_eq!(python(&l, "[d['target'].startswith('oci:'), d['images'], d['encrypted'], d['compression']]"), serde_json::json!([true, ["ferry-fixture/docker20:v1"], true, "zstd"]));
+    let l = json_ok(&[
+        "load",
+        sums.to_str().unwrap(),
+        "-k",
+        pubkey.to_str().unwrap(),
+        "-i",
+        ident.to_str().unwrap(),
+        "--into",
+        &format!("oci:{}", oci.display()),
+    ]);
+    assert_eq!(
+        python(&l, "[d['target'].startswith('oci:'), d['images'], d['encrypted'], d['compression']]"),
+        serde_json::json!([true, ["ferry-fixture/docker20:v1"], true, "zstd"])
+    );
 
     let drop = t.join("drop");
     let p = json_ok(&["push", sums.to_str().unwrap(), drop.to_str().unwrap()]);
-    assert_eq!(python(&p, "[d['stem'], [f['name'] for f in d['files']]]"), serde_json::json!(["rel", ["rel.tar.zst.age", "rel.sha256.minisig", "rel.sha256"]]));
+    assert_eq!(
+        python(&p, "[d['stem'], [f['name'] for f in d['files']]]"),
+        serde_json::json!(["rel", ["rel.tar.zst.age", "rel.sha256.minisig", "rel.sha256"]])
+    );
     let ls = json_ok(&["ls", drop.to_str().unwrap()]);
     assert_eq!(python(&ls, "[(b['stem'], b['signed'], b['encrypted']) for b in d]"), serde_json::json!([["rel", true, true]]));
     let pulled = t.join("pulled");

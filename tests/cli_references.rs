@@ -227,7 +227,8 @@ fn stems_with_dots_round_trip() {
         assert!(report["blobs"].as_u64().unwrap() > 0, "{report}");
     }
     let oci = tmp.path().join("oci");
-    let r = ferry_ok(&["load", "--json", "--allow-unsigned", s(&usb.join("release-1.2.tar.zst")), "--into", &format!("oci:{}", oci.display())]);
+    let r =
+        ferry_ok(&["load", "--json", "--allow-unsigned", s(&usb.join("release-1.2.tar.zst")), "--into", &format!("oci:{}", oci.display())]);
     assert!(r.stdout.contains("docker20:v1"), "{}", r.stdout);
     let loaded = layout_blobs(&oci);
     let missing: Vec<_> = source_digests(&fixture("docker20-whiteout.docker.tar.gz")).into_iter().filter(|d| !loaded.contains(d)).collect();
@@ -289,7 +290,12 @@ fn daemon_digest_is_looked_up_and_the_tag_beside_it_checked() {
     let out = tmp.path().join("other");
     let r = save(&format!("localhost/ferry-fixture/docker20-child:v1@{digest}"), &out);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("is not tagged localhost/ferry-fixture/docker20-child:v1") && r.stderr.contains("localhost/ferry-fixture/docker20:v1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not tagged localhost/ferry-fixture/docker20-child:v1")
+            && r.stderr.contains("localhost/ferry-fixture/docker20:v1"),
+        "{}",
+        r.stderr
+    );
     assert_nothing_saved(&out);
 
     let r = save(&format!("localhost/ferry-fixture/docker20:v1@{WRONG}"), &out);

@@ -29,11 +29,8 @@ fn split_bundle() -> Case {
 }
 
 fn parts(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().contains(".tar.zst."))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.to_string_lossy().contains(".tar.zst.")).collect();
     v.sort();
     v
 }
@@ -42,7 +39,13 @@ fn parts(dir: &Path) -> Vec<PathBuf> {
 /// the target nor any staging directory may be left.
 fn refused(case: &Case, expect: &str) {
     for args in [
-        vec!["load".to_string(), "--allow-unsigned".into(), case.bundle.display().to_string(), "--into".into(), format!("oci:{}", case.target.display())],
+        vec![
+            "load".to_string(),
+            "--allow-unsigned".into(),
+            case.bundle.display().to_string(),
+            "--into".into(),
+            format!("oci:{}", case.target.display()),
+        ],
         vec!["verify".to_string(), case.bundle.display().to_string()],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -107,7 +110,14 @@ fn parts_swapped() {
 fn rebuilt(edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> Case {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("usb");
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", bundle.to_str().unwrap(), "-n", "m"]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+        "-o",
+        bundle.to_str().unwrap(),
+        "-n",
+        "m",
+    ]);
     let inner = decompress(&std::fs::read(bundle.join("m.tar.zst")).unwrap());
     let edited = edit(inner);
     std::fs::remove_file(bundle.join("m.tar.zst")).unwrap();
@@ -271,6 +281,7 @@ fn archive_targets_leave_nothing_on_failure() {
     let r = ferry(&["load", "--allow-unsigned", case.bundle.to_str().unwrap(), "--into", &format!("docker-archive:{}", out.display())]);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(!out.exists());
-    let names: Vec<String> = std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(out.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(!names.iter().any(|n| n.contains("partial")), "{names:?}");
 }

@@ -40,7 +40,16 @@ fn docker_load_accepts_every_artifact_and_images_run() {
     }
     // gzip bundles load on Docker 20.10 as they are (no decompression step).
     let out = work.path().join("gz");
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "g", "--compress", "gzip"]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+        "-o",
+        out.to_str().unwrap(),
+        "-n",
+        "g",
+        "--compress",
+        "gzip",
+    ]);
     let loaded = daemon.docker(&["load", "-i", out.join("g.tar.gz").to_str().unwrap()]);
     assert!(loaded.status.success(), "{}", String::from_utf8_lossy(&loaded.stderr));
     let run = daemon.docker(&["run", "--rm", "--pull=never", "--network", "none", "ferry-fixture/docker20:v1"]);

@@ -51,7 +51,13 @@ fn check_fixture(fx: &Fixture, work: &std::path::Path) {
 
     // oci-archive: and docker-archive: targets are the verified inner tar.
     let oa = work.join(format!("{stem}.oci.tar"));
-    ferry_ok(&["load", "--allow-unsigned", out.join(format!("{stem}.tar.zst")).to_str().unwrap(), "--into", &format!("oci-archive:{}", oa.display())]);
+    ferry_ok(&[
+        "load",
+        "--allow-unsigned",
+        out.join(format!("{stem}.tar.zst")).to_str().unwrap(),
+        "--into",
+        &format!("oci-archive:{}", oa.display()),
+    ]);
     if oci_typed && !fx.file.starts_with("containerd") {
         sh(&format!("skopeo inspect --raw oci-archive:{}:{first_tag} >/dev/null", oa.display()));
     }
@@ -114,7 +120,14 @@ fn gzip_and_uncompressed_bundles_and_levels() {
 fn multi_image_archive_keeps_all_images_or_the_one_named() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("b");
-    let r = ferry_ok(&["save", &format!("docker-archive:{}:ferry-fixture/docker20-child:v1", fixture("multi.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "child"]);
+    let r = ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}:ferry-fixture/docker20-child:v1", fixture("multi.docker.tar.gz").display()),
+        "-o",
+        out.to_str().unwrap(),
+        "-n",
+        "child",
+    ]);
     assert!(r.stderr.contains("docker20-child:v1"));
     let info = ferry_ok(&["inspect", out.to_str().unwrap(), "--json"]);
     let v: serde_json::Value = serde_json::from_str(&info.stdout).unwrap();
@@ -130,7 +143,8 @@ fn multi_image_archive_keeps_all_images_or_the_one_named() {
     dedup.sort();
     dedup.dedup();
     assert_eq!(names.len(), dedup.len());
-    let missing = ferry(&["save", &format!("docker-archive:{}:nope:v9", fixture("multi.docker.tar.gz").display()), "-o", all.to_str().unwrap()]);
+    let missing =
+        ferry(&["save", &format!("docker-archive:{}:nope:v9", fixture("multi.docker.tar.gz").display()), "-o", all.to_str().unwrap()]);
     assert_eq!(missing.code, 2, "{}", missing.stderr);
 }
 
@@ -141,7 +155,8 @@ fn platform_selection_on_a_multi_arch_index() {
     let all = work.path().join("all");
     ferry_ok(&["save", &src, "-o", all.to_str().unwrap(), "-n", "all"]);
     let v: serde_json::Value = serde_json::from_str(&ferry_ok(&["inspect", all.to_str().unwrap(), "--json"]).stdout).unwrap();
-    let platforms: Vec<String> = v["images"][0]["manifests"].as_array().unwrap().iter().map(|m| m["platform"].as_str().unwrap().to_string()).collect();
+    let platforms: Vec<String> =
+        v["images"][0]["manifests"].as_array().unwrap().iter().map(|m| m["platform"].as_str().unwrap().to_string()).collect();
     assert!(platforms.contains(&"linux/amd64".to_string()) && platforms.contains(&"linux/arm64".to_string()), "{platforms:?}");
     // The index digest survives when all platforms are kept.
     assert!(source_digests(&fixture("multiarch.oci.tar")).contains(&v["images"][0]["digest"].as_str().unwrap().to_string()));
@@ -162,7 +177,18 @@ fn platform_selection_on_a_multi_arch_index() {
 fn split_bundles_have_right_sized_parts_and_load() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("split");
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "s", "--split", "300K", "--compress", "none"]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()),
+        "-o",
+        out.to_str().unwrap(),
+        "-n",
+        "s",
+        "--split",
+        "300K",
+        "--compress",
+        "none",
+    ]);
     let sums = std::fs::read_to_string(out.join("s.sha256")).unwrap();
     let names: Vec<&str> = sums.lines().map(|l| l.split_once("  ").unwrap().1).collect();
     assert!(names.len() >= 3, "{sums}");
@@ -192,7 +218,16 @@ fn split_bundles_have_right_sized_parts_and_load() {
 fn push_pull_and_ls_between_directories() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("usb");
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "d20", "--split", "200K"]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+        "-o",
+        out.to_str().unwrap(),
+        "-n",
+        "d20",
+        "--split",
+        "200K",
+    ]);
     let drop = work.path().join("drop");
     ferry_ok(&["push", out.to_str().unwrap(), drop.to_str().unwrap()]);
     let ls = ferry_ok(&["ls", drop.to_str().unwrap(), "--json"]);

@@ -34,13 +34,7 @@ fn inspect(daemon: &Dockerd, image: &str) -> serde_json::Value {
 fn build(daemon: &Dockerd, name: &str, dockerfile: &str) {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
-    let out = daemon
-        .command()
-        .env("DOCKER_BUILDKIT", "0")
-        .args(["build", "-q", "-t", name])
-        .arg(ctx.path())
-        .output()
-        .unwrap();
+    let out = daemon.command().env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", name]).arg(ctx.path()).output().unwrap();
     assert!(out.status.success(), "docker build {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -75,7 +69,10 @@ fn built_image_keeps_id_config_and_tags_across_daemons() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("usb");
     // A bare NAME[:TAG] means docker-daemon:.
-    let saved = ferry_at_ok(&producer, &["save", "ferry-test/app:1", "docker-daemon:localhost:5000/ferry/app:2", "-o", out.to_str().unwrap(), "-n", "app"]);
+    let saved = ferry_at_ok(
+        &producer,
+        &["save", "ferry-test/app:1", "docker-daemon:localhost:5000/ferry/app:2", "-o", out.to_str().unwrap(), "-n", "app"],
+    );
     assert!(saved.stderr.contains("saved"), "{}", saved.stderr);
     ferry_ok(&["verify", out.to_str().unwrap()]);
     // The layers were compressed as the export streamed and taken into the
@@ -226,23 +223,13 @@ fn podman_loads_a_decompressed_artifact() {
     let conf = p.join("storage.conf");
     std::fs::write(
         &conf,
-        format!(
-            "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
-            p.join("run").display(),
-            p.join("graph").display()
-        ),
+        format!("[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n", p.join("run").display(), p.join("graph").display()),
     )
     .unwrap();
     let fx = fixtures().into_iter().find(|f| f.file == "docker20-whiteout.docker.tar.gz").expect("fixture listed");
     let out = p.join("b");
     ferry_ok(&["save", &fx.image_ref(), "-o", out.to_str().unwrap(), "-n", "x"]);
-    let podman = |args: &str| {
-        sh(&format!(
-            "export CONTAINERS_STORAGE_CONF={}; cd {} && {args}",
-            conf.display(),
-            out.display()
-        ))
-    };
+    let podman = |args: &str| sh(&format!("export CONTAINERS_STORAGE_CONF={}; cd {} && {args}", conf.display(), out.display()));
     podman("zstd -d -q < x.tar.zst > x.tar");
     let loaded = podman("podman load -i x.tar 2>&1");
     assert!(loaded.contains("Loaded image"), "{loaded}");
@@ -321,7 +308,12 @@ fn unreachable_daemon_is_a_clear_error() {
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "nothing written");
 
     let bundle = work.path().join("b");
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", bundle.to_str().unwrap()]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
     let r = ferry_env(&["load", "--allow-unsigned", bundle.to_str().unwrap()], &env);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("unix:///nonexistent.sock") && r.stderr.contains("DOCKER_HOST"), "{}", r.stderr);
@@ -433,7 +425,10 @@ fn podman_socket_is_a_source_and_a_target() {
     assert!(podman.podman("images --format '{{.Repository}}:{{.Tag}}'").contains("ferry-fixture/docker20-child:v1"));
 
     let second = work.path().join("second");
-    let r = ferry_env(&["save", "ferry-fixture/docker20:v1", "ferry-fixture/docker20-child:v1", "-o", second.to_str().unwrap(), "-n", "p"], &env);
+    let r = ferry_env(
+        &["save", "ferry-fixture/docker20:v1", "ferry-fixture/docker20-child:v1", "-o", second.to_str().unwrap(), "-n", "p"],
+        &env,
+    );
     assert_eq!(r.code, 0, "save from podman: {}", r.stderr);
     ferry_at_ok(&docker, &["load", "--allow-unsigned", second.to_str().unwrap()]);
     for (name, expected) in &fx.refs {

@@ -119,11 +119,7 @@ fn diff(expected: &Tree, actual: &Tree) -> Vec<String> {
 /// Entries of the outer archive (small fixtures: in memory).
 fn archive_file(archive: &Path, name: &str) -> Vec<u8> {
     let bytes = std::fs::read(archive).unwrap();
-    tar_files(&bytes)
-        .into_iter()
-        .find(|(n, ..)| n == name)
-        .unwrap_or_else(|| panic!("{}: no {name}", archive.display()))
-        .2
+    tar_files(&bytes).into_iter().find(|(n, ..)| n == name).unwrap_or_else(|| panic!("{}: no {name}", archive.display())).2
 }
 
 fn docker_manifest(archive: &Path) -> Vec<serde_json::Value> {
@@ -247,7 +243,12 @@ fn flattened_images_load_and_run_in_docker() {
         let out = work.path().join(format!("{}.flat.tar", fx.file));
         ferry_ok(&["-q", "flatten", &fx.image_ref(), &format!("docker-archive:{}", out.display())]);
         let loaded = daemon.docker(&["load", "-i", out.to_str().unwrap()]);
-        assert!(loaded.status.success(), "{}: docker load of the flattened image failed: {}", fx.file, String::from_utf8_lossy(&loaded.stderr));
+        assert!(
+            loaded.status.success(),
+            "{}: docker load of the flattened image failed: {}",
+            fx.file,
+            String::from_utf8_lossy(&loaded.stderr)
+        );
         for (r, expected) in &fx.refs {
             let (kept, layers) = inspect(&daemon, r);
             assert_eq!(layers, 1, "{} {r}: the flattened image has {layers} layers", fx.file);
@@ -316,7 +317,12 @@ fn flatten_targets_and_multi_platform() {
 
     // Multi-platform: a new index, each platform flattened; into oci:DIR:REF.
     let dir = work.path().join("layout");
-    ferry_ok(&["-q", "flatten", &format!("oci-archive:{}", fixture("multiarch.oci.tar").display()), &format!("oci:{}:flat", dir.display())]);
+    ferry_ok(&[
+        "-q",
+        "flatten",
+        &format!("oci-archive:{}", fixture("multiarch.oci.tar").display()),
+        &format!("oci:{}:flat", dir.display()),
+    ]);
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let top = &index["manifests"][0];
     assert_eq!(top["annotations"]["org.opencontainers.image.ref.name"], "flat");
@@ -352,7 +358,14 @@ fn flatten_targets_and_multi_platform() {
 
     // --platform keeps one; oci-archive target; the layout reads back with ferry.
     let one = work.path().join("arm.tar");
-    ferry_ok(&["-q", "flatten", "--platform", "linux/arm64", &format!("oci-archive:{}", fixture("multiarch.oci.tar").display()), &format!("oci-archive:{}", one.display())]);
+    ferry_ok(&[
+        "-q",
+        "flatten",
+        "--platform",
+        "linux/arm64",
+        &format!("oci-archive:{}", fixture("multiarch.oci.tar").display()),
+        &format!("oci-archive:{}", one.display()),
+    ]);
     let again = work.path().join("again.tar");
     ferry_ok(&["-q", "flatten", &format!("oci-archive:{}", one.display()), &format!("docker-archive:{}:ferry/arm:1", again.display())]);
     let m = docker_manifest(&again);
@@ -360,10 +373,24 @@ fn flatten_targets_and_multi_platform() {
     // Flattening a flattened image changes nothing in the layer.
     assert_eq!(docker_manifest(&one)[0]["Layers"], m[0]["Layers"]);
     // A target name with several images is a usage error, found before any work.
-    let r = ferry(&["flatten", &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()), &format!("docker-archive:{}:x/y:1", work.path().join("multi.tar").display())]);
+    let r = ferry(&[
+        "flatten",
+        &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()),
+        &format!("docker-archive:{}:x/y:1", work.path().join("multi.tar").display()),
+    ]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("names one image"), "{}", r.stderr);
-    assert_no_leftovers(work.path(), &["docker20-whiteout.docker.tar.gz.flat.tar", "skopeo-gzip.oci.flat.tar", "skopeo-zstd.oci.tar.flat.tar", "layout", "arm.tar", "again.tar"]);
+    assert_no_leftovers(
+        work.path(),
+        &[
+            "docker20-whiteout.docker.tar.gz.flat.tar",
+            "skopeo-gzip.oci.flat.tar",
+            "skopeo-zstd.oci.tar.flat.tar",
+            "layout",
+            "arm.tar",
+            "again.tar",
+        ],
+    );
 
     // Two images with the same layers (different configs) flatten to one
     // layer, stored once in the archive.
@@ -389,7 +416,12 @@ fn flatten_targets_and_multi_platform() {
         .finish();
     std::fs::write(dir.join("twins.tar"), outer).unwrap();
     let out = dir.join("flat.tar");
-    ferry_ok(&["-q", "flatten", &format!("docker-archive:{}", dir.join("twins.tar").display()), &format!("docker-archive:{}", out.display())]);
+    ferry_ok(&[
+        "-q",
+        "flatten",
+        &format!("docker-archive:{}", dir.join("twins.tar").display()),
+        &format!("docker-archive:{}", out.display()),
+    ]);
     let m = docker_manifest(&out);
     assert_eq!(m.len(), 2);
     assert_eq!(m[0]["Layers"], m[1]["Layers"]);
@@ -416,10 +448,8 @@ fn hostile_archive(path: &Path, layer2: Vec<u8>) {
 
 /// `wrong_diff_id`: the config's diff_id of layer 2 is not its digest.
 fn crafted_archive(path: &Path, layer2: Vec<u8>, wrong_diff_id: bool) {
-    let layer1 = RawTar::new()
-        .entry("a/", tar::EntryType::Directory, b"", "")
-        .entry("a/file", tar::EntryType::Regular, b"hello\n", "")
-        .finish();
+    let layer1 =
+        RawTar::new().entry("a/", tar::EntryType::Directory, b"", "").entry("a/file", tar::EntryType::Regular, b"hello\n", "").finish();
     let mut diff_ids: Vec<String> = [&layer1, &layer2].iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
     if wrong_diff_id {
         diff_ids[1] = format!("sha256:{}", sha256_hex(b"something else"));
@@ -461,7 +491,11 @@ fn hostile_layers_are_refused() {
         let r = ferry(&["flatten", &format!("docker-archive:{}", src.display()), &format!("docker-archive:{}", out.display())]);
         assert_eq!(r.code, 3, "{name}: exit {} (stderr: {})", r.code, r.stderr);
         assert!(r.stderr.contains("refusing") && r.stderr.contains(entry), "{name}: unclear message: {}", r.stderr);
-        assert!(r.stderr.contains("hostile/x:1") && r.stderr.contains("layer 1"), "{name}: message names the image and layer: {}", r.stderr);
+        assert!(
+            r.stderr.contains("hostile/x:1") && r.stderr.contains("layer 1"),
+            "{name}: message names the image and layer: {}",
+            r.stderr
+        );
         assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
         assert_no_leftovers(&dir, &["hostile.tar"]);
 
@@ -477,7 +511,11 @@ fn hostile_layers_are_refused() {
     let dir = work.path().join("damaged");
     std::fs::create_dir_all(&dir).unwrap();
     crafted_archive(&dir.join("d.tar"), RawTar::new().entry("b", tar::EntryType::Regular, b"b", "").finish(), true);
-    let r = ferry(&["flatten", &format!("docker-archive:{}", dir.join("d.tar").display()), &format!("docker-archive:{}", dir.join("flat.tar").display())]);
+    let r = ferry(&[
+        "flatten",
+        &format!("docker-archive:{}", dir.join("d.tar").display()),
+        &format!("docker-archive:{}", dir.join("flat.tar").display()),
+    ]);
     assert_eq!(r.code, 3, "damaged layer: exit {} ({})", r.code, r.stderr);
     assert!(r.stderr.contains("damaged"), "{}", r.stderr);
     assert_no_leftovers(&dir, &["d.tar"]);
@@ -485,7 +523,10 @@ fn hostile_layers_are_refused() {
     // A sane archive built the same way flattens (the harness itself is fine).
     let dir = work.path().join("sane");
     std::fs::create_dir_all(&dir).unwrap();
-    hostile_archive(&dir.join("ok.tar"), RawTar::new().entry("a/.wh.file", tar::EntryType::Regular, b"", "").entry("b", tar::EntryType::Regular, b"b", "").finish());
+    hostile_archive(
+        &dir.join("ok.tar"),
+        RawTar::new().entry("a/.wh.file", tar::EntryType::Regular, b"", "").entry("b", tar::EntryType::Regular, b"b", "").finish(),
+    );
     let out = dir.join("flat.tar");
     ferry_ok(&["-q", "flatten", &format!("docker-archive:{}", dir.join("ok.tar").display()), &format!("docker-archive:{}", out.display())]);
     let (layer, _) = flattened_layer(&out, "hostile/x:1");

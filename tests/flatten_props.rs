@@ -55,8 +55,7 @@ enum Op {
 }
 
 fn name_path(min: usize, max: usize) -> impl Strategy<Value = String> {
-    prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), min..=max)
-        .prop_map(|v| v.join("/"))
+    prop::collection::vec(prop::sample::select(vec!["a", "b", "c"]), min..=max).prop_map(|v| v.join("/"))
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -86,13 +85,8 @@ fn stack() -> impl Strategy<Value = Vec<Vec<Op>>> {
                 Op::Hardlink { path, target } => {
                     if let Some(i) = target.strip_prefix('#') {
                         let i: usize = i.parse().unwrap();
-                        let related = |t: &String| {
-                            t == path
-                                || path.starts_with(&format!("{t}/"))
-                                || t.starts_with(&format!("{path}/"))
-                        };
-                        let ok: Vec<&String> =
-                            made.iter().rev().filter(|t| !related(t)).take(4).collect();
+                        let related = |t: &String| t == path || path.starts_with(&format!("{t}/")) || t.starts_with(&format!("{path}/"));
+                        let ok: Vec<&String> = made.iter().rev().filter(|t| !related(t)).take(4).collect();
                         *target = match ok.len() {
                             0 => "a".to_string(),
                             n => ok[i % n].clone(),
@@ -136,11 +130,7 @@ fn build_tar(ops: &[Op]) -> Vec<u8> {
     let mut b = Builder::new(Vec::new());
     for op in ops {
         match op {
-            Op::File {
-                path,
-                content,
-                mode,
-            } => {
+            Op::File { path, content, mode } => {
                 let mut h = hdr(EntryType::Regular, *mode, content.len() as u64);
                 b.append_data(&mut h, path, &content[..]).unwrap();
             }
@@ -159,13 +149,11 @@ fn build_tar(ops: &[Op]) -> Vec<u8> {
             Op::Whiteout { path } => {
                 let (dir, name) = split(path);
                 let mut h = hdr(EntryType::Regular, 0o644, 0);
-                b.append_data(&mut h, in_dir(dir, &format!(".wh.{name}")), &b""[..])
-                    .unwrap();
+                b.append_data(&mut h, in_dir(dir, &format!(".wh.{name}")), &b""[..]).unwrap();
             }
             Op::Opaque { dir } => {
                 let mut h = hdr(EntryType::Regular, 0o644, 0);
-                b.append_data(&mut h, in_dir(dir, ".wh..wh..opq"), &b""[..])
-                    .unwrap();
+                b.append_data(&mut h, in_dir(dir, ".wh..wh..opq"), &b""[..]).unwrap();
             }
         }
     }
@@ -239,11 +227,7 @@ fn apply_layer(root: &Path, ops: &[Op]) -> Result<(), (usize, String)> {
     }
     for (i, op) in ops.iter().enumerate() {
         match op {
-            Op::File {
-                path,
-                content,
-                mode,
-            } => {
+            Op::File { path, content, mode } => {
                 ensure_parents(root, path);
                 let p = root.join(path);
                 remove_existing(&p);
@@ -254,9 +238,7 @@ fn apply_layer(root: &Path, ops: &[Op]) -> Result<(), (usize, String)> {
                 ensure_parents(root, path);
                 let p = root.join(path);
                 match fs::symlink_metadata(&p) {
-                    Ok(md) if md.is_dir() => {
-                        fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap()
-                    }
+                    Ok(md) if md.is_dir() => fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).unwrap(),
                     _ => {
                         remove_existing(&p);
                         mkdir_mode(&p, *mode);
@@ -275,9 +257,7 @@ fn apply_layer(root: &Path, ops: &[Op]) -> Result<(), (usize, String)> {
                 remove_existing(&p);
                 match lookup(root, target) {
                     None => return Err((i, format!("hard link {path} -> missing {target}"))),
-                    Some(md) if md.is_dir() => {
-                        return Err((i, format!("hard link {path} -> directory {target}")))
-                    }
+                    Some(md) if md.is_dir() => return Err((i, format!("hard link {path} -> directory {target}"))),
                     // linkat without AT_SYMLINK_FOLLOW: a symlink is linked itself.
                     Some(_) => fs::hard_link(root.join(target), &p).unwrap(),
                 }
@@ -307,36 +287,18 @@ fn snapshot(root: &Path) -> Tree {
     let mut inodes: BTreeMap<(u64, u64), Vec<String>> = BTreeMap::new();
     for e in walkdir::WalkDir::new(root).min_depth(1).sort_by_file_name() {
         let e = e.unwrap();
-        let rel = e
-            .path()
-            .strip_prefix(root)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .to_string();
+        let rel = e.path().strip_prefix(root).unwrap().to_str().unwrap().to_string();
         let md = e.path().symlink_metadata().unwrap();
         let mode = md.permissions().mode() & 0o7777;
         let node = if md.is_dir() {
             Node::Dir { mode }
         } else if md.file_type().is_symlink() {
-            Node::Symlink {
-                target: fs::read_link(e.path())
-                    .unwrap()
-                    .to_str()
-                    .unwrap()
-                    .to_string(),
-            }
+            Node::Symlink { target: fs::read_link(e.path()).unwrap().to_str().unwrap().to_string() }
         } else {
-            Node::File {
-                mode,
-                sha256: hex::encode(Sha256::digest(fs::read(e.path()).unwrap())),
-            }
+            Node::File { mode, sha256: hex::encode(Sha256::digest(fs::read(e.path()).unwrap())) }
         };
         if !md.is_dir() {
-            inodes
-                .entry((md.dev(), md.ino()))
-                .or_default()
-                .push(rel.clone());
+            inodes.entry((md.dev(), md.ino())).or_default().push(rel.clone());
         }
         nodes.insert(rel, node);
     }
@@ -357,21 +319,11 @@ fn output_ops(tar_bytes: &[u8]) -> Vec<Op> {
         let mut e = e.unwrap();
         let raw = String::from_utf8(e.path_bytes().into_owned()).unwrap();
         let path = raw.trim_end_matches('/').to_string();
-        assert!(
-            !path.is_empty()
-                && !path.starts_with('/')
-                && !path.split('/').any(|c| c == ".." || c == ".")
-        );
+        assert!(!path.is_empty() && !path.starts_with('/') && !path.split('/').any(|c| c == ".." || c == "."));
         assert!(seen.insert(path.clone()), "{path} written twice");
-        assert!(
-            !path.split('/').any(|c| c.starts_with(".wh.")),
-            "whiteout {path} in output"
-        );
+        assert!(!path.split('/').any(|c| c.starts_with(".wh.")), "whiteout {path} in output");
         if let Some((parent, _)) = path.rsplit_once('/') {
-            assert!(
-                dirs.contains(parent),
-                "{path} written before its parent directory"
-            );
+            assert!(dirs.contains(parent), "{path} written before its parent directory");
         }
         let comps: Vec<String> = path.split('/').map(str::to_string).collect();
         if let Some(prev) = &last {
@@ -380,33 +332,21 @@ fn output_ops(tar_bytes: &[u8]) -> Vec<Op> {
         last = Some(comps);
         let h = e.header().clone();
         let mode = h.mode().unwrap() & 0o7777;
-        let link = e
-            .link_name_bytes()
-            .map(|l| String::from_utf8(l.into_owned()).unwrap());
+        let link = e.link_name_bytes().map(|l| String::from_utf8(l.into_owned()).unwrap());
         match h.entry_type() {
             EntryType::Regular => {
                 let mut content = Vec::new();
                 e.read_to_end(&mut content).unwrap();
-                ops.push(Op::File {
-                    path,
-                    content,
-                    mode,
-                });
+                ops.push(Op::File { path, content, mode });
             }
             EntryType::Directory => {
                 dirs.insert(path.clone());
                 ops.push(Op::Dir { path, mode });
             }
-            EntryType::Symlink => ops.push(Op::Symlink {
-                path,
-                target: link.unwrap(),
-            }),
+            EntryType::Symlink => ops.push(Op::Symlink { path, target: link.unwrap() }),
             EntryType::Link => {
                 let target = link.unwrap();
-                assert!(
-                    seen.contains(&target) && target != path,
-                    "link {path} -> {target} before its target"
-                );
+                assert!(seen.contains(&target) && target != path, "link {path} -> {target} before its target");
                 assert!(!dirs.contains(&target), "link {path} -> directory {target}");
                 ops.push(Op::Hardlink { path, target });
             }
@@ -419,10 +359,7 @@ fn output_ops(tar_bytes: &[u8]) -> Vec<Op> {
 fn ferry_flatten(tars: &[Vec<u8>]) -> Result<(Vec<u8>, String), FlattenError> {
     let tmp = tempfile::tempdir().unwrap();
     let mut out = Vec::new();
-    let layers = tars
-        .iter()
-        .map(|t| Box::new(Cursor::new(t.clone())) as Box<dyn Read + Send>)
-        .collect();
+    let layers = tars.iter().map(|t| Box::new(Cursor::new(t.clone())) as Box<dyn Read + Send>).collect();
     let stats = flatten_layers(layers, &mut out, tmp.path())?;
     assert_eq!(stats.size, out.len() as u64);
     Ok((out, stats.diff_id))
@@ -442,26 +379,12 @@ fn reference(root: &Path, layers: &[Vec<Op>]) -> Result<(), ((usize, usize), Str
 fn compare(layers: &[Vec<Op>]) -> Result<Option<(usize, usize)>, TestCaseError> {
     let tars: Vec<Vec<u8>> = layers.iter().map(|l| build_tar(l)).collect();
     let reference_dir = tempfile::tempdir().unwrap();
-    match (
-        reference(reference_dir.path(), layers),
-        ferry_flatten(&tars),
-    ) {
-        (Err((_, why)), Ok(_)) => Err(TestCaseError::fail(format!(
-            "reference refused ({why}) but ferry accepted"
-        ))),
+    match (reference(reference_dir.path(), layers), ferry_flatten(&tars)) {
+        (Err((_, why)), Ok(_)) => Err(TestCaseError::fail(format!("reference refused ({why}) but ferry accepted"))),
         (Ok(()), Err(e)) => Err(TestCaseError::fail(format!("ferry refused: {e}"))),
         (Err((at, why)), Err(e)) => {
-            prop_assert!(
-                matches!(e, FlattenError::BadHardlink { .. }),
-                "{why} / {e:?}"
-            );
-            prop_assert_eq!(
-                e.to_string().contains(&format!("layer {}", at.0)),
-                true,
-                "{} / {}",
-                why,
-                e
-            );
+            prop_assert!(matches!(e, FlattenError::BadHardlink { .. }), "{why} / {e:?}");
+            prop_assert_eq!(e.to_string().contains(&format!("layer {}", at.0)), true, "{} / {}", why, e);
             Ok(Some(at))
         }
         (Ok(()), Ok((out, digest))) => {
@@ -502,32 +425,15 @@ proptest! {
 fn flatten_is_deterministic_across_runs() {
     let layers = [
         vec![
-            Op::Dir {
-                path: "a".into(),
-                mode: 0o755,
-            },
-            Op::File {
-                path: "a/b".into(),
-                content: vec![1; 3000],
-                mode: 0o644,
-            },
-            Op::Hardlink {
-                path: "c".into(),
-                target: "a/b".into(),
-            },
-            Op::Symlink {
-                path: "s".into(),
-                target: "/abs/x".into(),
-            },
+            Op::Dir { path: "a".into(), mode: 0o755 },
+            Op::File { path: "a/b".into(), content: vec![1; 3000], mode: 0o644 },
+            Op::Hardlink { path: "c".into(), target: "a/b".into() },
+            Op::Symlink { path: "s".into(), target: "/abs/x".into() },
         ],
         vec![
             Op::Whiteout { path: "a/b".into() },
             Op::Opaque { dir: "a".into() },
-            Op::File {
-                path: "a/c/d".into(),
-                content: b"d".to_vec(),
-                mode: 0o4755,
-            },
+            Op::File { path: "a/c/d".into(), content: b"d".to_vec(), mode: 0o4755 },
         ],
     ];
     let tars: Vec<Vec<u8>> = layers.iter().map(|l| build_tar(l)).collect();
@@ -535,10 +441,7 @@ fn flatten_is_deterministic_across_runs() {
     let (o2, d2) = ferry_flatten(&tars).unwrap();
     assert_eq!(d1, d2);
     assert_eq!(o1, o2);
-    let got: Vec<String> = output_ops(&o1)
-        .iter()
-        .map(|op| format!("{op:?}").chars().take(60).collect())
-        .collect();
+    let got: Vec<String> = output_ops(&o1).iter().map(|op| format!("{op:?}").chars().take(60).collect()).collect();
     assert_eq!(got.len(), 5, "{got:#?}"); // a, a/c, a/c/d, c (now a file), s
 }
 
@@ -556,16 +459,9 @@ fn hostile_layers_are_refused() {
         b.append(&h, &b""[..]).unwrap();
         b.into_inner().unwrap()
     }
-    let ok = build_tar(&[Op::File {
-        path: "ok".into(),
-        content: vec![],
-        mode: 0o644,
-    }]);
+    let ok = build_tar(&[Op::File { path: "ok".into(), content: vec![], mode: 0o644 }]);
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (
-            raw(EntryType::Regular, b"../../etc/passwd", b""),
-            "../../etc/passwd",
-        ),
+        (raw(EntryType::Regular, b"../../etc/passwd", b""), "../../etc/passwd"),
         (raw(EntryType::Regular, b"a/../../x", b""), "a/../../x"),
         (raw(EntryType::Directory, b"/../root/", b""), "/../root/"),
         (raw(EntryType::Regular, b"d/.wh..", b""), "d/.wh.."),
@@ -582,10 +478,7 @@ fn hostile_layers_are_refused() {
     }
     // an absolute path is a tar convention, not an escape; an absolute symlink
     // target is legitimate and kept as is
-    let fine = build_tar(&[Op::Symlink {
-        path: "s".into(),
-        target: "/etc/passwd".into(),
-    }]);
+    let fine = build_tar(&[Op::Symlink { path: "s".into(), target: "/etc/passwd".into() }]);
     let abs = raw(EntryType::Regular, b"/abs/file", b"");
     let (out, _) = ferry_flatten(&[fine, abs]).unwrap();
     let ops = output_ops(&out);

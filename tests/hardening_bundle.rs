@@ -22,7 +22,14 @@ fn good_tar() -> &'static [u8] {
     TAR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("usb");
-        ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "g"]);
+        ferry_ok(&[
+            "save",
+            &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+            "-o",
+            out.to_str().unwrap(),
+            "-n",
+            "g",
+        ]);
         let tar = decompress(&std::fs::read(out.join("g.tar.zst")).unwrap());
         assert!(tar.ends_with(&[0u8; 1024]), "ferry's tar ends with its end-of-archive marker");
         tar
@@ -103,7 +110,13 @@ fn refused(case: &Case, expect: &str) -> u64 {
     let mut peak = 0;
     for args in [
         vec!["verify".to_string(), case.bundle.display().to_string()],
-        vec!["load".to_string(), "--allow-unsigned".into(), case.bundle.display().to_string(), "--into".into(), format!("oci:{}", case.target.display())],
+        vec![
+            "load".to_string(),
+            "--allow-unsigned".into(),
+            case.bundle.display().to_string(),
+            "--into".into(),
+            format!("oci:{}", case.target.display()),
+        ],
     ] {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (r, kib) = ferry_rss(&args, &[]);
@@ -117,10 +130,8 @@ fn refused(case: &Case, expect: &str) -> u64 {
         peak = peak.max(kib);
     }
     assert!(!case.target.exists(), "the target was created despite the failure");
-    let names: Vec<String> = std::fs::read_dir(case.target.parent().unwrap())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let names: Vec<String> =
+        std::fs::read_dir(case.target.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["usb".to_string()], "only the bundle may be left next to the target");
     peak
 }
@@ -166,7 +177,11 @@ fn docker_archive_source_with_1_gib_pax_header_is_refused() {
     std::fs::OpenOptions::new().write(true).open(&source).unwrap().set_len(header.len() as u64 + (300 << 20)).unwrap();
     let out = dir.path().join("usb");
     let (r, kib) = ferry_rss(&["save", &format!("docker-archive:{}", source.display()), "-o", out.to_str().unwrap(), "-n", "s"], &[]);
-    println!("ferry save: exit {}, peak RSS {kib} KiB, {}", r.code, r.stderr.lines().find(|l| l.starts_with("ferry: error")).unwrap_or_default());
+    println!(
+        "ferry save: exit {}, peak RSS {kib} KiB, {}",
+        r.code,
+        r.stderr.lines().find(|l| l.starts_with("ferry: error")).unwrap_or_default()
+    );
     assert_eq!(r.code, 1, "a hostile source is a format error (exit 1):\n{}", r.stderr);
     assert!(r.stderr.contains("is not a valid tar archive"), "{}", r.stderr);
     assert!(r.stderr.contains("a PAX extended header of 1073741824 bytes, more than the 65536 bytes ferry accepts"), "{}", r.stderr);
@@ -340,7 +355,8 @@ fn index_json_of_100000_nested_brackets_is_refused() {
 #[test]
 fn deeply_nested_value_in_index_json_is_refused() {
     // The nesting sits where any JSON value is allowed (a descriptor's extra field).
-    let mut index = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
+    let mut index =
+        br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
     index.extend_from_slice(format!("{:064x}\",\"size\":1,\"x\":", 1).as_bytes());
     index.extend(std::iter::repeat(b'[').take(100_000));
     index.extend(std::iter::repeat(b']').take(100_000));
@@ -352,13 +368,15 @@ fn deeply_nested_value_in_index_json_is_refused() {
 #[test]
 fn index_json_of_8_million_tiny_values_is_refused() {
     // 16 MiB of `0,` in a descriptor's extra field: parsed whole, some 900 MiB.
-    let mut index = br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
+    let mut index =
+        br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
     index.extend_from_slice(format!("{:064x}\",\"size\":1,\"x\":[", 1).as_bytes());
     while index.len() < (16 << 20) - 64 {
         index.extend_from_slice(b"0,");
     }
     index.extend_from_slice(br#"0]}],"annotations":{"dev.ferry.bundle.format":"1"}}"#);
-    let kib = refused(&with_index_json(&index), "index.json in the artifact is not valid JSON: more than 65536 JSON values in one document");
+    let kib =
+        refused(&with_index_json(&index), "index.json in the artifact is not valid JSON: more than 65536 JSON values in one document");
     print_rss("index.json of 8 million values", kib);
 }
 
@@ -483,7 +501,8 @@ fn first_descriptor() -> serde_json::Value {
 #[test]
 fn manifest_descriptor_pointing_at_an_index_is_refused() {
     // A valid index (listing the real manifest), described as a manifest.
-    let index = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [first_descriptor()]})).unwrap();
+    let index =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [first_descriptor()]})).unwrap();
     let case = with_new_top(descriptor(OCI_MANIFEST, &index), &[&index], None, true);
     let kib = refused(&case, &format!("blob sha256:{} is described as a manifest but its content is an index", sha256_hex(&index)));
     print_rss("manifest descriptor pointing at an index", kib);
@@ -501,7 +520,8 @@ fn config_that_is_a_manifest_is_refused() {
     }))
     .unwrap();
     let files = tar_files(good_tar());
-    let real_bytes = files.iter().find(|(p, ..)| *p == format!("blobs/sha256/{}", &real["digest"].as_str().unwrap()[7..])).unwrap().2.clone();
+    let real_bytes =
+        files.iter().find(|(p, ..)| *p == format!("blobs/sha256/{}", &real["digest"].as_str().unwrap()[7..])).unwrap().2.clone();
     let case = with_new_top(descriptor(OCI_MANIFEST, &manifest), &[&manifest, &real_bytes], Some(b"[]"), false);
     let kib = refused(&case, &format!("blob {} is described as a config but its content is a manifest", real["digest"].as_str().unwrap()));
     print_rss("config that is a manifest", kib);
@@ -531,14 +551,20 @@ fn declared_sizes_summing_past_u64_max_are_refused() {
     let files = tar_files(good_tar());
     let real: serde_json::Value = {
         let d = first_descriptor();
-        serde_json::from_slice(&files.iter().find(|(p, ..)| *p == format!("blobs/sha256/{}", &d["digest"].as_str().unwrap()[7..])).unwrap().2).unwrap()
+        serde_json::from_slice(
+            &files.iter().find(|(p, ..)| *p == format!("blobs/sha256/{}", &d["digest"].as_str().unwrap()[7..])).unwrap().2,
+        )
+        .unwrap()
     };
     let huge = u64::MAX / 2;
     let layers: Vec<serde_json::Value> = (1..=3)
         .map(|i| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{:064x}", i), "size": huge}))
         .collect();
-    let manifest = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": real["config"], "layers": layers})).unwrap();
-    let config = files.iter().find(|(p, ..)| *p == format!("blobs/sha256/{}", &real["config"]["digest"].as_str().unwrap()[7..])).unwrap().2.clone();
+    let manifest =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": real["config"], "layers": layers}))
+            .unwrap();
+    let config =
+        files.iter().find(|(p, ..)| *p == format!("blobs/sha256/{}", &real["config"]["digest"].as_str().unwrap()[7..])).unwrap().2.clone();
     let case = with_new_top(descriptor(OCI_MANIFEST, &manifest), &[&manifest, &config], Some(b"[]"), false);
     // The first layer's header claims its (huge) declared size; no data follows.
     let tar = decompress(&std::fs::read(case.bundle.join("h.tar.zst")).unwrap());

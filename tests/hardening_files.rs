@@ -229,7 +229,8 @@ fn existing_layout() -> (tempfile::TempDir, PathBuf, tempfile::TempDir) {
 /// before anything was staged next to it.
 fn refused_oci_target(layout: &Path, bundle: &Path, expect: &str) -> u64 {
     let before = names(layout.parent().unwrap());
-    let (r, kib) = ferry_bounded(&["load", "--allow-unsigned", bundle.to_str().unwrap(), "--into", &format!("oci:{}", layout.display())], &[]);
+    let (r, kib) =
+        ferry_bounded(&["load", "--allow-unsigned", bundle.to_str().unwrap(), "--into", &format!("oci:{}", layout.display())], &[]);
     report("load --into oci:", &r, kib);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(expect), "expected {expect:?} in:\n{}", r.stderr);
@@ -286,7 +287,14 @@ fn oci_target_whose_blobs_dir_is_a_symlink_is_refused() {
     symlink(&outside.path().join("blobs"), &layout.join("blobs"));
     let before = names(&outside.path().join("blobs/sha256"));
     let other = tempfile::tempdir().unwrap();
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()), "-o", other.path().to_str().unwrap(), "-n", "o"]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("multi.docker.tar.gz").display()),
+        "-o",
+        other.path().to_str().unwrap(),
+        "-n",
+        "o",
+    ]);
     let kib = refused_oci_target(&layout, other.path(), &format!("{}/blobs is a symbolic link", layout.display()));
     println!("load --into oci:, blobs/ a symlink to another directory: peak RSS {kib} KiB");
     assert_eq!(names(&outside.path().join("blobs/sha256")), before, "no blob moved outside the layout");
@@ -637,7 +645,8 @@ fn blob_longer_than_its_descriptor_is_refused_before_the_archive_target_writes_i
     let (parent, usb, expect) = blob_longer_than_descriptor();
     let before = names(parent.path());
     let out = parent.path().join("OUT.tar");
-    let (r, kib) = ferry_rss(&["load", "--allow-unsigned", usb.to_str().unwrap(), "--into", &format!("oci-archive:{}", out.display())], &[]);
+    let (r, kib) =
+        ferry_rss(&["load", "--allow-unsigned", usb.to_str().unwrap(), "--into", &format!("oci-archive:{}", out.display())], &[]);
     report("load --into oci-archive:, blob entry longer than its descriptor", &r, kib);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains(&expect), "expected {expect:?} in:\n{}", r.stderr);

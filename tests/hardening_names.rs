@@ -19,7 +19,14 @@ fn assert_no_raw_controls(label: &str, text: &str) {
 
 /// A good bundle of the small fixture in `dir`, stem `good`.
 fn good_bundle(dir: &Path) {
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", dir.to_str().unwrap(), "-n", "good"]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+        "-o",
+        dir.to_str().unwrap(),
+        "-n",
+        "good",
+    ]);
 }
 
 /// Files a hostile writer of a shared drop could plant.
@@ -44,7 +51,11 @@ fn ls_of_a_directory_escapes_and_skips_names_that_are_not_stems() {
     assert_eq!(lines.len(), 1, "only the good bundle is listed: {lines:?}");
     assert!(lines[0].starts_with("good\t"), "{lines:?}");
     assert!(lines[0].contains("1 file(s)"), "the planted part-like name is not counted: {lines:?}");
-    assert!(r.stderr.contains("note: skipped evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\nferry: all good.sha256: not a valid bundle name"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("note: skipped evil\\u{1b}]0;pwned\\u{7}\\u{1b}[2J\\nferry: all good.sha256: not a valid bundle name"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("note: skipped .hidden.sha256"), "{}", r.stderr);
 
     let r = ferry(&["ls", drop.to_str().unwrap(), "--json"]);
@@ -89,7 +100,11 @@ fn a_checksum_file_naming_a_hostile_file_is_refused_with_the_name_escaped() {
     let text = fs::read_to_string(&sums).unwrap();
     let (hex, _) = text.split_once("  ").unwrap();
     fs::write(&sums, format!("{hex}  good.tar\u{1b}[2J\u{1b}]0;pwned\u{7}\n")).unwrap();
-    for args in [vec!["verify", sums.to_str().unwrap()], vec!["inspect", sums.to_str().unwrap()], vec!["pull", sums.to_str().unwrap(), "-o", tmp.path().join("out").to_str().unwrap()]] {
+    for args in [
+        vec!["verify", sums.to_str().unwrap()],
+        vec!["inspect", sums.to_str().unwrap()],
+        vec!["pull", sums.to_str().unwrap(), "-o", tmp.path().join("out").to_str().unwrap()],
+    ] {
         let r = ferry(&args);
         assert_eq!(r.code, 3, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains("which is not a file of this bundle"), "{args:?}: {}", r.stderr);
@@ -168,7 +183,11 @@ fn passwords_typed_in_a_url_never_appear_in_usage_errors() {
         format!("https://alice:{SECRET}@127.0.0.1:1"),
         format!("ftp://alice:{SECRET}@127.0.0.1:1/drop/x@y"),
     ] {
-        for args in [vec!["pull", url.as_str(), "-o", out.to_str().unwrap()], vec!["verify", url.as_str()], vec!["load", url.as_str(), "--into", "oci:/nonexistent"]] {
+        for args in [
+            vec!["pull", url.as_str(), "-o", out.to_str().unwrap()],
+            vec!["verify", url.as_str()],
+            vec!["load", url.as_str(), "--into", "oci:/nonexistent"],
+        ] {
             let r = ferry(&args);
             assert_ne!(r.code, 0, "{args:?}");
             assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET), "{args:?}: password shown:\n{}", r.stderr);

@@ -64,7 +64,8 @@ fn recipient_bundle() -> Sealed {
 fn passphrase_bundle() -> Sealed {
     let dir = tempfile::tempdir().unwrap();
     let usb = dir.path().join("usb");
-    let r = ferry_env(&["save", &fixture_ref(), "-o", usb.to_str().unwrap(), "-n", "p", "--passphrase"], &[("FERRY_PASSPHRASE", PASSPHRASE)]);
+    let r =
+        ferry_env(&["save", &fixture_ref(), "-o", usb.to_str().unwrap(), "-n", "p", "--passphrase"], &[("FERRY_PASSPHRASE", PASSPHRASE)]);
     assert_eq!(r.code, 0, "save --passphrase failed:\n{}", r.stderr);
     std::fs::create_dir_all(dir.path().join("keys")).unwrap();
     Sealed { dir, artifact: "p.tar.zst.age".into() }
@@ -229,7 +230,8 @@ fn work_factor(ct: &[u8], log_n: u8) -> Vec<u8> {
 fn work_factor_refused_fast(log_n: u8) {
     let b = passphrase_bundle();
     replace_artifact(&b, &work_factor(&b.artifact_bytes(), log_n), Sidecar::Rewritten);
-    let out = refused(&b, &[], &format!("the passphrase-encrypted bundle asks for scrypt work factor 2^{log_n}; ferry accepts at most 2^22"));
+    let out =
+        refused(&b, &[], &format!("the passphrase-encrypted bundle asks for scrypt work factor 2^{log_n}; ferry accepts at most 2^22"));
     assert!(out.stderr.contains("FERRY_MAX_SCRYPT_WORK_FACTOR"), "the hint does not say how to raise the limit:\n{}", out.stderr);
     assert!(out.elapsed < Duration::from_secs(5), "took {:?}", out.elapsed);
 }

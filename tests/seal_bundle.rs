@@ -215,7 +215,16 @@ fn attacks_on_encryption_are_refused() {
     // the signature and checksums pass, decryption must still fail.
     require("minisign");
     let t = work.path().join("trunc");
-    ferry_ok(&["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", t.to_str().unwrap(), "-n", "s", "-r", &keys.recipient]);
+    ferry_ok(&[
+        "save",
+        &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+        "-o",
+        t.to_str().unwrap(),
+        "-n",
+        "s",
+        "-r",
+        &keys.recipient,
+    ]);
     let art = std::fs::read(t.join("s.tar.zst.age")).unwrap();
     std::fs::write(t.join("s.tar.zst.age"), &art[..art.len() - 70_000]).unwrap();
     sh(&format!("cd {} && sha256sum s.tar.zst.age > s.sha256", t.display()));
@@ -227,7 +236,15 @@ fn passphrase_bundles_and_wrong_passphrase() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("p");
     let save = ferry_env(
-        &["save", &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), "-o", out.to_str().unwrap(), "-n", "p", "--passphrase"],
+        &[
+            "save",
+            &format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()),
+            "-o",
+            out.to_str().unwrap(),
+            "-n",
+            "p",
+            "--passphrase",
+        ],
         &[("FERRY_PASSPHRASE", "correct horse battery staple")],
     );
     assert_eq!(save.code, 0, "{}", save.stderr);
@@ -261,15 +278,22 @@ fn secret_keys_must_be_private_and_passwords_stay_secret() {
     let out = work.path().join("o");
     let key = dir.join("ferry.key");
     // Wrong password: refused, and neither password appears anywhere.
-    let bad = ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "not-the-pw")]);
+    let bad =
+        ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "not-the-pw")]);
     assert_ne!(bad.code, 0);
     assert!(!bad.stderr.contains("not-the-pw") && !bad.stdout.contains("not-the-pw"), "{}", bad.stderr);
-    let good = ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "-n", "g", "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "s3cret-pw")]);
+    let good = ferry_env(
+        &["save", &src, "-o", out.to_str().unwrap(), "-n", "g", "--sign", key.to_str().unwrap()],
+        &[("FERRY_KEY_PASSWORD", "s3cret-pw")],
+    );
     assert_eq!(good.code, 0, "{}", good.stderr);
     assert!(!good.stderr.contains("s3cret-pw"));
     // A world-readable secret key is refused with the fix in the message.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let loose = ferry_env(&["save", &src, "-o", out.to_str().unwrap(), "-n", "h", "--sign", key.to_str().unwrap()], &[("FERRY_KEY_PASSWORD", "s3cret-pw")]);
+    let loose = ferry_env(
+        &["save", &src, "-o", out.to_str().unwrap(), "-n", "h", "--sign", key.to_str().unwrap()],
+        &[("FERRY_KEY_PASSWORD", "s3cret-pw")],
+    );
     assert_ne!(loose.code, 0);
     assert!(loose.stderr.contains("chmod 600"), "{}", loose.stderr);
 }

@@ -109,12 +109,7 @@ fn sftp_site(server: &Sshd) -> Site {
         label: "sftp",
         url: format!("{}/", server.url()),
         data_dir: server.data_dir.clone(),
-        net: vec![
-            "--ssh-key".into(),
-            server.key.display().to_string(),
-            "--known-hosts".into(),
-            server.known_hosts.display().to_string(),
-        ],
+        net: vec!["--ssh-key".into(), server.key.display().to_string(), "--known-hosts".into(), server.known_hosts.display().to_string()],
         home: home(),
     }
 }
@@ -167,12 +162,8 @@ fn round_trip(site: &Site, seal: bool) {
         assert_eq!(out.code, 0, "keygen: {}", out.stderr);
         let recipient = out.stdout.lines().find_map(|l| l.strip_prefix("age recipient:")).unwrap().trim().to_string();
         seal_args = vec!["--sign".into(), keys.join("ferry.key").display().to_string(), "-r".into(), recipient];
-        trust_args = vec![
-            "-k".into(),
-            keys.join("ferry.pub").display().to_string(),
-            "-i".into(),
-            keys.join("ferry.age").display().to_string(),
-        ];
+        trust_args =
+            vec!["-k".into(), keys.join("ferry.pub").display().to_string(), "-i".into(), keys.join("ferry.age").display().to_string()];
     }
 
     // 1. save straight to the server.
@@ -338,7 +329,12 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
     let t0 = Instant::now();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("[{label}] server killed mid-push: exit {:?} after {:?}: {}", out.status.code(), t0.elapsed(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+    eprintln!(
+        "[{label}] server killed mid-push: exit {:?} after {:?}: {}",
+        out.status.code(),
+        t0.elapsed(),
+        stderr.lines().find(|l| l.contains("error:")).unwrap_or("")
+    );
     assert_eq!(out.status.code(), Some(4), "[{label}] a push to a killed server is a transport failure:\n{stderr}");
     let names = site.names();
     assert!(!names.contains(&artifact.to_string()), "[{label}] the artifact appeared under its final name: {names:?}");
@@ -405,11 +401,12 @@ fn killed_then_pull_resumes(site: &Site, server: &mut servers::Proc) {
     let artifact = "down.tar.zst";
     let partial = out.join(format!("{artifact}.partial"));
 
-    let mut child: Child = ferry_cmd(site.home.path(), &site.args(&["pull", &site.loc("down"), "-o", out.to_str().unwrap(), "--json"]), &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child: Child =
+        ferry_cmd(site.home.path(), &site.args(&["pull", &site.loc("down"), "-o", out.to_str().unwrap(), "--json"]), &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 * MIB {
         if child.try_wait().unwrap().is_some() {
@@ -422,7 +419,11 @@ fn killed_then_pull_resumes(site: &Site, server: &mut servers::Proc) {
     server.kill();
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
-    eprintln!("[{label}] server killed mid-pull: exit {:?}: {}", result.status.code(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+    eprintln!(
+        "[{label}] server killed mid-pull: exit {:?}: {}",
+        result.status.code(),
+        stderr.lines().find(|l| l.contains("error:")).unwrap_or("")
+    );
     assert_eq!(result.status.code(), Some(4), "[{label}] a pull from a killed server is a transport failure:\n{stderr}");
     let names = files_in(&out);
     assert!(!names.contains(&artifact.to_string()) && !names.contains(&"down.sha256".to_string()), "[{label}] {names:?}");
@@ -604,10 +605,7 @@ fn server_down_fails_fast_with_exit_4() {
         format!("sftp://root@127.0.0.1:{port}/tmp/"),
         format!("http://127.0.0.1:{port}/drop/"),
     ] {
-        for args in [
-            vec!["ls", url.as_str()],
-            vec!["push", sums.to_str().unwrap(), url.as_str()],
-        ] {
+        for args in [vec!["ls", url.as_str()], vec!["push", sums.to_str().unwrap(), url.as_str()]] {
             let t0 = Instant::now();
             let r = ferry_in(h.path(), &args, &[]);
             let took = t0.elapsed();
@@ -697,9 +695,16 @@ fn stalled_server_ends_with_exit_4(site: &Site, server: &servers::Proc) {
         server.thaw(&frozen);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let kib: u64 = fs::read_to_string(&rss_file).unwrap().lines().rev().find_map(|l| l.trim().parse().ok()).unwrap();
-        eprintln!("[{label}] server frozen mid-{what}: exit {:?} after {took:?}, peak RSS {kib} KiB: {}", out.status.code(), stderr.lines().find(|l| l.contains("error:")).unwrap_or(""));
+        eprintln!(
+            "[{label}] server frozen mid-{what}: exit {:?} after {took:?}, peak RSS {kib} KiB: {}",
+            out.status.code(),
+            stderr.lines().find(|l| l.contains("error:")).unwrap_or("")
+        );
         assert_eq!(out.status.code(), Some(4), "[{label}] a {what} from a stalled server is a transport failure:\n{stderr}");
-        assert!(stderr.contains("nothing for 3 s") || stderr.to_lowercase().contains("timed out") || stderr.contains("timeout"), "[{label}] {what}: the message should say the server went silent:\n{stderr}");
+        assert!(
+            stderr.contains("nothing for 3 s") || stderr.to_lowercase().contains("timed out") || stderr.contains("timeout"),
+            "[{label}] {what}: the message should say the server went silent:\n{stderr}"
+        );
         assert!(took < Duration::from_secs(timeout + 20), "[{label}] {what} took {took:?} to give up on a silent server");
         assert!(kib < 100 * 1024, "[{label}] {what}: peak RSS {kib} KiB");
         assert!(!out_dir.join("stall.tar").exists() && !out_dir.join("stall.sha256").exists(), "[{label}] {what} left a final name");

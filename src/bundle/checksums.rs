@@ -29,7 +29,8 @@ impl ChecksumFile {
             }
             let (hex, rest) = line.split_once(' ').ok_or_else(|| bad(format!("line {} is not \"<sha256>  <file>\"", n + 1)))?;
             // "  name" (text mode) or " *name" (binary mode)
-            let name = rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*')).ok_or_else(|| bad(format!("line {} is malformed", n + 1)))?;
+            let name =
+                rest.strip_prefix(' ').or_else(|| rest.strip_prefix('*')).ok_or_else(|| bad(format!("line {} is malformed", n + 1)))?;
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(bad(format!("line {} has no sha256 checksum", n + 1)));
             }

@@ -83,7 +83,11 @@ pub(super) fn plan<'a>(set: &ImageSet, order: &'a [Digest], opts: &SaveOptions, 
                 // Only layers: they go in spool order, which need not be the order
                 // documents must keep (a Docker 25+ export spools its manifests
                 // and configs too). A damaged layer is reported by the copying path.
-                if !crate::image::media_types::is_layer(&blob.media_type) || *level != opts.level || hashed != digest || spool.is_some_and(|p| p != path) {
+                if !crate::image::media_types::is_layer(&blob.media_type)
+                    || *level != opts.level
+                    || hashed != digest
+                    || spool.is_some_and(|p| p != path)
+                {
                     return None;
                 }
                 spool = Some(path);
@@ -151,7 +155,9 @@ pub(super) fn write(
     let mut tar_bytes = 0;
     let mut chunks = Vec::with_capacity(plan.layers.len());
     for layer in &plan.layers {
-        between.extend_from_slice(entry_header(&layer.digest.blob_path(), layer.size, 0o644, mtime, tar::EntryType::Regular).map_err(io_err)?.as_bytes());
+        between.extend_from_slice(
+            entry_header(&layer.digest.blob_path(), layer.size, 0o644, mtime, tar::EntryType::Regular).map_err(io_err)?.as_bytes(),
+        );
         chunks.push(compress::zstd_frame(&between, plan.level).map_err(io_err)?);
         tar_bytes += between.len() as u64 + layer.size;
         between.clear();
@@ -250,8 +256,8 @@ mod tests {
     use super::*;
     use crate::bundle::write::write_bundle;
     use crate::bundle::NoProgress;
-    use crate::image::{open_source, SourceOptions};
     use crate::image::Blob;
+    use crate::image::{open_source, SourceOptions};
     use crate::reference::ImageRef;
     use ferry_transports::DirTransport;
     use std::collections::BTreeMap;
@@ -274,7 +280,9 @@ mod tests {
     /// memory, layers as aligned zstd frames in one spool file in `dir`.
     fn exported_fixture(dir: &Path, scratch: &Path, room: Room) -> (ImageSet, PathBuf) {
         let fixture = format!("docker-archive:{}/fixtures/multi.docker.tar.gz", env!("CARGO_MANIFEST_DIR"));
-        let opened = open_source(&ImageRef::parse(&fixture).unwrap(), &SourceOptions { spool_dir: Some(scratch.into()), ..Default::default() }).unwrap();
+        let opened =
+            open_source(&ImageRef::parse(&fixture).unwrap(), &SourceOptions { spool_dir: Some(scratch.into()), ..Default::default() })
+                .unwrap();
         let spool = dir.join(".ferry-spool-test");
         let mut file = File::create(&spool).unwrap();
         let mut set = ImageSet::default();
@@ -333,10 +341,17 @@ mod tests {
     fn the_spool_becomes_an_artifact_with_the_same_entries_as_a_copied_one() {
         let (out, copied, scratch) = (on_disk(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (set, spool) = exported_fixture(out.path(), scratch.path(), Room::None);
-        assert!(plan(&set, &crate::bundle::layout::blob_order(&set).unwrap(), &SaveOptions { level: LEVEL, ..SaveOptions::new("b") }, &DirTransport::new(out.path())).is_some());
+        assert!(plan(
+            &set,
+            &crate::bundle::layout::blob_order(&set).unwrap(),
+            &SaveOptions { level: LEVEL, ..SaveOptions::new("b") },
+            &DirTransport::new(out.path())
+        )
+        .is_some());
         let in_place = save(&set, out.path());
         assert!(!spool.exists(), "the spool was published as {}", in_place.display());
-        let names: Vec<String> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> =
+            std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names.len(), 2, "artifact and b.sha256 only: {names:?}");
         assert_same_as_copied(&in_place, scratch.path(), copied.path());
     }

@@ -13,12 +13,12 @@
 //! [`MAX_DOCUMENTS_VALUES`]; declared sizes are added up with checks; after
 //! the end-of-archive marker only zeros may follow. The tar is read through
 //! [`crate::bounded_tar`], and anything wrong with it is exit 3.
+use super::layout::{DockerManifestEntry, ANN_FORMAT, FORMAT_VERSION};
 use crate::bounded_tar::BoundedTar;
 use crate::digest::{Digest, Hasher};
 use crate::error::{unwrap_io, Error, Result};
 use crate::image::classify::{classify, Claim, Kind};
 use crate::image::{Descriptor, Index, Manifest, MAX_DOCUMENT};
-use super::layout::{DockerManifestEntry, ANN_FORMAT, FORMAT_VERSION};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 
@@ -111,9 +111,10 @@ struct Expected {
 impl Expected {
     fn expect(&mut self, d: &Descriptor, claim: Claim, seen: bool) -> Result<()> {
         let Some((size, have)) = self.blobs.get_mut(&d.digest) else {
-            self.declared = self.declared.checked_add(d.size).ok_or_else(|| {
-                Error::integrity("the artifact's documents declare more than 2^64 bytes of blobs: refused".to_string())
-            })?;
+            self.declared = self
+                .declared
+                .checked_add(d.size)
+                .ok_or_else(|| Error::integrity("the artifact's documents declare more than 2^64 bytes of blobs: refused".to_string()))?;
             self.blobs.insert(d.digest.clone(), (d.size, claim));
             return Ok(());
         };
@@ -126,7 +127,12 @@ impl Expected {
                 *have = merged;
                 Ok(())
             }
-            _ => Err(Error::integrity(format!("blob {} is described both as {} and as {}", d.digest, have.with_article(), claim.with_article()))),
+            _ => Err(Error::integrity(format!(
+                "blob {} is described both as {} and as {}",
+                d.digest,
+                have.with_article(),
+                claim.with_article()
+            ))),
         }
     }
 }
@@ -184,9 +190,7 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     let format = index.annotations.as_ref().and_then(|a| a.get(ANN_FORMAT));
                     match format.map(String::as_str) {
                         Some(FORMAT_VERSION) => {}
-                        Some(other) => {
-                            return Err(Error::newer_format(other))
-                        }
+                        Some(other) => return Err(Error::newer_format(other)),
                         None => return Err(Error::format("the artifact is not a ferry bundle (index.json has no format annotation)")),
                     }
                     for d in &index.manifests {
@@ -208,11 +212,12 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     verified.docker_manifest = entries;
                 }
                 _ => {
-                    let digest = blob_digest(&path)
-                        .ok_or_else(|| bad(format!("the artifact holds an unexpected entry {path:?}: refused")))?;
-                    let (want_size, claim) = *expected.blobs.get(&digest).ok_or_else(|| {
-                        bad(format!("blob {digest} appears before anything references it (or is not referenced at all)"))
-                    })?;
+                    let digest =
+                        blob_digest(&path).ok_or_else(|| bad(format!("the artifact holds an unexpected entry {path:?}: refused")))?;
+                    let (want_size, claim) = *expected
+                        .blobs
+                        .get(&digest)
+                        .ok_or_else(|| bad(format!("blob {digest} appears before anything references it (or is not referenced at all)")))?;
                     if !seen.insert(digest.clone()) {
                         return Err(bad(format!("blob {digest} appears twice")));
                     }
@@ -221,7 +226,10 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     }
                     let document = claim.is_document();
                     if document && size > MAX_DOCUMENT {
-                        return Err(bad(format!("blob {digest} is {} but {size} bytes, more than a metadata document may be", claim.with_article())));
+                        return Err(bad(format!(
+                            "blob {digest} is {} but {size} bytes, more than a metadata document may be",
+                            claim.with_article()
+                        )));
                     }
                     if claim == Claim::Layer && !sink.wants_layers() {
                         verified.partial = true;
@@ -256,7 +264,8 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     }
                     sink.blob_verified(&digest)?;
                     verified.blobs += 1;
-                    verified.content_bytes = verified.content_bytes.checked_add(size).ok_or_else(|| bad("the artifact holds more than 2^64 bytes".into()))?;
+                    verified.content_bytes =
+                        verified.content_bytes.checked_add(size).ok_or_else(|| bad("the artifact holds more than 2^64 bytes".into()))?;
                     let kind = classify(claim, &kept).map_err(|why| bad(format!("blob {digest} {why}")))?;
                     if let Some((_, have)) = expected.blobs.get_mut(&digest) {
                         *have = Claim::settled(kind);
@@ -272,9 +281,10 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                         Kind::Manifest => {
                             let m: Manifest = budget.parse(&kept, &format!("manifest {digest}"))?;
                             // Readers of the manifest add its sizes up (inspect, engines).
-                            m.layers.iter().try_fold(m.config.size, |sum, l| sum.checked_add(l.size)).ok_or_else(|| {
-                                bad(format!("manifest {digest} declares more than 2^64 bytes of blobs: refused"))
-                            })?;
+                            m.layers
+                                .iter()
+                                .try_fold(m.config.size, |sum, l| sum.checked_add(l.size))
+                                .ok_or_else(|| bad(format!("manifest {digest} declares more than 2^64 bytes of blobs: refused")))?;
                             expected.expect(&m.config, Claim::Config, seen.contains(&m.config.digest))?;
                             for l in &m.layers {
                                 expected.expect(l, Claim::Layer, seen.contains(&l.digest))?;

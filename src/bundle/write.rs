@@ -191,9 +191,8 @@ fn publish(
     parts: Option<&PartWriter>,
 ) -> Result<SaveReport> {
     let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
-    let checksums = ChecksumFile {
-        lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect(),
-    };
+    let checksums =
+        ChecksumFile { lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect() };
     let checksum_text = checksums.render();
     let summary = BundleSummary { stem: opts.stem.clone(), images: images.clone(), created };
     let signed = opts.signer.is_some();

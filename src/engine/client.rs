@@ -75,9 +75,7 @@ impl Engine {
         } else if url.starts_with("tcp://") || url.starts_with("http://") {
             Docker::connect_with_http(url, SHORT.as_secs(), bollard::API_DEFAULT_VERSION)
         } else {
-            return Err(Error::usage(format!(
-                "DOCKER_HOST={url} is not supported: use unix:///path/to/docker.sock or tcp://HOST:PORT"
-            )));
+            return Err(Error::usage(format!("DOCKER_HOST={url} is not supported: use unix:///path/to/docker.sock or tcp://HOST:PORT")));
         }
         .map_err(|e| unreachable(&host, &e))?;
         let docker = rt
@@ -131,9 +129,7 @@ impl Engine {
             B::DockerResponseServerError { status_code, message } => {
                 Error::EngineFailed(format!("{doing}: the Docker Engine at {} answered {status_code}: {message}", self.host.url))
             }
-            B::DockerStreamError { error } => {
-                Error::EngineFailed(format!("{doing}: the Docker Engine at {} said: {error}", self.host.url))
-            }
+            B::DockerStreamError { error } => Error::EngineFailed(format!("{doing}: the Docker Engine at {} said: {error}", self.host.url)),
             _ => Error::Engine(format!("{doing}: lost the connection to the Docker Engine at {}: {}", self.host.url, chain(e))),
         }
     }

@@ -17,10 +17,10 @@ use crate::image::files::SourceFiles;
 use crate::image::{docker_archive, oci, BlobSource, ImageSet, SourceOptions, MAX_DOCUMENT};
 use crate::reference::{ImageName, Reference};
 use bytes::Bytes;
+use ferry_transports::WritebackFile;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
-use ferry_transports::WritebackFile;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,7 +44,11 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
                     crate::untrusted::shown(given),
                     engine.host.describe(),
                     tagged.familiar(),
-                    if tags.is_empty() { "none".to_string() } else { tags.iter().map(|t| crate::untrusted::shown(t).into_owned()).collect::<Vec<_>>().join(", ") }
+                    if tags.is_empty() {
+                        "none".to_string()
+                    } else {
+                        tags.iter().map(|t| crate::untrusted::shown(t).into_owned()).collect::<Vec<_>>().join(", ")
+                    }
                 )));
             }
             // Export it by its tag, so that the bundle records the name.
@@ -86,10 +90,7 @@ pub fn export_images(names: &[String], opts: &SourceOptions, progress: &dyn Prog
     set.spools.push(spool_path);
     // Keep the order the user gave (it names the bundle).
     let position = |img: &crate::image::Image| {
-        img.docker
-            .as_ref()
-            .and_then(|d| ids.iter().position(|id| id == d.config.as_str()))
-            .unwrap_or(usize::MAX)
+        img.docker.as_ref().and_then(|d| ids.iter().position(|id| id == d.config.as_str())).unwrap_or(usize::MAX)
     };
     set.images.sort_by_key(position);
     Ok(set)
@@ -119,13 +120,13 @@ fn tag_beside_digest(name: &str) -> Option<ImageName> {
 fn resolve(engine: &Engine, name: &str) -> Result<(String, Vec<String>)> {
     match engine.block_on(engine.docker().inspect_image(name)) {
         Ok(info) => {
-            let id = info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url)))?;
+            let id =
+                info.id.ok_or_else(|| Error::EngineFailed(format!("the Docker Engine at {} gave no ID for {name}", engine.host.url)))?;
             Ok((id, info.repo_tags.unwrap_or_default()))
         }
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Err(Error::ImageNotFound(format!(
-            "image {name} not found in the Docker Engine at {}",
-            engine.host.describe()
-        ))),
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+            Err(Error::ImageNotFound(format!("image {name} not found in the Docker Engine at {}", engine.host.describe())))
+        }
         Err(e) => Err(engine.error(&format!("looking up image {name}"), &e)),
     }
 }
@@ -151,10 +152,7 @@ impl ExportFiles {
     fn resolve(&self, path: &str) -> Result<(&Entry, String)> {
         let mut current = normalize(path);
         for _ in 0..16 {
-            let entry = self
-                .entries
-                .get(&current)
-                .ok_or_else(|| Error::format(format!("{}: no entry {current:?}", self.describe)))?;
+            let entry = self.entries.get(&current).ok_or_else(|| Error::format(format!("{}: no entry {current:?}", self.describe)))?;
             match entry {
                 Entry::Symlink(target) => {
                     let base = current.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -180,9 +178,7 @@ impl SourceFiles for ExportFiles {
     fn locate(&self, path: &str) -> Result<(BlobSource, u64)> {
         match self.resolve(path)?.0 {
             Entry::Bytes(b) => Ok((BlobSource::Bytes(b.clone()), b.len() as u64)),
-            Entry::Spooled { offset, len } => {
-                Ok((BlobSource::FileRange { path: self.spool.clone(), offset: *offset, len: *len }, *len))
-            }
+            Entry::Spooled { offset, len } => Ok((BlobSource::FileRange { path: self.spool.clone(), offset: *offset, len: *len }, *len)),
             Entry::Compressed { offset, stored, len, level, digest } => Ok((
                 BlobSource::Zstd { path: self.spool.clone(), offset: *offset, stored: *stored, level: *level, digest: digest.clone() },
                 *len,
@@ -194,7 +190,12 @@ impl SourceFiles for ExportFiles {
 
 /// Small metadata files of an export, kept in memory.
 fn is_document(name: &str) -> bool {
-    name == "manifest.json" || name == "repositories" || name == "index.json" || name == "oci-layout" || name.ends_with("json") || name.ends_with("VERSION")
+    name == "manifest.json"
+        || name == "repositories"
+        || name == "index.json"
+        || name == "oci-layout"
+        || name.ends_with("json")
+        || name.ends_with("VERSION")
 }
 
 /// Reads the export's bytes as the runtime thread receives them.
@@ -257,7 +258,13 @@ fn stream_export(
     })
 }
 
-fn read_export(reader: ChannelReader<'_>, mut spool: Spool, spool_path: PathBuf, zstd_level: Option<i32>, host: &str) -> Result<ExportFiles> {
+fn read_export(
+    reader: ChannelReader<'_>,
+    mut spool: Spool,
+    spool_path: PathBuf,
+    zstd_level: Option<i32>,
+    host: &str,
+) -> Result<ExportFiles> {
     let describe = format!("the export from the Docker Engine at {host}");
     let bad = |e: io::Error| match crate::error::unwrap_io(e) {
         Ok(ours) => ours,

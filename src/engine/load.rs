@@ -28,9 +28,9 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use crate::image::parse_json;
+use crate::reference::ImageName;
 use crate::trust::Trusted;
 use crate::verified::{verify_into, LoadReport};
-use crate::reference::ImageName;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -142,10 +142,19 @@ enum Current {
     /// Not sent (not in manifest.json).
     Skip,
     /// First bytes not seen yet (compression unknown).
-    Undecided { digest: Digest, size: u64, head: Vec<u8> },
+    Undecided {
+        digest: Digest,
+        size: u64,
+        head: Vec<u8>,
+    },
     /// Sent as it is: the header is out, data follows.
-    Pass { size: u64 },
-    Convert { digest: Digest, conversion: Box<Conversion> },
+    Pass {
+        size: u64,
+    },
+    Convert {
+        digest: Digest,
+        conversion: Box<Conversion>,
+    },
 }
 
 /// Streams verified blobs into the tar sent to `/images/load`.
@@ -208,7 +217,8 @@ impl DaemonSink {
         };
         if self.convert_zstd && head.starts_with(&ZSTD_MAGIC) {
             let file = tempfile::tempfile_in(&self.spool_dir)?;
-            let gz = flate2::write::GzEncoder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)), flate2::Compression::fast());
+            let gz =
+                flate2::write::GzEncoder::new(HashingWriter::new(BufWriter::with_capacity(1 << 20, file)), flate2::Compression::fast());
             let free = crate::disk::free_space(&self.spool_dir).unwrap_or(u64::MAX);
             let gz = Bounded { inner: gz, left: free.saturating_sub(64 << 20), dir: self.spool_dir.clone() };
             let mut conversion = Box::new(Conversion { decoder: Some(zstd::stream::write::Decoder::new(gz)?), error: None });
@@ -330,9 +340,7 @@ impl Sink for DaemonSink {
             self.decide().map_err(|e| Error::io("sending to the Docker Engine", e))?;
         }
         match std::mem::replace(&mut self.current, Current::None) {
-            Current::Pass { size } => {
-                self.out.write(tarw::padding(size)).map_err(|e| Error::io("sending to the Docker Engine", e))?
-            }
+            Current::Pass { size } => self.out.write(tarw::padding(size)).map_err(|e| Error::io("sending to the Docker Engine", e))?,
             Current::Convert { digest, conversion } => self.finish_conversion(digest, conversion)?,
             _ => {}
         }
@@ -468,7 +476,12 @@ pub fn load_into_daemon(bundle: &Trusted, decryptor: Option<Decryptor>, progress
             loaded.extend(tags);
         }
     }
-    let mut report = crate::verified::report(format!("docker-daemon: ({}, {}, API {})", host, engine.server, engine.api_version()), &verified, compression, encrypted);
+    let mut report = crate::verified::report(
+        format!("docker-daemon: ({}, {}, API {})", host, engine.server, engine.api_version()),
+        &verified,
+        compression,
+        encrypted,
+    );
     report.images = loaded;
     Ok(report)
 }
@@ -489,11 +502,7 @@ fn untagged_ref_name(v: &Verified, id: &Digest) -> Option<String> {
         if manifests.get(d) == Some(&id) {
             return true;
         }
-        v.indexes
-            .iter()
-            .filter(|(i, _)| i == d)
-            .flat_map(|(_, index)| &index.manifests)
-            .any(|m| manifests.get(&m.digest) == Some(&id))
+        v.indexes.iter().filter(|(i, _)| i == d).flat_map(|(_, index)| &index.manifests).any(|m| manifests.get(&m.digest) == Some(&id))
     };
     v.index.as_ref()?.manifests.iter().find_map(|d| {
         (d.annotation(ANN_CONTAINERD_NAME).is_none() && leads_to(&d.digest)).then(|| d.annotation(ANN_REF_NAME).map(str::to_string))?

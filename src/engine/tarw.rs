@@ -4,8 +4,7 @@ use crate::bundle::tarstream::BLOCK;
 /// A ustar header for a regular file (sizes past 8 GiB use the base-256
 /// extension, which Go's archive/tar reads).
 pub fn file_header(path: &str, size: u64) -> [u8; 512] {
-    let h = crate::bundle::tarstream::entry_header(path, size, 0o644, 0, tar::EntryType::Regular)
-        .expect("blob paths are short and plain");
+    let h = crate::bundle::tarstream::entry_header(path, size, 0o644, 0, tar::EntryType::Regular).expect("blob paths are short and plain");
     *h.as_bytes()
 }
 

@@ -23,24 +23,14 @@ pub const HISTORY_COMMENT: &str = "flattened by ferry";
 /// - every other field stays exactly as it was.
 pub fn flatten_config(raw_config_json: &[u8], new_diff_id: &str) -> Result<Vec<u8>> {
     let hex = new_diff_id.strip_prefix("sha256:").unwrap_or("");
-    if hex.len() != 64
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(FlattenError::Config(format!(
-            "{new_diff_id:?} is not a diff_id (expected sha256:<64 lowercase hex digits>)"
-        )));
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(FlattenError::Config(format!("{new_diff_id:?} is not a diff_id (expected sha256:<64 lowercase hex digits>)")));
     }
-    let mut config: Value = crate::image::parse_document(raw_config_json)
-        .map_err(|e| FlattenError::Config(format!("not valid JSON: {e}")))?;
-    let obj = config
-        .as_object_mut()
-        .ok_or_else(|| FlattenError::Config("not a JSON object".into()))?;
+    let mut config: Value =
+        crate::image::parse_document(raw_config_json).map_err(|e| FlattenError::Config(format!("not valid JSON: {e}")))?;
+    let obj = config.as_object_mut().ok_or_else(|| FlattenError::Config("not a JSON object".into()))?;
 
-    let created = newest_created(obj).unwrap_or_else(|| {
-        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
-    });
+    let created = newest_created(obj).unwrap_or_else(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
 
     match obj.get_mut("rootfs") {
         Some(Value::Object(rootfs)) => {
@@ -50,10 +40,7 @@ pub fn flatten_config(raw_config_json: &[u8], new_diff_id: &str) -> Result<Vec<u
             rootfs.insert("diff_ids".into(), json!([new_diff_id]));
         }
         None | Some(Value::Null) => {
-            obj.insert(
-                "rootfs".into(),
-                json!({"type": "layers", "diff_ids": [new_diff_id]}),
-            );
+            obj.insert("rootfs".into(), json!({"type": "layers", "diff_ids": [new_diff_id]}));
         }
         Some(_) => return Err(FlattenError::Config("`rootfs` is not an object".into())),
     }
@@ -70,11 +57,7 @@ pub fn flatten_config(raw_config_json: &[u8], new_diff_id: &str) -> Result<Vec<u
                     Value::Object(h) => {
                         h.insert("empty_layer".into(), Value::Bool(true));
                     }
-                    _ => {
-                        return Err(FlattenError::Config(format!(
-                            "`history[{i}]` is not an object"
-                        )))
-                    }
+                    _ => return Err(FlattenError::Config(format!("`history[{i}]` is not an object"))),
                 }
             }
             history.push(entry);
@@ -123,14 +106,8 @@ mod tests {
     #[test]
     fn rfc3339() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some((0, 0)));
-        assert_eq!(
-            parse_rfc3339("2024-03-01T12:34:56.5Z"),
-            Some((1_709_296_496, 500_000_000))
-        );
-        assert_eq!(
-            parse_rfc3339("2024-03-01T14:34:56.123456789123+02:00"),
-            Some((1_709_296_496, 123_456_789))
-        );
+        assert_eq!(parse_rfc3339("2024-03-01T12:34:56.5Z"), Some((1_709_296_496, 500_000_000)));
+        assert_eq!(parse_rfc3339("2024-03-01T14:34:56.123456789123+02:00"), Some((1_709_296_496, 123_456_789)));
         assert_eq!(parse_rfc3339("2024-03-01"), None);
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
@@ -159,28 +136,11 @@ mod tests {
         let keys: Vec<&String> = v.as_object().unwrap().keys().collect();
         let okeys: Vec<&String> = orig.as_object().unwrap().keys().collect();
         assert_eq!(keys, okeys);
-        for k in [
-            "architecture",
-            "config",
-            "created",
-            "os",
-            "x-unknown",
-            "variant",
-        ] {
+        for k in ["architecture", "config", "created", "os", "x-unknown", "variant"] {
             assert_eq!(v[k], orig[k], "{k}");
         }
         let cfg_keys: Vec<&String> = v["config"].as_object().unwrap().keys().collect();
-        assert_eq!(
-            cfg_keys,
-            [
-                "Env",
-                "Healthcheck",
-                "OnBuild",
-                "StopSignal",
-                "Shell",
-                "Weird"
-            ]
-        );
+        assert_eq!(cfg_keys, ["Env", "Healthcheck", "OnBuild", "StopSignal", "Shell", "Weird"]);
         assert_eq!(v["rootfs"], json!({"type": "layers", "diff_ids": [DIFF]}));
         let h = v["history"].as_array().unwrap();
         assert_eq!(h.len(), 4);
@@ -191,15 +151,9 @@ mod tests {
         }
         assert_eq!(h[2]["comment"], json!("c"));
         // newest history time (by instant, not by string order), verbatim
-        assert_eq!(
-            h[3],
-            json!({"created": "2024-01-03T10:00:00.5+01:00", "created_by": "ferry flatten", "comment": "flattened by ferry"})
-        );
+        assert_eq!(h[3], json!({"created": "2024-01-03T10:00:00.5+01:00", "created_by": "ferry flatten", "comment": "flattened by ferry"}));
         // non-empty history entries == number of diff_ids
-        let non_empty = h
-            .iter()
-            .filter(|e| e.get("empty_layer") != Some(&json!(true)))
-            .count();
+        let non_empty = h.iter().filter(|e| e.get("empty_layer") != Some(&json!(true))).count();
         assert_eq!(non_empty, v["rootfs"]["diff_ids"].as_array().unwrap().len());
         // deterministic
         assert_eq!(flatten_config(raw, DIFF).unwrap(), out);
@@ -207,8 +161,7 @@ mod tests {
 
     #[test]
     fn config_without_history_or_rootfs() {
-        let out =
-            flatten_config(br#"{"created":"2020-05-05T05:05:05Z","config":{}}"#, DIFF).unwrap();
+        let out = flatten_config(br#"{"created":"2020-05-05T05:05:05Z","config":{}}"#, DIFF).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["rootfs"]["diff_ids"], json!([DIFF]));
         assert_eq!(v["history"].as_array().unwrap().len(), 1);
@@ -223,21 +176,9 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert!(matches!(
-            flatten_config(b"{}", "sha256:xyz"),
-            Err(FlattenError::Config(_))
-        ));
-        assert!(matches!(
-            flatten_config(b"[]", DIFF),
-            Err(FlattenError::Config(_))
-        ));
-        assert!(matches!(
-            flatten_config(b"{nope", DIFF),
-            Err(FlattenError::Config(_))
-        ));
-        assert!(matches!(
-            flatten_config(br#"{"history":{}}"#, DIFF),
-            Err(FlattenError::Config(_))
-        ));
+        assert!(matches!(flatten_config(b"{}", "sha256:xyz"), Err(FlattenError::Config(_))));
+        assert!(matches!(flatten_config(b"[]", DIFF), Err(FlattenError::Config(_))));
+        assert!(matches!(flatten_config(b"{nope", DIFF), Err(FlattenError::Config(_))));
+        assert!(matches!(flatten_config(br#"{"history":{}}"#, DIFF), Err(FlattenError::Config(_))));
     }
 }

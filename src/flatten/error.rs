@@ -16,29 +16,16 @@ pub enum FlattenError {
     /// A layer entry whose path is unsafe (`..` component, whiteout of `.` or
     /// `..`, whiteout prefix in a directory name, NUL byte...). Hostile input.
     #[error("layer {layer}: refusing entry {entry:?}: {reason}")]
-    UnsafePath {
-        layer: usize,
-        entry: String,
-        reason: String,
-    },
+    UnsafePath { layer: usize, entry: String, reason: String },
 
     /// A hard link that escapes the root, points at nothing, or points at a
     /// directory. Hostile or corrupt input.
     #[error("layer {layer}: refusing hard link {entry:?} -> {target:?}: {reason}")]
-    BadHardlink {
-        layer: usize,
-        entry: String,
-        target: String,
-        reason: String,
-    },
+    BadHardlink { layer: usize, entry: String, target: String, reason: String },
 
     /// A tar feature ferry does not flatten (sparse files, unknown entry types).
     #[error("layer {layer}: entry {entry:?}: {what} is not supported by flatten")]
-    Unsupported {
-        layer: usize,
-        entry: String,
-        what: String,
-    },
+    Unsupported { layer: usize, entry: String, what: String },
 
     /// The layer stream could not be read or is not a valid tar stream.
     #[error("layer {layer}: cannot read the layer as a tar stream{}: {source}",
@@ -67,10 +54,7 @@ impl FlattenError {
     /// True when the error means the input layers are hostile or corrupt
     /// (as opposed to a local I/O failure or an unsupported feature).
     pub fn is_hostile(&self) -> bool {
-        matches!(
-            self,
-            FlattenError::UnsafePath { .. } | FlattenError::BadHardlink { .. }
-        )
+        matches!(self, FlattenError::UnsafePath { .. } | FlattenError::BadHardlink { .. })
     }
 
     pub(crate) fn io(action: &'static str) -> impl FnOnce(io::Error) -> FlattenError {

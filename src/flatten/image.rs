@@ -13,18 +13,18 @@
 //! its digest checked as it streams); the flattened layer is written to a
 //! temporary file in `tmp_dir` (next to the output) that becomes the blob's
 //! [`BlobSource::FileRange`] and lives as long as the returned set.
+use super::output::PartialArchive;
 use super::{flatten_config, flatten_layer_inputs, FlattenError, FlattenStats, LayerInput};
 use crate::bundle::Progress;
 use crate::compress::{self, Compression};
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
-use crate::image::media_types as mt;
 use crate::image::classify::{classify, Claim, Kind};
+use crate::image::media_types as mt;
 use crate::image::{parse_json, Blob, BlobSource, Descriptor, DockerView, Image, ImageSet, Manifest};
+use crate::reference::ImageRef;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
-use super::output::PartialArchive;
-use crate::reference::ImageRef;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -125,13 +125,7 @@ pub fn flatten_image_set_into(
         let name = img.display_name();
         let descriptor = f.flatten_top(&img.descriptor, &name)?;
         let docker = match &img.docker {
-            Some(view) => Some(
-                f.views
-                    .iter()
-                    .find(|(old, _)| old == view)
-                    .map(|(_, new)| new.clone())
-                    .unwrap_or_else(|| view.clone()),
-            ),
+            Some(view) => Some(f.views.iter().find(|(old, _)| old == view).map(|(_, new)| new.clone()).unwrap_or_else(|| view.clone())),
             None => None,
         };
         images.push(Image { name: img.name.clone(), ref_name: img.ref_name.clone(), descriptor, docker });
@@ -141,11 +135,7 @@ pub fn flatten_image_set_into(
     // Keep the old spool files (a decompressed source archive) only if a kept
     // blob still reads from them.
     let mut old = set;
-    let used: HashSet<PathBuf> = new
-        .blobs()
-        .iter()
-        .filter_map(|b| b.source.file().cloned())
-        .collect();
+    let used: HashSet<PathBuf> = new.blobs().iter().filter_map(|b| b.source.file().cloned()).collect();
     for spool in std::mem::take(&mut old.spools) {
         if used.contains(&spool.to_path_buf()) {
             new.spools.push(spool);
@@ -170,16 +160,13 @@ struct Flattener<'a, 's> {
 /// Layer media types ferry flattens: OCI and Docker (non-)distributable tar
 /// layers, uncompressed, gzip or zstd.
 pub fn is_tar_layer(media_type: &str) -> bool {
-    media_type.starts_with("application/vnd.oci.image.layer.")
-        || media_type.starts_with("application/vnd.docker.image.rootfs.")
+    media_type.starts_with("application/vnd.oci.image.layer.") || media_type.starts_with("application/vnd.docker.image.rootfs.")
 }
 
 impl Flattener<'_, '_> {
     fn copy_blob(&mut self, digest: &Digest) -> Result<()> {
-        let blob = self
-            .old
-            .blob(digest)
-            .ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
+        let blob =
+            self.old.blob(digest).ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
         self.new.add_blob(blob.clone());
         Ok(())
     }
@@ -224,7 +211,8 @@ impl Flattener<'_, '_> {
             return Ok(with_target(desc, done));
         }
         let bytes = self.document(&desc.digest)?;
-        let kind = classify(Claim::of_index_entry(desc), &bytes).map_err(|why| Error::format(format!("{name}: blob {} {why}", desc.digest)))?;
+        let kind =
+            classify(Claim::of_index_entry(desc), &bytes).map_err(|why| Error::format(format!("{name}: blob {} {why}", desc.digest)))?;
         let value = || -> Result<serde_json::Value> { parse_json(&bytes, &format!("{name}: {}", desc.digest)) };
         let new = match kind {
             Kind::Index => self.flatten_index(desc, value()?, name)?,
@@ -304,9 +292,7 @@ impl Flattener<'_, '_> {
             self.new.spools.extend(spool);
         }
 
-        let obj = value
-            .as_object_mut()
-            .ok_or_else(|| Error::format(format!("{name}: manifest {} is not a JSON object", desc.digest)))?;
+        let obj = value.as_object_mut().ok_or_else(|| Error::format(format!("{name}: manifest {} is not a JSON object", desc.digest)))?;
         obj.insert("schemaVersion".into(), 2.into());
         obj.insert("mediaType".into(), mt::OCI_MANIFEST.into());
         obj.insert("config".into(), serde_json::to_value(&config_desc).expect("descriptor serializes"));
@@ -365,17 +351,18 @@ impl Flattener<'_, '_> {
             // The media type says how the layer is compressed; an "uncompressed"
             // one that is compressed after all is decompressed (as Docker does).
             let compression = match mt::layer_compression(&layer.media_type) {
-                Compression::None => Compression::detect(&compress::peek(&mut buffered).map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?),
+                Compression::None => Compression::detect(
+                    &compress::peek(&mut buffered).map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?,
+                ),
                 declared => declared,
             };
             let decoder = compress::decoder(compression, buffered).map_err(|e| Error::io(format!("reading layer {}", layer.digest), e))?;
             // An uncompressed layer stored in a file (docker save's layer.tar,
             // an OCI blob): file contents are read from there, not spooled.
             let file = match (&blob.source, compression) {
-                (BlobSource::FileRange { path, offset, .. }, Compression::None) => Some((
-                    std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
-                    *offset,
-                )),
+                (BlobSource::FileRange { path, offset, .. }, Compression::None) => {
+                    Some((std::fs::File::open(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?, *offset))
+                }
                 _ => None,
             };
             inputs.push(LayerInput { stream: decoder, file });
@@ -502,10 +489,9 @@ fn flatten_error(e: FlattenError, name: &str, checks: &[(Descriptor, Arc<LayerCh
         return Error::io(format!("flattening {name}: {action}"), source);
     }
     match &e {
-        FlattenError::UnsafePath { layer, .. } | FlattenError::BadHardlink { layer, .. } => Error::UnsafeImage(format!(
-            "refusing to flatten {name}: {e}{}: the image holds a hostile or corrupt layer",
-            which(*layer)
-        )),
+        FlattenError::UnsafePath { layer, .. } | FlattenError::BadHardlink { layer, .. } => {
+            Error::UnsafeImage(format!("refusing to flatten {name}: {e}{}: the image holds a hostile or corrupt layer", which(*layer)))
+        }
         FlattenError::Unsupported { layer, .. } | FlattenError::Tar { layer, .. } => {
             Error::format(format!("cannot flatten {name}: {e}{}", which(*layer)))
         }

@@ -103,76 +103,41 @@ impl<R: Read> Read for Tee<R> {
 
 /// Read one layer: returns its spool file (every byte of the stream, so that
 /// entry data offsets are valid in it) and its operations in tar order.
-pub(crate) fn read_layer(
-    layer: usize,
-    input: Box<dyn Read + Send + '_>,
-    tmp_dir: &Path,
-) -> Result<(File, Vec<Op>)> {
-    let spool = tempfile::tempfile_in(tmp_dir)
-        .map_err(FlattenError::io("cannot create a temporary spool file"))?;
-    let tee = Tee {
-        inner: BufReader::with_capacity(IO_BUF, input),
-        spool: BufWriter::with_capacity(IO_BUF, spool),
-        spool_err: None,
-    };
+pub(crate) fn read_layer(layer: usize, input: Box<dyn Read + Send + '_>, tmp_dir: &Path) -> Result<(File, Vec<Op>)> {
+    let spool = tempfile::tempfile_in(tmp_dir).map_err(FlattenError::io("cannot create a temporary spool file"))?;
+    let tee = Tee { inner: BufReader::with_capacity(IO_BUF, input), spool: BufWriter::with_capacity(IO_BUF, spool), spool_err: None };
     let mut archive = crate::bounded_tar::archive(tee);
     let parsed = parse_entries(layer, &mut archive, 0);
     let mut tee = archive.into_inner().into_inner();
     if let Some(source) = tee.spool_err.take() {
-        return Err(FlattenError::Io {
-            action: "cannot write the temporary spool file",
-            source,
-        });
+        return Err(FlattenError::Io { action: "cannot write the temporary spool file", source });
     }
     let ops = parsed?;
     // Consume the rest of the stream (end-of-archive blocks, padding) so that
     // a caller hashing the stream while we read it sees all of it.
-    io::copy(&mut tee.inner, &mut io::sink()).map_err(|source| FlattenError::Tar {
-        layer,
-        entry: None,
-        source,
-    })?;
-    let spool = tee.spool.into_inner().map_err(|e| FlattenError::Io {
-        action: "cannot write the temporary spool file",
-        source: e.into_error(),
-    })?;
+    io::copy(&mut tee.inner, &mut io::sink()).map_err(|source| FlattenError::Tar { layer, entry: None, source })?;
+    let spool =
+        tee.spool.into_inner().map_err(|e| FlattenError::Io { action: "cannot write the temporary spool file", source: e.into_error() })?;
     Ok((spool, ops))
 }
 
 /// Read one layer whose exact bytes also lie at `base` in `file` (an
 /// uncompressed layer stored in a file): the stream is parsed and read to its
 /// end, but nothing is spooled; file contents are later read from `file`.
-pub(crate) fn read_layer_in_file(
-    layer: usize,
-    input: Box<dyn Read + Send + '_>,
-    file: File,
-    base: u64,
-) -> Result<(File, Vec<Op>)> {
+pub(crate) fn read_layer_in_file(layer: usize, input: Box<dyn Read + Send + '_>, file: File, base: u64) -> Result<(File, Vec<Op>)> {
     let mut archive = crate::bounded_tar::archive(BufReader::with_capacity(IO_BUF, input));
     let ops = parse_entries(layer, &mut archive, base)?;
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|source| FlattenError::Tar {
-        layer,
-        entry: None,
-        source,
-    })?;
+    io::copy(&mut rest, &mut io::sink()).map_err(|source| FlattenError::Tar { layer, entry: None, source })?;
     Ok((file, ops))
 }
 
 /// Parse every entry; file content offsets are stream positions plus `base`.
 fn parse_entries<R: Read>(layer: usize, archive: &mut tar::Archive<R>, base: u64) -> Result<Vec<Op>> {
     let mut ops = Vec::new();
-    let entries = archive.entries().map_err(|source| FlattenError::Tar {
-        layer,
-        entry: None,
-        source,
-    })?;
+    let entries = archive.entries().map_err(|source| FlattenError::Tar { layer, entry: None, source })?;
     for entry in entries {
-        let mut entry = entry.map_err(|source| FlattenError::Tar {
-            layer,
-            entry: None,
-            source,
-        })?;
+        let mut entry = entry.map_err(|source| FlattenError::Tar { layer, entry: None, source })?;
         if let Some(op) = parse_entry(layer, &mut entry, base)? {
             ops.push(op);
         }
@@ -197,21 +162,9 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) 
     let raw_path = entry.path_bytes().into_owned();
     let name = lossy(&raw_path);
     let ty = entry.header().entry_type();
-    let tar_err = |source: io::Error| FlattenError::Tar {
-        layer,
-        entry: Some(name.clone()),
-        source,
-    };
-    let unsafe_path = |reason: &str| FlattenError::UnsafePath {
-        layer,
-        entry: name.clone(),
-        reason: reason.to_string(),
-    };
-    let unsupported = |what: String| FlattenError::Unsupported {
-        layer,
-        entry: name.clone(),
-        what,
-    };
+    let tar_err = |source: io::Error| FlattenError::Tar { layer, entry: Some(name.clone()), source };
+    let unsafe_path = |reason: &str| FlattenError::UnsafePath { layer, entry: name.clone(), reason: reason.to_string() };
+    let unsupported = |what: String| FlattenError::Unsupported { layer, entry: name.clone(), what };
 
     match ty {
         // Global PAX headers carry no file; Docker ignores them too.
@@ -221,16 +174,11 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) 
     }
 
     let key = path::normalize(&raw_path).map_err(unsafe_path)?;
-    let is_dir = ty == EntryType::Directory
-        || (matches!(ty, EntryType::Regular) && raw_path.ends_with(b"/"));
+    let is_dir = ty == EntryType::Directory || (matches!(ty, EntryType::Regular) && raw_path.ends_with(b"/"));
 
     if key.is_empty() {
         // The root directory itself: like Docker's layer apply, ignore it.
-        return if is_dir {
-            Ok(None)
-        } else {
-            Err(unsafe_path("the image root can only be a directory"))
-        };
+        return if is_dir { Ok(None) } else { Err(unsafe_path("the image root can only be a directory")) };
     }
 
     let comps: Vec<&[u8]> = path::components(&key).collect();
@@ -238,13 +186,8 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) 
     if comps[0].starts_with(b".wh..wh.") && !(comps.len() == 1 && comps[0] == b".wh..wh..opq") {
         return Ok(None);
     }
-    if comps[..comps.len() - 1]
-        .iter()
-        .any(|c| c.starts_with(b".wh."))
-    {
-        return Err(unsafe_path(
-            "a directory name starts with the whiteout prefix `.wh.`",
-        ));
+    if comps[..comps.len() - 1].iter().any(|c| c.starts_with(b".wh.")) {
+        return Err(unsafe_path("a directory name starts with the whiteout prefix `.wh.`"));
     }
     let (parent, last) = path::split_last(&key);
     if let Some(hidden) = last.strip_prefix(b".wh.") {
@@ -274,14 +217,10 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) 
                 b"path" | b"linkpath" | b"size" | b"uid" | b"gid" => {}
                 b"uname" => pax_uname = Some(v.to_vec()),
                 b"gname" => pax_gname = Some(v.to_vec()),
-                k if k.starts_with(b"GNU.sparse.") => {
-                    return Err(unsupported("a PAX sparse file".into()))
-                }
+                k if k.starts_with(b"GNU.sparse.") => return Err(unsupported("a PAX sparse file".into())),
                 _ => {
                     if k == b"mtime" {
-                        pax_mtime = std::str::from_utf8(v)
-                            .ok()
-                            .and_then(|s| s.split('.').next()?.parse::<u64>().ok());
+                        pax_mtime = std::str::from_utf8(v).ok().and_then(|s| s.split('.').next()?.parse::<u64>().ok());
                     }
                     pax.insert(k.to_vec(), v.to_vec());
                 }
@@ -301,42 +240,20 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) 
         Some(m) => m,
         None => num(&old.mtime, || h.mtime()).map_err(tar_err)?,
     };
-    let mut meta = Meta {
-        mode,
-        uid,
-        gid,
-        uname,
-        gname,
-        mtime,
-        dev_major: 0,
-        dev_minor: 0,
-        size: 0,
-        pax,
-    };
+    let mut meta = Meta { mode, uid, gid, uname, gname, mtime, dev_major: 0, dev_minor: 0, size: 0, pax };
 
-    let link_target = || {
-        entry
-            .link_name_bytes()
-            .map(|c| c.into_owned())
-            .unwrap_or_default()
-    };
+    let link_target = || entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
     let kind = match ty {
         _ if is_dir => PutKind::Dir,
         EntryType::Regular | EntryType::Continuous => {
             meta.size = entry.size();
-            PutKind::File {
-                offset: base + entry.raw_file_position(),
-            }
+            PutKind::File { offset: base + entry.raw_file_position() }
         }
         EntryType::Symlink => PutKind::Symlink(link_target()),
         EntryType::Link => {
             let raw = link_target();
-            let bad = |reason: &str| FlattenError::BadHardlink {
-                layer,
-                entry: name.clone(),
-                target: lossy(&raw),
-                reason: reason.to_string(),
-            };
+            let bad =
+                |reason: &str| FlattenError::BadHardlink { layer, entry: name.clone(), target: lossy(&raw), reason: reason.to_string() };
             let target = path::normalize(&raw).map_err(bad)?;
             if target.is_empty() {
                 return Err(bad("the target is the image root"));
@@ -353,12 +270,7 @@ fn parse_entry<R: Read>(layer: usize, entry: &mut tar::Entry<'_, R>, base: u64) 
             }
         }
         EntryType::Fifo => PutKind::Fifo,
-        other => {
-            return Err(unsupported(format!(
-                "tar entry type {:?}",
-                other.as_byte() as char
-            )))
-        }
+        other => return Err(unsupported(format!("tar entry type {:?}", other.as_byte() as char))),
     };
     Ok(Some(Op::Put { key, kind, meta }))
 }

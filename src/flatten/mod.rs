@@ -48,8 +48,8 @@
 mod config;
 mod error;
 pub mod image;
-pub mod output;
 mod layer;
+pub mod output;
 mod path;
 mod tree;
 mod writer;
@@ -83,11 +83,7 @@ pub struct FlattenStats {
 /// Each input stream is read to its end. `out` is written sequentially, never
 /// seeked; wrap it (or pass `&mut w`) as needed. On error, `out` may hold a
 /// partial tar: the caller must discard it.
-pub fn flatten_layers<W: Write>(
-    layers: Vec<Box<dyn Read + Send>>,
-    out: W,
-    tmp_dir: &Path,
-) -> Result<FlattenStats> {
+pub fn flatten_layers<W: Write>(layers: Vec<Box<dyn Read + Send>>, out: W, tmp_dir: &Path) -> Result<FlattenStats> {
     let inputs = layers.into_iter().map(|stream| LayerInput { stream, file: None }).collect();
     flatten_layer_inputs(inputs, out, tmp_dir)
 }
@@ -105,11 +101,7 @@ pub struct LayerInput {
 
 /// [`flatten_layers`], where a layer already stored uncompressed in a file
 /// needs no temporary copy.
-pub fn flatten_layer_inputs<W: Write>(
-    layers: Vec<LayerInput>,
-    out: W,
-    tmp_dir: &Path,
-) -> Result<FlattenStats> {
+pub fn flatten_layer_inputs<W: Write>(layers: Vec<LayerInput>, out: W, tmp_dir: &Path) -> Result<FlattenStats> {
     let n = layers.len();
     let mut tree = tree::Tree::default();
     let mut spools = Vec::with_capacity(n);
@@ -127,9 +119,7 @@ pub fn flatten_layer_inputs<W: Write>(
             *spool = None;
         }
     }
-    let written = tree
-        .write(&mut spools, out)
-        .map_err(error::FlattenError::io("cannot write the flattened layer"))?;
+    let written = tree.write(&mut spools, out).map_err(error::FlattenError::io("cannot write the flattened layer"))?;
     Ok(FlattenStats {
         entries: written.entries,
         content_bytes: written.content_bytes,

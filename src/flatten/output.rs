@@ -20,17 +20,17 @@ use crate::bundle::tarstream::TarWriter;
 use crate::bundle::verify::{Sink, Verified};
 use crate::bundle::{Progress, SaveOptions};
 use crate::compress::Compression;
+use crate::digest::Digest;
 use crate::digest::HashingReader;
 use crate::error::{Error, Result};
 use crate::image::{parse_json, ImageSet, Index};
-use crate::digest::Digest;
 use crate::load::OciDirSink;
+use crate::reference::{ImageName, ImageRef};
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::{self, Read, Write};
 use std::io::{BufWriter, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
-use crate::reference::{ImageName, ImageRef};
-use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const BLOCK: usize = 512;
@@ -88,8 +88,8 @@ pub fn write_image_set(set: &mut ImageSet, target: &ImageRef, progress: &dyn Pro
         ImageRef::OciDir { path, reference } => write_oci_dir(set, path, reference.clone(), progress),
         ImageRef::DockerDaemon(name) => {
             if !name.is_empty() {
-                let parsed = ImageName::parse(name)
-                    .ok_or_else(|| Error::usage(format!("docker-daemon:{name}: {name:?} is not an image name")))?;
+                let parsed =
+                    ImageName::parse(name).ok_or_else(|| Error::usage(format!("docker-daemon:{name}: {name:?} is not an image name")))?;
                 rename_one(set, name, Some(parsed), None)?;
             }
             write_daemon(set, progress)

@@ -60,9 +60,7 @@ pub(crate) fn join(parent: &[u8], name: &[u8]) -> Key {
 
 /// The tar path (`a/b/c`) of a key.
 pub(crate) fn to_tar(key: &[u8]) -> Vec<u8> {
-    key.iter()
-        .map(|&b| if b == SEP { b'/' } else { b })
-        .collect()
+    key.iter().map(|&b| if b == SEP { b'/' } else { b }).collect()
 }
 
 /// A key for messages.
@@ -104,16 +102,9 @@ mod tests {
 
     #[test]
     fn key_order_is_component_wise() {
-        let mut v = [
-            normalize(b"a-b").unwrap(),
-            normalize(b"a/b").unwrap(),
-            normalize(b"a").unwrap(),
-        ];
+        let mut v = [normalize(b"a-b").unwrap(), normalize(b"a/b").unwrap(), normalize(b"a").unwrap()];
         v.sort();
-        assert_eq!(
-            v.iter().map(|k| display(k)).collect::<Vec<_>>(),
-            ["a", "a/b", "a-b"]
-        );
+        assert_eq!(v.iter().map(|k| display(k)).collect::<Vec<_>>(), ["a", "a/b", "a-b"]);
     }
 
     #[test]

@@ -28,9 +28,7 @@ fn header(ty: EntryType, mode: u32, size: u64) -> Header {
 
 impl L {
     fn new() -> Self {
-        L {
-            b: Builder::new(Vec::new()),
-        }
+        L { b: Builder::new(Vec::new()) }
     }
     fn file(self, path: &str, content: &[u8]) -> Self {
         self.file_with(path, content, |_| {})
@@ -77,10 +75,7 @@ impl L {
     }
     /// A PAX extended header followed by a file entry.
     fn pax_file(mut self, name: &str, records: &[(&str, &[u8])], content: &[u8]) -> Self {
-        let body: Vec<u8> = records
-            .iter()
-            .flat_map(|(k, v)| pax_record(k.as_bytes(), v))
-            .collect();
+        let body: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k.as_bytes(), v)).collect();
         let mut x = Header::new_ustar();
         x.set_entry_type(EntryType::XHeader);
         x.set_path("PaxHeaders/x").unwrap();
@@ -105,10 +100,7 @@ impl L {
 fn run(layers: Vec<Vec<u8>>) -> Result<(Vec<u8>, FlattenStats)> {
     let tmp = tempfile::tempdir().unwrap();
     let mut out = Vec::new();
-    let boxed = layers
-        .into_iter()
-        .map(|l| Box::new(Cursor::new(l)) as Box<dyn Read + Send>)
-        .collect();
+    let boxed = layers.into_iter().map(|l| Box::new(Cursor::new(l)) as Box<dyn Read + Send>).collect();
     let stats = flatten_layers(boxed, &mut out, tmp.path())?;
     Ok((out, stats))
 }
@@ -148,17 +140,11 @@ fn read_out(tar: &[u8]) -> Vec<E> {
         if path.ends_with('/') {
             path.pop();
         }
-        let link = e
-            .link_name_bytes()
-            .map(|l| String::from_utf8(l.into_owned()).unwrap())
-            .filter(|l| !l.is_empty());
+        let link = e.link_name_bytes().map(|l| String::from_utf8(l.into_owned()).unwrap()).filter(|l| !l.is_empty());
         let mut data = Vec::new();
         e.read_to_end(&mut data).unwrap();
         let dev = match h.entry_type() {
-            EntryType::Char | EntryType::Block => (
-                h.device_major().unwrap().unwrap(),
-                h.device_minor().unwrap().unwrap(),
-            ),
+            EntryType::Char | EntryType::Block => (h.device_major().unwrap().unwrap(), h.device_minor().unwrap().unwrap()),
             _ => (0, 0),
         };
         let s = |b: Option<&[u8]>| String::from_utf8(b.unwrap_or_default().to_vec()).unwrap();
@@ -168,10 +154,7 @@ fn read_out(tar: &[u8]) -> Vec<E> {
             mode: h.mode().unwrap(),
             uid: h.uid().unwrap(),
             gid: h.gid().unwrap(),
-            uname: pax
-                .get("uname")
-                .map(|u| String::from_utf8(u.clone()).unwrap())
-                .unwrap_or_else(|| s(h.username_bytes())),
+            uname: pax.get("uname").map(|u| String::from_utf8(u.clone()).unwrap()).unwrap_or_else(|| s(h.username_bytes())),
             gname: s(h.groupname_bytes()),
             mtime: h.mtime().unwrap(),
             link,
@@ -188,9 +171,7 @@ fn paths(es: &[E]) -> Vec<&str> {
 }
 
 fn get<'a>(es: &'a [E], p: &str) -> &'a E {
-    es.iter()
-        .find(|e| e.path == p)
-        .unwrap_or_else(|| panic!("{p} not in {:?}", paths(es)))
+    es.iter().find(|e| e.path == p).unwrap_or_else(|| panic!("{p} not in {:?}", paths(es)))
 }
 
 /// Structural invariants every output must satisfy.
@@ -199,21 +180,13 @@ fn check_invariants(es: &[E]) {
     let mut dirs = HashSet::new();
     for e in es {
         assert!(seen.insert(e.path.clone()), "{} twice", e.path);
-        assert!(
-            !e.path.split('/').any(|c| c.starts_with(".wh.")),
-            "whiteout {}",
-            e.path
-        );
+        assert!(!e.path.split('/').any(|c| c.starts_with(".wh.")), "whiteout {}", e.path);
         if let Some((parent, _)) = e.path.rsplit_once('/') {
             assert!(dirs.contains(parent), "{} before its parent", e.path);
         }
         if e.ty == EntryType::Link {
             let t = e.link.as_ref().unwrap();
-            assert!(
-                seen.contains(t) && !dirs.contains(t),
-                "link {} -> {t}",
-                e.path
-            );
+            assert!(seen.contains(t) && !dirs.contains(t), "link {} -> {t}", e.path);
         }
         if e.ty == EntryType::Directory {
             dirs.insert(e.path.clone());
@@ -224,10 +197,7 @@ fn check_invariants(es: &[E]) {
 fn flat(layers: Vec<Vec<u8>>) -> Vec<E> {
     let (out, stats) = run(layers).unwrap();
     assert_eq!(stats.size, out.len() as u64);
-    assert_eq!(
-        stats.diff_id,
-        format!("sha256:{}", hex::encode(Sha256::digest(&out)))
-    );
+    assert_eq!(stats.diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&out))));
     let es = read_out(&out);
     assert_eq!(stats.entries, es.len() as u64);
     check_invariants(&es);
@@ -238,13 +208,7 @@ fn flat(layers: Vec<Vec<u8>>) -> Vec<E> {
 
 #[test]
 fn whiteout_hides_lower_file_and_subtree() {
-    let l1 = L::new()
-        .dir("d")
-        .file("d/a", b"a")
-        .dir("d/sub")
-        .file("d/sub/x", b"x")
-        .file("keep", b"k")
-        .done();
+    let l1 = L::new().dir("d").file("d/a", b"a").dir("d/sub").file("d/sub/x", b"x").file("keep", b"k").done();
     let l2 = L::new().whiteout("d/.wh.a").whiteout("d/.wh.sub").done();
     let es = flat(vec![l1, l2]);
     assert_eq!(paths(&es), ["d", "keep"]);
@@ -264,13 +228,7 @@ fn whiteout_does_not_hide_same_layer_entry_in_any_order() {
 
 #[test]
 fn opaque_hides_lower_contents_only() {
-    let l1 = L::new()
-        .dir_with("d", |h| h.set_mode(0o700))
-        .file("d/lower", b"l")
-        .dir("d/s")
-        .file("d/s/deep", b"")
-        .file("e", b"")
-        .done();
+    let l1 = L::new().dir_with("d", |h| h.set_mode(0o700)).file("d/lower", b"l").dir("d/s").file("d/s/deep", b"").file("e", b"").done();
     for marker_first in [true, false] {
         let mut l2 = L::new().dir_with("d", |h| h.set_mode(0o750));
         if marker_first {
@@ -292,12 +250,7 @@ fn opaque_hides_lower_contents_only() {
 #[test]
 fn opaque_at_root_and_whiteouts_of_missing_paths() {
     let l1 = L::new().file("a", b"").dir("b").done();
-    let l2 = L::new()
-        .whiteout(".wh..wh..opq")
-        .file("c", b"")
-        .whiteout("nope/.wh.x")
-        .whiteout(".wh.zz")
-        .done();
+    let l2 = L::new().whiteout(".wh..wh..opq").file("c", b"").whiteout("nope/.wh.x").whiteout(".wh.zz").done();
     let es = flat(vec![l1, l2]);
     assert_eq!(paths(&es), ["c"]);
 }
@@ -317,13 +270,7 @@ fn whiteout_of_a_lower_directory_then_recreated_in_same_layer() {
 
 #[test]
 fn file_replaces_directory_subtree() {
-    let l1 = L::new()
-        .dir("x")
-        .file("x/a", b"")
-        .dir("x/b")
-        .file("x/b/c", b"")
-        .file("x-y", b"")
-        .done();
+    let l1 = L::new().dir("x").file("x/a", b"").dir("x/b").file("x/b/c", b"").file("x-y", b"").done();
     let l2 = L::new().file("x", b"now a file").done();
     let es = flat(vec![l1, l2]);
     assert_eq!(paths(&es), ["x", "x-y"]);
@@ -332,16 +279,8 @@ fn file_replaces_directory_subtree() {
 
 #[test]
 fn directory_replaces_file_and_symlink_replaces_directory() {
-    let l1 = L::new()
-        .file("f", b"file")
-        .dir("s")
-        .file("s/in", b"")
-        .done();
-    let l2 = L::new()
-        .dir("f")
-        .file("f/child", b"c")
-        .symlink("s", "/elsewhere")
-        .done();
+    let l1 = L::new().file("f", b"file").dir("s").file("s/in", b"").done();
+    let l2 = L::new().dir("f").file("f/child", b"c").symlink("s", "/elsewhere").done();
     let es = flat(vec![l1, l2]);
     assert_eq!(paths(&es), ["f", "f/child", "s"]);
     assert_eq!(get(&es, "f").ty, EntryType::Directory);
@@ -383,13 +322,7 @@ fn non_directory_parent_is_replaced_by_implied_directory() {
 
 #[test]
 fn later_entry_in_same_layer_wins() {
-    let l1 = L::new()
-        .file("a", b"1")
-        .file("a", b"2")
-        .dir("b")
-        .file("b/x", b"")
-        .file("b", b"3")
-        .done();
+    let l1 = L::new().file("a", b"1").file("a", b"2").dir("b").file("b/x", b"").file("b", b"3").done();
     let es = flat(vec![l1]);
     assert_eq!(paths(&es), ["a", "b"]);
     assert_eq!(get(&es, "a").data, b"2");
@@ -411,22 +344,13 @@ fn hardlink_kept_after_its_target() {
 #[test]
 fn hardlink_sorting_before_its_target_takes_the_content() {
     // link "a" -> "z": in path order "a" comes first, so it carries the file.
-    let l1 = L::new()
-        .file_with("z", b"zz", |h| h.set_mode(0o4755))
-        .hardlink("a", "z")
-        .done();
+    let l1 = L::new().file_with("z", b"zz", |h| h.set_mode(0o4755)).hardlink("a", "z").done();
     let es = flat(vec![l1]);
     assert_eq!(paths(&es), ["a", "z"]);
     let a = get(&es, "a");
-    assert_eq!(
-        (a.ty, a.data.as_slice(), a.mode),
-        (EntryType::Regular, &b"zz"[..], 0o4755)
-    );
+    assert_eq!((a.ty, a.data.as_slice(), a.mode), (EntryType::Regular, &b"zz"[..], 0o4755));
     let z = get(&es, "z");
-    assert_eq!(
-        (z.ty, z.link.as_deref(), z.mode),
-        (EntryType::Link, Some("a"), 0o4755)
-    );
+    assert_eq!((z.ty, z.link.as_deref(), z.mode), (EntryType::Link, Some("a"), 0o4755));
 }
 
 #[test]
@@ -442,11 +366,7 @@ fn hardlink_to_deleted_target_becomes_file() {
 
 #[test]
 fn hardlink_to_overwritten_target_keeps_old_content() {
-    let l1 = L::new()
-        .file("t", b"v1")
-        .hardlink("l", "t")
-        .hardlink("m", "l")
-        .done();
+    let l1 = L::new().file("t", b"v1").hardlink("l", "t").hardlink("m", "l").done();
     let l2 = L::new().file("t", b"v2").done();
     let es = flat(vec![l1, l2]);
     assert_eq!(paths(&es), ["l", "m", "t"]);
@@ -487,11 +407,8 @@ fn metadata_is_kept_exactly() {
         .symlink("rel", "../../etc/passwd")
         .done();
     let mut b = Builder::new(Vec::new());
-    for (name, ty, maj, min) in [
-        ("dev/null", EntryType::Char, 1, 3),
-        ("dev/sda", EntryType::Block, 8, 0),
-        ("pipe", EntryType::Fifo, 0, 0),
-    ] {
+    for (name, ty, maj, min) in [("dev/null", EntryType::Char, 1, 3), ("dev/sda", EntryType::Block, 8, 0), ("pipe", EntryType::Fifo, 0, 0)]
+    {
         let mut h = Header::new_ustar();
         h.set_entry_type(ty);
         h.set_mode(0o666);
@@ -504,26 +421,13 @@ fn metadata_is_kept_exactly() {
     let l2 = b.into_inner().unwrap();
     let es = flat(vec![l1, l2]);
     let s = get(&es, "suid");
-    assert_eq!(
-        (
-            s.mode,
-            s.uid,
-            s.gid,
-            s.uname.as_str(),
-            s.gname.as_str(),
-            s.mtime
-        ),
-        (0o4755, 1000, 2000, "alice", "staff", 1_234_567_890)
-    );
+    assert_eq!((s.mode, s.uid, s.gid, s.uname.as_str(), s.gname.as_str(), s.mtime), (0o4755, 1000, 2000, "alice", "staff", 1_234_567_890));
     assert_eq!(get(&es, "sgid").mode, 0o2711);
     assert_eq!(get(&es, "tmp").mode, 0o1777);
     assert_eq!(get(&es, "abs").link.as_deref(), Some("/usr/bin/env"));
     assert_eq!(get(&es, "rel").link.as_deref(), Some("../../etc/passwd"));
     let null = get(&es, "dev/null");
-    assert_eq!(
-        (null.ty, null.dev, null.mode),
-        (EntryType::Char, (1, 3), 0o666)
-    );
+    assert_eq!((null.ty, null.dev, null.mode), (EntryType::Char, (1, 3), 0o666));
     assert_eq!(get(&es, "dev/sda").dev, (8, 0));
     assert_eq!(get(&es, "pipe").ty, EntryType::Fifo);
     // dev was implied
@@ -532,9 +436,7 @@ fn metadata_is_kept_exactly() {
 
 #[test]
 fn pax_records_xattrs_and_big_ids_are_kept() {
-    let cap: &[u8] = &[
-        1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
+    let cap: &[u8] = &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
     let l1 = L::new()
         .pax_file(
             "bin/ping",
@@ -575,15 +477,9 @@ fn long_paths_and_link_names() {
     // target name is written through PAX
     assert_eq!(get(&es, "hl").ty, EntryType::Link);
     assert_eq!(get(&es, "hl").link.as_deref(), Some(long_file.as_str()));
-    assert_eq!(
-        paths(&es)[..2],
-        ["d".repeat(120).as_str(), long_dir.as_str()]
-    );
+    assert_eq!(paths(&es)[..2], ["d".repeat(120).as_str(), long_dir.as_str()]);
 
-    let l1 = L::new()
-        .file("short", b"s")
-        .hardlink(&long_file, "short")
-        .done();
+    let l1 = L::new().file("short", b"s").hardlink(&long_file, "short").done();
     let es = flat(vec![l1]);
     // "ddd..." sorts before "short": the long path now carries the content
     assert_eq!(get(&es, &long_file).data, b"s");
@@ -595,29 +491,18 @@ fn long_paths_and_link_names() {
 
 #[test]
 fn implied_parents_are_synthesized_and_sorted() {
-    let l1 = L::new()
-        .file("a/b/c", b"c")
-        .file("a-z", b"")
-        .file("./b", b"")
-        .raw(EntryType::Regular, b"/abs", b"", b"")
-        .done();
+    let l1 = L::new().file("a/b/c", b"c").file("a-z", b"").file("./b", b"").raw(EntryType::Regular, b"/abs", b"", b"").done();
     let l2 = L::new().dir_with("a/b", |h| h.set_mode(0o700)).done();
     let es = flat(vec![l1, l2]);
     assert_eq!(paths(&es), ["a", "a/b", "a/b/c", "a-z", "abs", "b"]);
     let a = get(&es, "a");
-    assert_eq!(
-        (a.ty, a.mode, a.uid, a.gid, a.mtime, a.uname.as_str()),
-        (EntryType::Directory, 0o755, 0, 0, 0, "")
-    );
+    assert_eq!((a.ty, a.mode, a.uid, a.gid, a.mtime, a.uname.as_str()), (EntryType::Directory, 0o755, 0, 0, 0, ""));
     assert_eq!(get(&es, "a/b").mode, 0o700);
 }
 
 #[test]
 fn root_entries_are_ignored() {
-    let l1 = L::new()
-        .raw(EntryType::Directory, b"./", b"", b"")
-        .file("x", b"")
-        .done();
+    let l1 = L::new().raw(EntryType::Directory, b"./", b"", b"").file("x", b"").done();
     let es = flat(vec![l1]);
     assert_eq!(paths(&es), ["x"]);
 }
@@ -626,26 +511,15 @@ fn root_entries_are_ignored() {
 fn output_is_deterministic_and_digest_is_correct() {
     let mk = || {
         vec![
-            L::new()
-                .dir("etc")
-                .file("etc/a", &[7u8; 5000])
-                .file("etc/b", b"b")
-                .hardlink("etc/c", "etc/a")
-                .done(),
-            L::new()
-                .whiteout("etc/.wh.b")
-                .file("usr/bin/x", &[1u8; 70000])
-                .done(),
+            L::new().dir("etc").file("etc/a", &[7u8; 5000]).file("etc/b", b"b").hardlink("etc/c", "etc/a").done(),
+            L::new().whiteout("etc/.wh.b").file("usr/bin/x", &[1u8; 70000]).done(),
         ]
     };
     let (o1, s1) = run(mk()).unwrap();
     let (o2, s2) = run(mk()).unwrap();
     assert_eq!(o1, o2);
     assert_eq!(s1, s2);
-    assert_eq!(
-        s1.diff_id,
-        format!("sha256:{}", hex::encode(Sha256::digest(&o1)))
-    );
+    assert_eq!(s1.diff_id, format!("sha256:{}", hex::encode(Sha256::digest(&o1))));
     assert_eq!(s1.content_bytes, 75000);
     assert_eq!(o1.len() % 512, 0);
 }
@@ -661,10 +535,7 @@ fn empty_stack_gives_an_empty_tar() {
 
 #[test]
 fn input_streams_are_read_to_the_end() {
-    struct Counting(
-        Cursor<Vec<u8>>,
-        std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    );
+    struct Counting(Cursor<Vec<u8>>, std::sync::Arc<std::sync::atomic::AtomicUsize>);
     impl Read for Counting {
         fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
             let n = self.0.read(b)?;
@@ -695,47 +566,20 @@ fn refused(layers: Vec<Vec<u8>>) -> FlattenError {
 
 #[test]
 fn hostile_paths_are_refused_naming_the_entry() {
-    for name in [
-        &b"../escape"[..],
-        b"a/../../etc/passwd",
-        b"a/../b",
-        b"/../x",
-        b"./a/..",
-    ] {
-        let e = refused(vec![
-            L::new().file("ok", b"").done(),
-            L::new().raw(EntryType::Regular, name, b"", b"x").done(),
-        ]);
+    for name in [&b"../escape"[..], b"a/../../etc/passwd", b"a/../b", b"/../x", b"./a/.."] {
+        let e = refused(vec![L::new().file("ok", b"").done(), L::new().raw(EntryType::Regular, name, b"", b"x").done()]);
         match &e {
-            FlattenError::UnsafePath {
-                layer: 1, entry, ..
-            } => assert_eq!(entry.as_bytes(), name),
+            FlattenError::UnsafePath { layer: 1, entry, .. } => assert_eq!(entry.as_bytes(), name),
             other => panic!("{other:?}"),
         }
         assert!(e.is_hostile());
-        assert!(
-            e.to_string().contains(&*String::from_utf8_lossy(name)),
-            "{e}"
-        );
+        assert!(e.to_string().contains(&*String::from_utf8_lossy(name)), "{e}");
     }
-    for name in [
-        &b"d/.wh.."[..],
-        b".wh...",
-        b"d/.wh.",
-        b".wh..wh/x",
-        b"a/.wh.b/c",
-    ] {
-        let e = refused(vec![L::new()
-            .raw(EntryType::Regular, name, b"", b"")
-            .done()]);
-        assert!(
-            matches!(e, FlattenError::UnsafePath { layer: 0, .. }),
-            "{name:?}: {e:?}"
-        );
+    for name in [&b"d/.wh.."[..], b".wh...", b"d/.wh.", b".wh..wh/x", b"a/.wh.b/c"] {
+        let e = refused(vec![L::new().raw(EntryType::Regular, name, b"", b"").done()]);
+        assert!(matches!(e, FlattenError::UnsafePath { layer: 0, .. }), "{name:?}: {e:?}");
     }
-    let e = refused(vec![L::new()
-        .raw(EntryType::Symlink, b".", b"/x", b"")
-        .done()]);
+    let e = refused(vec![L::new().raw(EntryType::Symlink, b".", b"/x", b"").done()]);
     assert!(matches!(e, FlattenError::UnsafePath { .. }), "{e:?}");
 }
 
@@ -749,16 +593,10 @@ fn hostile_hardlinks_are_refused() {
         (b"./", "root"),
         (b"later", "later in the layer"),
     ] {
-        let l = L::new()
-            .dir("d")
-            .raw(EntryType::Link, b"evil", target, b"")
-            .file("later", b"")
-            .done();
+        let l = L::new().dir("d").raw(EntryType::Link, b"evil", target, b"").file("later", b"").done();
         let e = refused(vec![l]);
         match &e {
-            FlattenError::BadHardlink {
-                layer: 0, entry, ..
-            } => assert_eq!(entry, "evil", "{why}"),
+            FlattenError::BadHardlink { layer: 0, entry, .. } => assert_eq!(entry, "evil", "{why}"),
             other => panic!("{why}: {other:?}"),
         }
         assert!(e.is_hostile());
@@ -766,30 +604,20 @@ fn hostile_hardlinks_are_refused() {
     // a target removed by a whiteout of the same layer is gone for the layer's entries
     let l1 = L::new().file("t", b"").done();
     let l2 = L::new().hardlink("l", "t").whiteout(".wh.t").done();
-    assert!(matches!(
-        refused(vec![l1, l2]),
-        FlattenError::BadHardlink { layer: 1, .. }
-    ));
+    assert!(matches!(refused(vec![l1, l2]), FlattenError::BadHardlink { layer: 1, .. }));
 }
 
 #[test]
 fn malformed_and_unsupported_input_is_refused() {
     let mut l = L::new().file("a", b"0123456789").done();
     l.truncate(600); // data cut short
-    assert!(matches!(
-        refused(vec![l]),
-        FlattenError::Tar { layer: 0, .. }
-    ));
+    assert!(matches!(refused(vec![l]), FlattenError::Tar { layer: 0, .. }));
     let mut l = L::new().file("a", b"x").done();
     l[148] ^= 1; // checksum
     assert!(matches!(refused(vec![l]), FlattenError::Tar { .. }));
-    let l = L::new()
-        .raw(EntryType::new(b'V'), b"volume", b"", b"")
-        .done();
+    let l = L::new().raw(EntryType::new(b'V'), b"volume", b"", b"").done();
     assert!(matches!(refused(vec![l]), FlattenError::Unsupported { .. }));
-    let l = L::new()
-        .pax_file("s", &[("GNU.sparse.major", b"1")], b"")
-        .done();
+    let l = L::new().pax_file("s", &[("GNU.sparse.major", b"1")], b"").done();
     assert!(matches!(refused(vec![l]), FlattenError::Unsupported { .. }));
 }
 

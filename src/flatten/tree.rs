@@ -106,9 +106,7 @@ impl Tree {
                         Ok(())
                     }
                     Some(Node::Dir(_)) => Err(bad("the target is a directory")),
-                    None => Err(bad(
-                        "the target does not exist (it must be in a lower layer or earlier in the same layer)",
-                    )),
+                    None => Err(bad("the target does not exist (it must be in a lower layer or earlier in the same layer)")),
                 };
             }
             PutKind::File { offset } => ObjKind::File { offset },
@@ -127,12 +125,7 @@ impl Tree {
     /// a non-directory in the way is replaced by an implied directory (paths
     /// are taken literally; a symlink is never followed).
     fn ensure_parents(&mut self, key: &[u8]) {
-        let seps: Vec<usize> = key
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == path::SEP)
-            .map(|(i, _)| i)
-            .collect();
+        let seps: Vec<usize> = key.iter().enumerate().filter(|(_, &b)| b == path::SEP).map(|(i, _)| i).collect();
         // Fast path: the parent is a directory, so all ancestors are.
         match seps.last() {
             None => return,
@@ -162,11 +155,8 @@ impl Tree {
 
     fn remove_children(&mut self, dir: &[u8]) {
         let (lo, hi) = path::children_range(dir);
-        let doomed: Vec<Key> = self
-            .nodes
-            .range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..])))
-            .map(|(k, _)| k.clone())
-            .collect();
+        let doomed: Vec<Key> =
+            self.nodes.range::<[u8], _>((Bound::Included(&lo[..]), Bound::Excluded(&hi[..]))).map(|(k, _)| k.clone()).collect();
         for k in doomed {
             self.nodes.remove(&k);
         }
@@ -190,11 +180,7 @@ impl Tree {
     /// children, each path once). The first path of a hard-link group carries
     /// the object; the others are hard links to it, so a link always follows
     /// its target.
-    pub(crate) fn write<W: Write>(
-        &self,
-        spools: &mut [Option<File>],
-        out: W,
-    ) -> std::io::Result<Written> {
+    pub(crate) fn write<W: Write>(&self, spools: &mut [Option<File>], out: W) -> std::io::Result<Written> {
         let mut tar = TarOut::new(out);
         let mut first_path: Vec<Option<&Key>> = vec![None; self.inodes.len()];
         let implied = Meta::implied_dir();
@@ -217,25 +203,14 @@ impl Tree {
                         ObjKind::File { offset } => {
                             // A layer's spool is only dropped when no live
                             // non-empty file needs it.
-                            let data = spools[ino.layer].as_mut().map(|file| Data {
-                                file,
-                                offset: *offset,
-                            });
+                            let data = spools[ino.layer].as_mut().map(|file| Data { file, offset: *offset });
                             debug_assert!(data.is_some() || ino.meta.size == 0);
                             tar.entry(&tar_path, EntryType::Regular, &ino.meta, None, data)?;
                         }
-                        ObjKind::Symlink(t) => {
-                            tar.entry(&tar_path, EntryType::Symlink, &ino.meta, Some(t), None)?
-                        }
-                        ObjKind::Char => {
-                            tar.entry(&tar_path, EntryType::Char, &ino.meta, None, None)?
-                        }
-                        ObjKind::Block => {
-                            tar.entry(&tar_path, EntryType::Block, &ino.meta, None, None)?
-                        }
-                        ObjKind::Fifo => {
-                            tar.entry(&tar_path, EntryType::Fifo, &ino.meta, None, None)?
-                        }
+                        ObjKind::Symlink(t) => tar.entry(&tar_path, EntryType::Symlink, &ino.meta, Some(t), None)?,
+                        ObjKind::Char => tar.entry(&tar_path, EntryType::Char, &ino.meta, None, None)?,
+                        ObjKind::Block => tar.entry(&tar_path, EntryType::Block, &ino.meta, None, None)?,
+                        ObjKind::Fifo => tar.entry(&tar_path, EntryType::Fifo, &ino.meta, None, None)?,
                     }
                 }
             }

@@ -40,25 +40,13 @@ pub(crate) struct TarOut<W: Write> {
 
 impl<W: Write> TarOut<W> {
     pub(crate) fn new(out: W) -> Self {
-        TarOut {
-            w: BufWriter::with_capacity(256 * 1024, HashingWriter::new(out)),
-            entries: 0,
-            content_bytes: 0,
-            buf: vec![0; 128 * 1024],
-        }
+        TarOut { w: BufWriter::with_capacity(256 * 1024, HashingWriter::new(out)), entries: 0, content_bytes: 0, buf: vec![0; 128 * 1024] }
     }
 
     /// Write one entry. `path` is the tar path without trailing slash; `link`
     /// is the symlink target or hard link target; `data` is given for regular
     /// files (with `meta.size` bytes).
-    pub(crate) fn entry(
-        &mut self,
-        path: &[u8],
-        ty: EntryType,
-        meta: &Meta,
-        link: Option<&[u8]>,
-        data: Option<Data<'_>>,
-    ) -> io::Result<()> {
+    pub(crate) fn entry(&mut self, path: &[u8], ty: EntryType, meta: &Meta, link: Option<&[u8]>, data: Option<Data<'_>>) -> io::Result<()> {
         let size = if data.is_some() { meta.size } else { 0 };
         let mut pax = meta.pax.clone();
         let mut h = Header::new_ustar();
@@ -89,10 +77,7 @@ impl<W: Write> TarOut<W> {
                 let cut = &link[..link.len().min(100)];
                 u.linkname[..cut.len()].copy_from_slice(cut);
             }
-            for (field, value, key) in [
-                (&mut u.uname, &meta.uname, &b"uname"[..]),
-                (&mut u.gname, &meta.gname, &b"gname"[..]),
-            ] {
+            for (field, value, key) in [(&mut u.uname, &meta.uname, &b"uname"[..]), (&mut u.gname, &meta.gname, &b"gname"[..])] {
                 // Keep room for the terminating NUL.
                 if value.len() > 31 {
                     pax.insert(key.to_vec(), value.clone());
@@ -109,8 +94,7 @@ impl<W: Write> TarOut<W> {
         h.set_uid(meta.uid.min(MAX_OCTAL_7));
         h.set_gid(meta.gid.min(MAX_OCTAL_7));
         if meta.mtime > MAX_OCTAL_11 {
-            pax.entry(b"mtime".to_vec())
-                .or_insert_with(|| meta.mtime.to_string().into_bytes());
+            pax.entry(b"mtime".to_vec()).or_insert_with(|| meta.mtime.to_string().into_bytes());
         }
         h.set_mtime(meta.mtime.min(MAX_OCTAL_11));
         if size > MAX_OCTAL_11 {
@@ -132,10 +116,7 @@ impl<W: Write> TarOut<W> {
                 let want = left.min(self.buf.len() as u64) as usize;
                 let n = file.read(&mut self.buf[..want])?;
                 if n == 0 {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "temporary spool file is shorter than the layer said",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "temporary spool file is shorter than the layer said"));
                 }
                 self.w.write_all(&self.buf[..n])?;
                 left -= n as u64;
@@ -150,8 +131,7 @@ impl<W: Write> TarOut<W> {
     fn pad(&mut self, len: u64) -> io::Result<()> {
         let rem = (len % BLOCK) as usize;
         if rem != 0 {
-            self.w
-                .write_all(&[0u8; BLOCK as usize][..BLOCK as usize - rem])?;
+            self.w.write_all(&[0u8; BLOCK as usize][..BLOCK as usize - rem])?;
         }
         Ok(())
     }
@@ -163,8 +143,7 @@ impl<W: Write> TarOut<W> {
         }
         let mut h = Header::new_ustar();
         h.set_entry_type(EntryType::XHeader);
-        h.as_ustar_mut().expect("ustar header").name[..PAX_HEADER_NAME.len()]
-            .copy_from_slice(PAX_HEADER_NAME);
+        h.as_ustar_mut().expect("ustar header").name[..PAX_HEADER_NAME.len()].copy_from_slice(PAX_HEADER_NAME);
         h.set_mode(0o644);
         h.set_uid(0);
         h.set_gid(0);
@@ -183,12 +162,7 @@ impl<W: Write> TarOut<W> {
         self.w.write_all(&[0u8; 2 * BLOCK as usize])?;
         self.w.flush()?;
         let (digest, size, _) = self.w.into_inner().map_err(|e| e.into_error())?.finish();
-        Ok(Written {
-            entries: self.entries,
-            content_bytes: self.content_bytes,
-            sha256_hex: digest.hex().to_string(),
-            size,
-        })
+        Ok(Written { entries: self.entries, content_bytes: self.content_bytes, sha256_hex: digest.hex().to_string(), size })
     }
 }
 
@@ -234,10 +208,7 @@ mod tests {
         // 9 + 91 = 100 -> crosses into three digits
         let v = vec![b'x'; 91];
         let r = pax_record(b"path", &v);
-        let len: usize = std::str::from_utf8(&r[..r.iter().position(|&b| b == b' ').unwrap()])
-            .unwrap()
-            .parse()
-            .unwrap();
+        let len: usize = std::str::from_utf8(&r[..r.iter().position(|&b| b == b' ').unwrap()]).unwrap().parse().unwrap();
         assert_eq!(len, r.len());
         for n in 0..300 {
             let v = vec![b'y'; n];

@@ -45,12 +45,7 @@ impl ArchiveIndex {
             let entry = entry.map_err(|e| Error::format(format!("{} is not a valid tar archive: {e}", path.display())))?;
             let name = normalize(&String::from_utf8_lossy(&entry.path_bytes()));
             let header = entry.header();
-            let link = || {
-                entry
-                    .link_name_bytes()
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default()
-            };
+            let link = || entry.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
             let kind = match header.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
                 tar::EntryType::Directory => EntryKind::Dir,
@@ -77,9 +72,8 @@ impl ArchiveIndex {
                 EntryKind::Hardlink(target) => current = target.clone(),
                 EntryKind::Symlink(target) => {
                     let base = current.rsplit_once('/').map(|(dir, _)| dir).unwrap_or("");
-                    current = resolve_relative(base, target).ok_or_else(|| {
-                        Error::format(format!("{}: link {current:?} points outside the archive", self.path.display()))
-                    })?;
+                    current = resolve_relative(base, target)
+                        .ok_or_else(|| Error::format(format!("{}: link {current:?} points outside the archive", self.path.display())))?;
                 }
                 _ => return Err(Error::format(format!("{}: {current:?} is not a file", self.path.display()))),
             }

@@ -237,7 +237,8 @@ mod tests {
 
     const INDEX: &[u8] = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
     const MANIFEST: &[u8] = br#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:00","size":2},"layers":[]}"#;
-    const DOCKER_CONFIG: &[u8] = br#"{"architecture":"amd64","config":{"Env":["PATH=/bin"],"Cmd":null},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    const DOCKER_CONFIG: &[u8] =
+        br#"{"architecture":"amd64","config":{"Env":["PATH=/bin"],"Cmd":null},"rootfs":{"type":"layers","diff_ids":[]}}"#;
 
     fn refused(claim: Claim, bytes: &[u8]) -> String {
         classify(claim, bytes).unwrap_err().to_string()
@@ -283,7 +284,10 @@ mod tests {
         // recursion limit (no `unbounded_depth`).
         let mut deep = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"sha256:{:064x}","size":1,"x":"#, 1).into_bytes();
         deep.extend(std::iter::repeat(b'[').take(100_000));
-        assert_eq!(classify(Claim::Index, &deep).unwrap_err().to_string().split(" at ").next().unwrap(), "is not valid JSON: EOF while parsing a list");
+        assert_eq!(
+            classify(Claim::Index, &deep).unwrap_err().to_string().split(" at ").next().unwrap(),
+            "is not valid JSON: EOF while parsing a list"
+        );
         let e = serde_json::from_slice::<super::super::Index>(&deep).unwrap_err();
         assert!(e.to_string().starts_with("recursion limit exceeded"), "{e}");
         let e = serde_json::from_slice::<serde_json::Value>(&[b'['; 100_000]).unwrap_err();

@@ -88,7 +88,13 @@ fn push_images(set: &mut ImageSet, tags: Vec<ImageName>, manifest_desc: &Descrip
 /// whose ID (config digest) it is, else the one whose manifest, as ferry
 /// synthesizes it, has that digest (the digest `ferry inspect` shows once it
 /// is saved). A name beside the digest must be one of the image's tags.
-fn read_by_digest(archive: &dyn SourceFiles, entries: &[ManifestEntry], wanted: &Selector, digest: &Digest, set: &mut ImageSet) -> Result<()> {
+fn read_by_digest(
+    archive: &dyn SourceFiles,
+    entries: &[ManifestEntry],
+    wanted: &Selector,
+    digest: &Digest,
+    set: &mut ImageSet,
+) -> Result<()> {
     let mut chosen = None;
     for entry in entries {
         if Digest::of_bytes(&archive.read_small(&entry.config)?) == *digest {

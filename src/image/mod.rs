@@ -41,14 +41,7 @@ pub struct Descriptor {
 
 impl Descriptor {
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
-        Descriptor {
-            media_type: media_type.to_string(),
-            digest,
-            size,
-            platform: None,
-            annotations: None,
-            extra: Default::default(),
-        }
+        Descriptor { media_type: media_type.to_string(), digest, size, platform: None, annotations: None, extra: Default::default() }
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
@@ -136,9 +129,7 @@ impl BlobSource {
             return Ok(b.as_ref().clone());
         }
         let mut buf = Vec::new();
-        self.open()
-            .and_then(|r| r.take(limit + 1).read_to_end(&mut buf))
-            .map_err(|e| Error::io("reading image metadata", e))?;
+        self.open().and_then(|r| r.take(limit + 1).read_to_end(&mut buf)).map_err(|e| Error::io("reading image metadata", e))?;
         if buf.len() as u64 > limit {
             return Err(Error::format(format!("a metadata document is larger than {limit} bytes")));
         }
@@ -234,9 +225,7 @@ impl ImageSet {
 
     /// The JSON bytes of a small blob (manifest, index, config).
     pub fn document(&self, digest: &Digest) -> Result<Vec<u8>> {
-        let blob = self
-            .blob(digest)
-            .ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
+        let blob = self.blob(digest).ok_or_else(|| Error::format(format!("blob {digest} is referenced but missing from the source")))?;
         blob.source.read_all(MAX_DOCUMENT)
     }
 

@@ -75,7 +75,7 @@ fn select(files: &dyn SourceFiles, entries: Vec<Descriptor>, wanted: &Selector) 
     if by_digest.is_empty() {
         for entry in entries.iter().filter(|e| !mt::is_manifest(&e.media_type)) {
             let bytes = read_document(files, entry)?;
-            if kind_of(entry, &bytes) != "index" {
+            if kind_of(files, entry, &bytes)? != Kind::Index {
                 continue;
             }
             let index: Index = parse_json(&bytes, &format!("{}: index {}", files.describe(), entry.digest))?;
@@ -85,7 +85,11 @@ fn select(files: &dyn SourceFiles, entries: Vec<Descriptor>, wanted: &Selector) 
         }
     }
     if by_digest.is_empty() {
-        return Err(Error::ImageNotFound(format!("{}: no image with digest {digest} (index.json lists {})", files.describe(), listing(&entries))));
+        return Err(Error::ImageNotFound(format!(
+            "{}: no image with digest {digest} (index.json lists {})",
+            files.describe(),
+            listing(&entries)
+        )));
     }
     if wanted.name.is_none() {
         return Ok(by_digest);
@@ -126,11 +130,7 @@ fn listing(entries: &[Descriptor]) -> String {
 fn read_document(files: &dyn SourceFiles, desc: &Descriptor) -> Result<Vec<u8>> {
     let bytes = files.read_small(&desc.digest.blob_path())?;
     if Digest::of_bytes(&bytes) != desc.digest || bytes.len() as u64 != desc.size {
-        return Err(Error::integrity(format!(
-            "{}: {} does not match its digest or size",
-            files.describe(),
-            desc.digest.blob_path()
-        )));
+        return Err(Error::integrity(format!("{}: {} does not match its digest or size", files.describe(), desc.digest.blob_path())));
     }
     Ok(bytes)
 }
@@ -145,11 +145,7 @@ fn add_large(files: &dyn SourceFiles, desc: &Descriptor, set: &mut ImageSet) -> 
     }
     let (source, size) = files.locate(&path)?;
     if size != desc.size {
-        return Err(Error::integrity(format!(
-            "{}: {path} is {size} bytes but its descriptor says {}",
-            files.describe(),
-            desc.size
-        )));
+        return Err(Error::integrity(format!("{}: {path} is {size} bytes but its descriptor says {}", files.describe(), desc.size)));
     }
     set.add_blob(Blob { digest: desc.digest.clone(), size, media_type: desc.media_type.clone(), source });
     Ok(())

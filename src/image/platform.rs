@@ -38,11 +38,9 @@ impl PlatformSpec {
             [os, arch] if !os.is_empty() && !arch.is_empty() => {
                 Ok(PlatformSpec { os: os.to_string(), architecture: arch.to_string(), variant: None })
             }
-            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => Ok(PlatformSpec {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: Some(variant.to_string()),
-            }),
+            [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => {
+                Ok(PlatformSpec { os: os.to_string(), architecture: arch.to_string(), variant: Some(variant.to_string()) })
+            }
             _ => Err(Error::usage(format!("invalid platform {s:?}: use OS/ARCH[/VARIANT], e.g. linux/arm64"))),
         }
     }
@@ -62,9 +60,7 @@ impl PlatformSpec {
     }
 
     pub fn matches(&self, p: &Platform) -> bool {
-        self.os == p.os
-            && self.architecture == p.architecture
-            && (self.variant.is_none() || self.variant == p.variant)
+        self.os == p.os && self.architecture == p.architecture && (self.variant.is_none() || self.variant == p.variant)
     }
 }
 

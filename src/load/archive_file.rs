@@ -18,7 +18,8 @@ impl ArchiveFileSink {
         let temp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
         // Whatever stands at the temporary name (a stale file, a planted symlink or FIFO)
         // is unlinked, never written through; the file is then created exclusively.
-        let file = ferry_transports::local_file::create_replacing(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
+        let file =
+            ferry_transports::local_file::create_replacing(&temp).map_err(|e| Error::io(format!("creating {}", temp.display()), e))?;
         Ok(ArchiveFileSink { path: path.to_path_buf(), temp, file: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 

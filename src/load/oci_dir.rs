@@ -1,13 +1,13 @@
 //! `oci:DIR[:REF]` target. Blobs are staged in a hidden sibling directory on
 //! the same filesystem; on commit they are renamed into DIR and index.json is
 //! replaced last, atomically. A failed load leaves DIR as it was.
-use crate::disk::check_space;
+use super::dir_handle::DirHandle;
 use crate::bundle::layout::OCI_LAYOUT;
 use crate::bundle::verify::{Sink, Verified};
 use crate::digest::Digest;
+use crate::disk::check_space;
 use crate::error::{Error, Result};
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
-use super::dir_handle::DirHandle;
 use crate::image::{parse_json, Descriptor, MAX_DOCUMENT};
 use ferry_transports::local_file::{self, NotRegular};
 use std::fs;

@@ -46,18 +46,13 @@ fn quoted_for_error(s: &str) -> String {
 fn parse_recipient(s: &str) -> std::result::Result<Recipient, String> {
     let s = s.trim();
     if looks_secret(s) {
-        return Err(
-            "this is a secret key (an identity), not a recipient: pass its public key \
+        return Err("this is a secret key (an identity), not a recipient: pass its public key \
                     (the `# public key:` line of the identity file, age1...)"
-                .into(),
-        );
+            .into());
     }
     if s.starts_with("age1") {
         return age::x25519::Recipient::from_str(s)
-            .map(|r| Recipient {
-                inner: RecipientInner::X25519(r),
-                kind: "X25519",
-            })
+            .map(|r| Recipient { inner: RecipientInner::X25519(r), kind: "X25519" })
             .map_err(|e| format!("not a valid age1... public key ({e})"));
     }
     if s.starts_with("ssh-") || s.starts_with("ecdsa-") || s.starts_with("sk-") {
@@ -67,9 +62,9 @@ fn parse_recipient(s: &str) -> std::result::Result<Recipient, String> {
                 let kind = if r.to_string().starts_with("ssh-rsa ") { "ssh-rsa" } else { "ssh-ed25519" };
                 Ok(Recipient { inner: RecipientInner::Ssh(r), kind })
             }
-            Err(P::Unsupported(t)) => Err(format!(
-                "SSH key type {t} is not supported by age; use an ssh-ed25519 or ssh-rsa key, or an age1... recipient"
-            )),
+            Err(P::Unsupported(t)) => {
+                Err(format!("SSH key type {t} is not supported by age; use an ssh-ed25519 or ssh-rsa key, or an age1... recipient"))
+            }
             Err(P::RsaModulusTooSmall) => Err("the ssh-rsa key is shorter than 2048 bits".into()),
             Err(P::RsaModulusTooLarge) => Err("the ssh-rsa key is longer than age supports".into()),
             Err(P::Ignore) | Err(P::Invalid(_)) => Err("not a valid SSH public key".into()),
@@ -81,10 +76,7 @@ fn parse_recipient(s: &str) -> std::result::Result<Recipient, String> {
 impl Recipient {
     /// Parses `age1...`, `ssh-ed25519 AAAA... [comment]` or `ssh-rsa AAAA... [comment]`.
     pub fn parse(s: &str) -> Result<Recipient> {
-        parse_recipient(s).map_err(|reason| SealError::InvalidRecipient {
-            recipient: quoted_for_error(s.trim()),
-            reason,
-        })
+        parse_recipient(s).map_err(|reason| SealError::InvalidRecipient { recipient: quoted_for_error(s.trim()), reason })
     }
 
     /// The age stanza type this recipient produces: `X25519`, `ssh-ed25519` or `ssh-rsa`.
@@ -139,19 +131,12 @@ pub fn load_recipients_file(path: &Path) -> Result<Vec<Recipient>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let r = parse_recipient(line).map_err(|reason| SealError::InvalidRecipientsFile {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason,
-        })?;
+        let r =
+            parse_recipient(line).map_err(|reason| SealError::InvalidRecipientsFile { path: path.to_path_buf(), line: i + 1, reason })?;
         out.push(r);
     }
     if out.is_empty() {
-        return Err(SealError::InvalidRecipientsFile {
-            path: path.to_path_buf(),
-            line: 0,
-            reason: "the file holds no recipient".into(),
-        });
+        return Err(SealError::InvalidRecipientsFile { path: path.to_path_buf(), line: 0, reason: "the file holds no recipient".into() });
     }
     Ok(out)
 }
@@ -189,17 +174,9 @@ impl Identity {
     /// The matching recipient (public key).
     pub fn to_recipient(&self) -> Option<Recipient> {
         match &self.inner {
-            IdentityInner::X25519(i) => Some(Recipient {
-                inner: RecipientInner::X25519(i.to_public()),
-                kind: "X25519",
-            }),
+            IdentityInner::X25519(i) => Some(Recipient { inner: RecipientInner::X25519(i.to_public()), kind: "X25519" }),
             IdentityInner::Ssh(i) => {
-                age::ssh::Recipient::try_from(i.clone())
-                    .ok()
-                    .map(|r| Recipient {
-                        inner: RecipientInner::Ssh(r),
-                        kind: self.kind,
-                    })
+                age::ssh::Recipient::try_from(i.clone()).ok().map(|r| Recipient { inner: RecipientInner::Ssh(r), kind: self.kind })
             }
         }
     }
@@ -221,15 +198,10 @@ pub fn load_identities(path: &Path) -> Result<Vec<Identity>> {
 
 /// Parses identity file contents; `path` only names the file in messages.
 pub fn parse_identities(text: &str, path: &Path) -> Result<Vec<Identity>> {
-    let invalid = |reason: String| SealError::InvalidIdentity {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let invalid = |reason: String| SealError::InvalidIdentity { path: path.to_path_buf(), reason };
     let name = path.display().to_string();
     let trimmed = text.trim_start();
-    if trimmed.starts_with("age-encryption.org/")
-        || trimmed.starts_with("-----BEGIN AGE ENCRYPTED FILE")
-    {
+    if trimmed.starts_with("age-encryption.org/") || trimmed.starts_with("-----BEGIN AGE ENCRYPTED FILE") {
         return Err(invalid(
             "it is a passphrase-encrypted identity file, which ferry does not read; decrypt it with `age -d` to a private file first"
                 .into(),
@@ -245,11 +217,7 @@ pub fn parse_identities(text: &str, path: &Path) -> Result<Vec<Identity>> {
                     Ok(_) => "ssh-ed25519",
                     Err(_) => return Err(invalid("unsupported SSH key".into())),
                 };
-                Ok(vec![Identity {
-                    inner: IdentityInner::Ssh(id),
-                    kind,
-                    source: name,
-                }])
+                Ok(vec![Identity { inner: IdentityInner::Ssh(id), kind, source: name }])
             }
             age::ssh::Identity::Encrypted(_) => Err(invalid(
                 "the SSH key is protected by a passphrase, which ferry does not support; \
@@ -263,9 +231,7 @@ pub fn parse_identities(text: &str, path: &Path) -> Result<Vec<Identity>> {
                     }
                     _ => "this SSH key format or encryption is not supported".to_string(),
                 };
-                Err(invalid(format!(
-                    "{what}; use an ssh-ed25519 or ssh-rsa key, or an age identity"
-                )))
+                Err(invalid(format!("{what}; use an ssh-ed25519 or ssh-rsa key, or an age identity")))
             }
         };
     }
@@ -276,10 +242,7 @@ pub fn parse_identities(text: &str, path: &Path) -> Result<Vec<Identity>> {
             continue;
         }
         if line.starts_with("AGE-PLUGIN-") {
-            return Err(invalid(format!(
-                "line {}: age plugin identities are not supported",
-                i + 1
-            )));
+            return Err(invalid(format!("line {}: age plugin identities are not supported", i + 1)));
         }
         if !line.starts_with("AGE-SECRET-KEY-1") {
             return Err(invalid(format!(
@@ -287,17 +250,9 @@ pub fn parse_identities(text: &str, path: &Path) -> Result<Vec<Identity>> {
                 i + 1
             )));
         }
-        let id = age::x25519::Identity::from_str(line).map_err(|_| {
-            invalid(format!(
-                "line {}: malformed AGE-SECRET-KEY-1... identity",
-                i + 1
-            ))
-        })?;
-        out.push(Identity {
-            inner: IdentityInner::X25519(id),
-            kind: "X25519",
-            source: name.clone(),
-        });
+        let id = age::x25519::Identity::from_str(line)
+            .map_err(|_| invalid(format!("line {}: malformed AGE-SECRET-KEY-1... identity", i + 1)))?;
+        out.push(Identity { inner: IdentityInner::X25519(id), kind: "X25519", source: name.clone() });
     }
     if out.is_empty() {
         return Err(invalid("the file holds no identity".into()));
@@ -350,10 +305,7 @@ AAAECQKcaRUg50Aiqiy3cq8n/zSC9KR2r47zxOygqP5xVHP7e6Xz2dukVmi0T6Hb1uIcED
         let m = e.to_string();
         assert!(!m.contains(s.expose_secret()), "{m}");
         assert!(m.contains("secret key"), "{m}");
-        let e = Recipient::parse(
-            "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBGi4 x",
-        )
-        .unwrap_err();
+        let e = Recipient::parse("ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBGi4 x").unwrap_err();
         assert!(matches!(e, SealError::InvalidRecipient { .. }), "{e}");
     }
 
@@ -364,16 +316,10 @@ AAAECQKcaRUg50Aiqiy3cq8n/zSC9KR2r47zxOygqP5xVHP7e6Xz2dukVmi0T6Hb1uIcED
         let a = age::x25519::Identity::generate().to_public().to_string();
         std::fs::write(&p, format!("# team\n\n{a}\n  {ED_PUB}\n")).unwrap();
         let rs = load_recipients_file(&p).unwrap();
-        assert_eq!(
-            rs.iter().map(|r| r.kind()).collect::<Vec<_>>(),
-            ["X25519", "ssh-ed25519"]
-        );
+        assert_eq!(rs.iter().map(|r| r.kind()).collect::<Vec<_>>(), ["X25519", "ssh-ed25519"]);
         std::fs::write(&p, format!("{a}\nbogus\n")).unwrap();
         let e = load_recipients_file(&p).unwrap_err();
-        assert!(
-            matches!(e, SealError::InvalidRecipientsFile { line: 2, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, SealError::InvalidRecipientsFile { line: 2, .. }), "{e}");
         std::fs::write(&p, "# nothing\n").unwrap();
         assert!(load_recipients_file(&p).is_err());
     }
@@ -391,30 +337,20 @@ AAAECQKcaRUg50Aiqiy3cq8n/zSC9KR2r47zxOygqP5xVHP7e6Xz2dukVmi0T6Hb1uIcED
         );
         let ids = parse_identities(&text, Path::new("keys.txt")).unwrap();
         assert_eq!(ids.len(), 2);
-        assert_eq!(
-            ids[1].to_recipient().unwrap().to_string(),
-            b.to_public().to_string()
-        );
+        assert_eq!(ids[1].to_recipient().unwrap().to_string(), b.to_public().to_string());
         assert!(ids[1].source().contains("key 2 of 2"));
         assert!(!format!("{:?}", ids[0]).contains("AGE-SECRET"));
 
         let ids = parse_identities(ED_PRIV, Path::new("id_ed25519")).unwrap();
         assert_eq!(ids[0].kind(), "ssh-ed25519");
-        assert_eq!(
-            ids[0].to_recipient().unwrap(),
-            Recipient::parse(ED_PUB).unwrap()
-        );
+        assert_eq!(ids[0].to_recipient().unwrap(), Recipient::parse(ED_PUB).unwrap());
     }
 
     #[test]
     fn unusable_identity_files_are_refused_without_echo() {
         let e = parse_identities("hello world\n", Path::new("x")).unwrap_err();
-        assert!(
-            e.to_string().contains("line 1") && !e.to_string().contains("hello"),
-            "{e}"
-        );
-        let e = parse_identities("age-encryption.org/v1\n-> scrypt x 10\n", Path::new("x"))
-            .unwrap_err();
+        assert!(e.to_string().contains("line 1") && !e.to_string().contains("hello"), "{e}");
+        let e = parse_identities("age-encryption.org/v1\n-> scrypt x 10\n", Path::new("x")).unwrap_err();
         assert!(e.to_string().contains("passphrase-encrypted"), "{e}");
         let e = parse_identities("# only comments\n", Path::new("x")).unwrap_err();
         assert!(e.to_string().contains("no identity"), "{e}");

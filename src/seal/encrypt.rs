@@ -63,38 +63,19 @@ pub fn encrypt_writer<W: Write>(recipients: &[Recipient], output: W) -> Result<E
         return Err(SealError::NoRecipients);
     }
     let enc =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age())).map_err(|e| {
-            SealError::Encrypt {
-                reason: e.to_string(),
-            }
-        })?;
-    let inner = enc
-        .wrap_output(output)
-        .map_err(|source| SealError::Stream {
-            action: "cannot write the encrypted output",
-            source,
-        })?;
+        age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age())).map_err(|e| SealError::Encrypt { reason: e.to_string() })?;
+    let inner = enc.wrap_output(output).map_err(|source| SealError::Stream { action: "cannot write the encrypted output", source })?;
     Ok(EncryptWriter { inner })
 }
 
 /// Encrypts with a passphrase (scrypt, work factor tuned to ~1 s on this machine,
 /// as `age -p` does).
-pub fn encrypt_writer_passphrase<W: Write>(
-    passphrase: &SecretString,
-    output: W,
-) -> Result<EncryptWriter<W>> {
+pub fn encrypt_writer_passphrase<W: Write>(passphrase: &SecretString, output: W) -> Result<EncryptWriter<W>> {
     if passphrase.expose_secret().is_empty() {
         return Err(SealError::EmptySecret { what: "passphrase" });
     }
-    let enc = age::Encryptor::with_user_passphrase(SecretString::from(
-        passphrase.expose_secret().to_owned(),
-    ));
-    let inner = enc
-        .wrap_output(output)
-        .map_err(|source| SealError::Stream {
-            action: "cannot write the encrypted output",
-            source,
-        })?;
+    let enc = age::Encryptor::with_user_passphrase(SecretString::from(passphrase.expose_secret().to_owned()));
+    let inner = enc.wrap_output(output).map_err(|source| SealError::Stream { action: "cannot write the encrypted output", source })?;
     Ok(EncryptWriter { inner })
 }
 
@@ -116,11 +97,7 @@ impl std::error::Error for Passthrough {
 
 fn unwrap_passthrough(e: io::Error) -> std::result::Result<io::Error, io::Error> {
     if e.get_ref().is_some_and(|i| i.is::<Passthrough>()) {
-        let inner = e
-            .into_inner()
-            .expect("checked")
-            .downcast::<Passthrough>()
-            .expect("checked");
+        let inner = e.into_inner().expect("checked").downcast::<Passthrough>().expect("checked");
         Ok(inner.0)
     } else {
         Err(e)
@@ -131,13 +108,7 @@ struct MarkErrors<R>(R);
 
 impl<R: Read> Read for MarkErrors<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::Interrupted {
-                e
-            } else {
-                io::Error::new(e.kind(), Passthrough(e))
-            }
-        })
+        self.0.read(buf).map_err(|e| if e.kind() == io::ErrorKind::Interrupted { e } else { io::Error::new(e.kind(), Passthrough(e)) })
     }
 }
 
@@ -157,16 +128,14 @@ impl<R: Read> fmt::Debug for DecryptReader<R> {
 
 impl<R: Read> Read for DecryptReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner
-            .read(buf)
-            .map_err(|e| match unwrap_passthrough(e) {
-                Ok(original) => original,
-                Err(e) => match e.kind() {
-                    io::ErrorKind::UnexpectedEof => SealError::Truncated.into(),
-                    io::ErrorKind::InvalidData => SealError::Corrupt.into(),
-                    _ => e,
-                },
-            })
+        self.inner.read(buf).map_err(|e| match unwrap_passthrough(e) {
+            Ok(original) => original,
+            Err(e) => match e.kind() {
+                io::ErrorKind::UnexpectedEof => SealError::Truncated.into(),
+                io::ErrorKind::InvalidData => SealError::Corrupt.into(),
+                _ => e,
+            },
+        })
     }
 }
 
@@ -193,10 +162,7 @@ enum Mode {
 }
 
 fn describe_identities(ids: &[Identity]) -> String {
-    let parts: Vec<String> = ids
-        .iter()
-        .map(|i| format!("{} from {}", i.kind(), i.source()))
-        .collect();
+    let parts: Vec<String> = ids.iter().map(|i| format!("{} from {}", i.kind(), i.source())).collect();
     parts.join("; ")
 }
 
@@ -206,20 +172,12 @@ impl<R: Read> AgeInput<R> {
         let mut rest = BufReader::with_capacity(READ_BUFFER, MarkErrors(input));
         let (raw_header, info) = read_header(&mut rest).map_err(|e| match e {
             SealError::Stream { action, source } => match unwrap_passthrough(source) {
-                Ok(original) => SealError::Stream {
-                    action,
-                    source: original,
-                },
+                Ok(original) => SealError::Stream { action, source: original },
                 Err(source) => SealError::Stream { action, source },
             },
             other => other,
         })?;
-        Ok(AgeInput {
-            info,
-            raw_header,
-            rest,
-            max_work_factor: DEFAULT_MAX_SCRYPT_WORK_FACTOR,
-        })
+        Ok(AgeInput { info, raw_header, rest, max_work_factor: DEFAULT_MAX_SCRYPT_WORK_FACTOR })
     }
 
     /// Accept scrypt work factors up to 2^`log_n` instead of the default
@@ -234,10 +192,7 @@ impl<R: Read> AgeInput<R> {
     fn check_work_factor(&self) -> Result<()> {
         match self.info.scrypt_work_factor {
             Some(required) if required > u32::from(self.max_work_factor) => {
-                Err(SealError::ExcessiveWork {
-                    required,
-                    limit: self.max_work_factor,
-                })
+                Err(SealError::ExcessiveWork { required, limit: self.max_work_factor })
             }
             _ => Ok(()),
         }
@@ -254,12 +209,7 @@ impl<R: Read> AgeInput<R> {
     }
 
     fn decryptor(self) -> Result<(age::Decryptor<Inner<R>>, AgeHeaderInfo)> {
-        let AgeInput {
-            info,
-            raw_header,
-            rest,
-            max_work_factor: _,
-        } = self;
+        let AgeInput { info, raw_header, rest, max_work_factor: _ } = self;
         let dec = age::Decryptor::new_buffered(Cursor::new(raw_header).chain(rest))
             .map_err(|e| map_decrypt_error(e, Mode::Identities, &info, &[]))?;
         Ok((dec, info))
@@ -271,46 +221,34 @@ impl<R: Read> AgeInput<R> {
             return Err(SealError::PassphraseRequired);
         }
         if identities.is_empty() {
-            return Err(SealError::NoIdentity {
-                header: self.info.to_string(),
-            });
+            return Err(SealError::NoIdentity { header: self.info.to_string() });
         }
         let (dec, info) = self.decryptor()?;
-        let inner = dec
-            .decrypt(identities.iter().map(|i| i.as_age()))
-            .map_err(|e| map_decrypt_error(e, Mode::Identities, &info, identities))?;
+        let inner =
+            dec.decrypt(identities.iter().map(|i| i.as_age())).map_err(|e| map_decrypt_error(e, Mode::Identities, &info, identities))?;
         Ok(DecryptReader { inner })
     }
 
     /// Decrypts a passphrase-encrypted input.
     pub fn decrypt_with_passphrase(self, passphrase: &SecretString) -> Result<DecryptReader<R>> {
         if !self.info.is_passphrase() {
-            return Err(SealError::NotPassphraseEncrypted {
-                header: self.info.to_string(),
-            });
+            return Err(SealError::NotPassphraseEncrypted { header: self.info.to_string() });
         }
         self.check_work_factor()?;
         let max_work_factor = self.max_work_factor;
         let (dec, info) = self.decryptor()?;
-        let mut id =
-            age::scrypt::Identity::new(SecretString::from(passphrase.expose_secret().to_owned()));
+        let mut id = age::scrypt::Identity::new(SecretString::from(passphrase.expose_secret().to_owned()));
         // Checked above already; the age crate's own cap is machine-dependent.
         id.set_max_work_factor(max_work_factor);
         let mode = Mode::Passphrase { max_work_factor };
-        let inner = dec
-            .decrypt(std::iter::once(&id as &dyn age::Identity))
-            .map_err(|e| map_decrypt_error(e, mode, &info, &[]))?;
+        let inner = dec.decrypt(std::iter::once(&id as &dyn age::Identity)).map_err(|e| map_decrypt_error(e, mode, &info, &[]))?;
         Ok(DecryptReader { inner })
     }
 
     /// Decrypts with `identities`, or, if the input is passphrase-encrypted,
     /// with the passphrase from `FERRY_PASSPHRASE` or a terminal prompt (when
     /// `prompt_allowed`).
-    pub fn decrypt_auto(
-        self,
-        identities: &[Identity],
-        prompt_allowed: bool,
-    ) -> Result<DecryptReader<R>> {
+    pub fn decrypt_auto(self, identities: &[Identity], prompt_allowed: bool) -> Result<DecryptReader<R>> {
         if self.info.is_passphrase() {
             self.check_work_factor()?;
             let pass = secret::passphrase(false, prompt_allowed).map_err(|e| match e {
@@ -324,40 +262,21 @@ impl<R: Read> AgeInput<R> {
     }
 }
 
-fn map_decrypt_error(
-    e: age::DecryptError,
-    mode: Mode,
-    info: &AgeHeaderInfo,
-    ids: &[Identity],
-) -> SealError {
+fn map_decrypt_error(e: age::DecryptError, mode: Mode, info: &AgeHeaderInfo, ids: &[Identity]) -> SealError {
     use age::DecryptError as D;
     match e {
         D::Io(io) => match unwrap_passthrough(io) {
-            Ok(original) => SealError::Stream {
-                action: "cannot read the encrypted data",
-                source: original,
-            },
+            Ok(original) => SealError::Stream { action: "cannot read the encrypted data", source: original },
             Err(io) if io.kind() == io::ErrorKind::UnexpectedEof => SealError::Truncated,
-            Err(io) => SealError::MalformedHeader {
-                reason: io.to_string(),
-            },
+            Err(io) => SealError::MalformedHeader { reason: io.to_string() },
         },
-        D::InvalidHeader => SealError::MalformedHeader {
-            reason: "a recipient stanza is malformed".into(),
-        },
-        D::InvalidMac => SealError::MalformedHeader {
-            reason: "the header MAC does not match (the header was modified)".into(),
-        },
-        D::NoMatchingKeys => SealError::NoMatchingIdentity {
-            tried: describe_identities(ids),
-            header: info.to_string(),
-        },
+        D::InvalidHeader => SealError::MalformedHeader { reason: "a recipient stanza is malformed".into() },
+        D::InvalidMac => SealError::MalformedHeader { reason: "the header MAC does not match (the header was modified)".into() },
+        D::NoMatchingKeys => SealError::NoMatchingIdentity { tried: describe_identities(ids), header: info.to_string() },
         D::DecryptionFailed if matches!(mode, Mode::Passphrase { .. }) => SealError::WrongPassphrase,
-        D::DecryptionFailed => SealError::Decrypt {
-            reason:
-                "the recipient stanza for the given identity does not decrypt (corrupted header)"
-                    .into(),
-        },
+        D::DecryptionFailed => {
+            SealError::Decrypt { reason: "the recipient stanza for the given identity does not decrypt (corrupted header)".into() }
+        }
         D::ExcessiveWork { required, .. } => SealError::ExcessiveWork {
             required: required.into(),
             limit: match mode {
@@ -365,18 +284,12 @@ fn map_decrypt_error(
                 Mode::Identities => DEFAULT_MAX_SCRYPT_WORK_FACTOR,
             },
         },
-        D::KeyDecryptionFailed => SealError::Decrypt {
-            reason: "the identity itself could not be decrypted".into(),
-        },
+        D::KeyDecryptionFailed => SealError::Decrypt { reason: "the identity itself could not be decrypted".into() },
         // The version line was checked when the header was read: the rest of
         // the header did not parse.
-        D::UnknownFormat => SealError::MalformedHeader {
-            reason: "it is not a well-formed age v1 header".into(),
-        },
+        D::UnknownFormat => SealError::MalformedHeader { reason: "it is not a well-formed age v1 header".into() },
         #[allow(unreachable_patterns)]
-        other => SealError::Decrypt {
-            reason: other.to_string(),
-        },
+        other => SealError::Decrypt { reason: other.to_string() },
     }
 }
 
@@ -386,10 +299,7 @@ pub fn decrypt_reader<R: Read>(input: R, identities: &[Identity]) -> Result<Decr
 }
 
 /// Reads the header of `input` and decrypts it with `passphrase`.
-pub fn decrypt_reader_passphrase<R: Read>(
-    input: R,
-    passphrase: &SecretString,
-) -> Result<DecryptReader<R>> {
+pub fn decrypt_reader_passphrase<R: Read>(input: R, passphrase: &SecretString) -> Result<DecryptReader<R>> {
     AgeInput::open(input)?.decrypt_with_passphrase(passphrase)
 }
 
@@ -444,26 +354,14 @@ mod tests {
         // Cut at chunk boundaries, inside chunks, inside the nonce and the header.
         let chunk = 65536 + 16;
         let body = header_len + 44 + 16 + 1; // after "--- " + mac + "\n" + nonce (approximately)
-        for cut in [
-            ct.len() - 1,
-            ct.len() - 17,
-            body + chunk,
-            body + 2 * chunk - 3,
-            body + 10,
-            header_len + 50,
-            40,
-            10,
-        ] {
+        for cut in [ct.len() - 1, ct.len() - 17, body + chunk, body + 2 * chunk - 3, body + 10, header_len + 50, 40, 10] {
             let res = AgeInput::open(&ct[..cut]).and_then(|i| i.decrypt(std::slice::from_ref(&id)));
             match res {
                 Err(e) => assert!(e.is_integrity_failure(), "cut {cut}: {e}"),
                 Ok(reader) => {
                     let err = read_all(reader).expect_err(&format!("cut {cut} must fail"));
                     let se = SealError::from_io(&err).unwrap_or_else(|| panic!("cut {cut}: {err}"));
-                    assert!(
-                        matches!(se, SealError::Truncated | SealError::Corrupt),
-                        "cut {cut}: {se}"
-                    );
+                    assert!(matches!(se, SealError::Truncated | SealError::Corrupt), "cut {cut}: {se}");
                 }
             }
         }
@@ -478,12 +376,8 @@ mod tests {
         // third full chunk the last one. Cutting one whole chunk off leaves two
         // full non-final chunks.
         let cut = ct.len() - (65536 + 16);
-        let err =
-            read_all(decrypt_reader(&ct[..cut], std::slice::from_ref(&id)).unwrap()).unwrap_err();
-        assert!(
-            matches!(SealError::from_io(&err), Some(SealError::Truncated)),
-            "{err}"
-        );
+        let err = read_all(decrypt_reader(&ct[..cut], std::slice::from_ref(&id)).unwrap()).unwrap_err();
+        assert!(matches!(SealError::from_io(&err), Some(SealError::Truncated)), "{err}");
     }
 
     #[test]
@@ -492,12 +386,8 @@ mod tests {
         let mut ct = encrypt(&pattern(100_000), &r);
         let n = ct.len();
         ct[n - 500] ^= 1;
-        let err =
-            read_all(decrypt_reader(&ct[..], std::slice::from_ref(&id)).unwrap()).unwrap_err();
-        assert!(
-            matches!(SealError::from_io(&err), Some(SealError::Corrupt)),
-            "{err}"
-        );
+        let err = read_all(decrypt_reader(&ct[..], std::slice::from_ref(&id)).unwrap()).unwrap_err();
+        assert!(matches!(SealError::from_io(&err), Some(SealError::Corrupt)), "{err}");
     }
 
     #[test]
@@ -561,8 +451,7 @@ mod tests {
         assert_eq!(input.header().to_string(), "passphrase (scrypt)");
         let pt = read_all(input.decrypt_with_passphrase(&pass).unwrap()).unwrap();
         assert_eq!(pt, b"secret data");
-        let e = decrypt_reader_passphrase(&ct[..], &SecretString::from("nope".to_string()))
-            .unwrap_err();
+        let e = decrypt_reader_passphrase(&ct[..], &SecretString::from("nope".to_string())).unwrap_err();
         assert!(matches!(e, SealError::WrongPassphrase), "{e}");
         let (id, _) = identity();
         let e = decrypt_reader(&ct[..], std::slice::from_ref(&id)).unwrap_err();
@@ -589,11 +478,7 @@ mod tests {
         let pt = read_all(decrypt_reader_passphrase(&ct[..], &pass).unwrap()).unwrap();
         assert_eq!(pt, b"secret data");
         // Lowered below the file's factor: refused.
-        let e = AgeInput::open(&ct[..])
-            .unwrap()
-            .with_max_scrypt_work_factor(11)
-            .decrypt_with_passphrase(&pass)
-            .unwrap_err();
+        let e = AgeInput::open(&ct[..]).unwrap().with_max_scrypt_work_factor(11).decrypt_with_passphrase(&pass).unwrap_err();
         assert!(matches!(e, SealError::ExcessiveWork { required: 12, limit: 11 }), "{e}");
         assert!(e.is_integrity_failure());
         // A stanza edited to ask for 2^40 (MAC not recomputed): the cap fires
@@ -611,9 +496,6 @@ mod tests {
 
     #[test]
     fn no_recipients_refused() {
-        assert!(matches!(
-            encrypt_writer(&[], Vec::new()),
-            Err(SealError::NoRecipients)
-        ));
+        assert!(matches!(encrypt_writer(&[], Vec::new()), Err(SealError::NoRecipients)));
     }
 }

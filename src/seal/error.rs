@@ -71,10 +71,7 @@ pub enum SealError {
 
     /// A secret is needed but neither the environment nor a terminal can supply it.
     #[error("no {what} available: set {env} or run on a terminal to be asked for it")]
-    SecretUnavailable {
-        what: &'static str,
-        env: &'static str,
-    },
+    SecretUnavailable { what: &'static str, env: &'static str },
 
     /// The two entries of a confirmed prompt differ.
     #[error("the two {what}s you typed do not match; try again")]
@@ -102,11 +99,7 @@ pub enum SealError {
 
     /// A line of a recipients file (`-R`) could not be parsed.
     #[error("{}, line {line}: {reason}", path.display())]
-    InvalidRecipientsFile {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    InvalidRecipientsFile { path: PathBuf, line: usize, reason: String },
 
     /// An identity file (`-i`) could not be used.
     #[error("{} is not a usable age identity: {reason}", path.display())]
@@ -166,9 +159,7 @@ pub enum SealError {
     Armored,
 
     /// The data is encrypted to recipients but no identity was given.
-    #[error(
-        "the data is encrypted to {header} but no identity was given: pass -i IDENTITY (an age-keygen file or an SSH private key)"
-    )]
+    #[error("the data is encrypted to {header} but no identity was given: pass -i IDENTITY (an age-keygen file or an SSH private key)")]
     NoIdentity { header: String },
 
     /// None of the given identities can decrypt the data.
@@ -178,9 +169,7 @@ pub enum SealError {
     NoMatchingIdentity { tried: String, header: String },
 
     /// The data is passphrase-encrypted but identities (not a passphrase) were given.
-    #[error(
-        "the data is encrypted with a passphrase: set FERRY_PASSPHRASE or run on a terminal to be asked for it"
-    )]
+    #[error("the data is encrypted with a passphrase: set FERRY_PASSPHRASE or run on a terminal to be asked for it")]
     PassphraseRequired,
 
     /// A passphrase was given but the data is encrypted to recipients.
@@ -320,11 +309,7 @@ mod tests {
     fn integrity_classification() {
         assert!(SealError::Truncated.is_integrity_failure());
         assert!(SealError::WrongPassphrase.is_integrity_failure());
-        assert!(SealError::UntrustedSigner {
-            signer: KeyId(1),
-            trusted: vec![]
-        }
-        .is_integrity_failure());
+        assert!(SealError::UntrustedSigner { signer: KeyId(1), trusted: vec![] }.is_integrity_failure());
         assert!(!SealError::NoIdentity { header: "x".into() }.is_integrity_failure());
         assert!(!SealError::KeyPasswordRequired { path: "k".into() }.is_integrity_failure());
         assert!(!SealError::NoRecipients.is_integrity_failure());
@@ -345,10 +330,7 @@ mod tests {
 
     #[test]
     fn untrusted_message_names_both_sides() {
-        let e = SealError::UntrustedSigner {
-            signer: KeyId(0xBC399CCC65F00E8C),
-            trusted: vec![KeyId(0x1122334455667788)],
-        };
+        let e = SealError::UntrustedSigner { signer: KeyId(0xBC399CCC65F00E8C), trusted: vec![KeyId(0x1122334455667788)] };
         let m = e.to_string();
         assert!(m.contains("BC399CCC65F00E8C"), "{m}");
         assert!(m.contains("1122334455667788"), "{m}");

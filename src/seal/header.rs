@@ -95,9 +95,7 @@ impl fmt::Display for AgeHeaderInfo {
 }
 
 fn malformed(reason: &str) -> SealError {
-    SealError::MalformedHeader {
-        reason: reason.to_string(),
-    }
+    SealError::MalformedHeader { reason: reason.to_string() }
 }
 
 /// A stanza's type as shown in messages (it comes from the file: printable
@@ -111,24 +109,15 @@ fn shown_type(tag: &str) -> String {
 
 /// Reads one line (with its `\n`) into `raw`, returning it without the `\n`.
 /// `at` says where the header is cut if the input ends here.
-fn next_line<R: BufRead>(
-    r: &mut R,
-    raw: &mut Vec<u8>,
-    at: &'static str,
-) -> Result<std::ops::Range<usize>> {
+fn next_line<R: BufRead>(r: &mut R, raw: &mut Vec<u8>, at: &'static str) -> Result<std::ops::Range<usize>> {
     let start = raw.len();
     // One byte past the limit, to tell "too long" from "exactly at the limit".
     let room = (MAX_HEADER_BYTES - start.min(MAX_HEADER_BYTES)) as u64 + 1;
     std::io::Read::take(&mut *r, room)
         .read_until(b'\n', raw)
-        .map_err(|source| SealError::Stream {
-            action: "cannot read the age header",
-            source,
-        })?;
+        .map_err(|source| SealError::Stream { action: "cannot read the age header", source })?;
     if raw.len() > MAX_HEADER_BYTES {
-        return Err(SealError::HeaderTooLong {
-            limit: MAX_HEADER_BYTES,
-        });
+        return Err(SealError::HeaderTooLong { limit: MAX_HEADER_BYTES });
     }
     if raw.last() != Some(&b'\n') || raw.len() == start {
         let partial = &raw[start..];
@@ -152,10 +141,7 @@ fn scrypt_work_factor(args: &[&[u8]]) -> Result<u32> {
     if log_n.len() > 9 || log_n.starts_with(b"0") || !log_n.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
-    std::str::from_utf8(log_n)
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .ok_or_else(bad)
+    std::str::from_utf8(log_n).ok().and_then(|n| n.parse().ok()).ok_or_else(bad)
 }
 
 /// Reads the header from `r` up to and including the `--- MAC` line, returning
@@ -167,10 +153,7 @@ fn scrypt_work_factor(args: &[&[u8]]) -> Result<u32> {
 /// arguments, base64 bodies), so that the crate only ever sees a small,
 /// well-formed header.
 pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Vec<u8>, AgeHeaderInfo)> {
-    let head = r.fill_buf().map_err(|source| SealError::Stream {
-        action: "cannot read the age header",
-        source,
-    })?;
+    let head = r.fill_buf().map_err(|source| SealError::Stream { action: "cannot read the age header", source })?;
     if is_armored_age(head) {
         return Err(SealError::Armored);
     }
@@ -178,20 +161,13 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Vec<u8>, AgeHeaderInfo)> {
     // The version line, read with a bound so that non-age data is rejected at once.
     std::io::Read::take(&mut *r, AGE_MAGIC.len() as u64)
         .read_until(b'\n', &mut raw)
-        .map_err(|source| SealError::Stream {
-            action: "cannot read the age header",
-            source,
-        })?;
+        .map_err(|source| SealError::Stream { action: "cannot read the age header", source })?;
     if raw != AGE_MAGIC {
         if raw.starts_with(AGE_PREFIX) && raw.len() == AGE_MAGIC.len() {
-            return Err(malformed(
-                "unsupported age format version; a newer ferry may be needed",
-            ));
+            return Err(malformed("unsupported age format version; a newer ferry may be needed"));
         }
         if AGE_MAGIC.starts_with(&raw) && !raw.is_empty() {
-            return Err(SealError::TruncatedHeader {
-                at: IN_VERSION_LINE,
-            });
+            return Err(SealError::TruncatedHeader { at: IN_VERSION_LINE });
         }
         return Err(SealError::NotAge);
     }
@@ -212,13 +188,8 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Vec<u8>, AgeHeaderInfo)> {
             return Err(SealError::TooManyStanzas { limit: MAX_STANZAS });
         }
         let args: Vec<&[u8]> = text[3..].split(|&b| b == b' ').collect();
-        if args
-            .iter()
-            .any(|a| a.is_empty() || !a.iter().all(u8::is_ascii_graphic))
-        {
-            return Err(malformed(&format!(
-                "recipient stanza {count} has an empty or unprintable argument"
-            )));
+        if args.iter().any(|a| a.is_empty() || !a.iter().all(u8::is_ascii_graphic)) {
+            return Err(malformed(&format!("recipient stanza {count} has an empty or unprintable argument")));
         }
         // Printable ASCII, checked above.
         let tag = String::from_utf8_lossy(args[0]).into_owned();
@@ -233,10 +204,7 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Vec<u8>, AgeHeaderInfo)> {
                 return Err(malformed("a stanza body line is longer than 64 columns"));
             }
             if !base64::is_canonical_unpadded(&raw[body]) {
-                return Err(malformed(&format!(
-                    "the body of recipient stanza {count} ({}) is not valid base64",
-                    shown_type(&tag)
-                )));
+                return Err(malformed(&format!("the body of recipient stanza {count} ({}) is not valid base64", shown_type(&tag))));
             }
             if len < 64 {
                 break;
@@ -250,13 +218,7 @@ pub fn read_header<R: BufRead>(r: &mut R) -> Result<(Vec<u8>, AgeHeaderInfo)> {
     if stanzas.is_empty() {
         return Err(malformed("the header has no recipient"));
     }
-    Ok((
-        raw,
-        AgeHeaderInfo {
-            stanzas,
-            scrypt_work_factor: scrypt,
-        },
-    ))
+    Ok((raw, AgeHeaderInfo { stanzas, scrypt_work_factor: scrypt }))
 }
 
 /// Describes the recipients of an age header given its first bytes (the first
@@ -271,32 +233,22 @@ mod tests {
     use super::*;
 
     fn info(s: &[&str]) -> AgeHeaderInfo {
-        AgeHeaderInfo {
-            stanzas: s.iter().map(|s| s.to_string()).collect(),
-            scrypt_work_factor: None,
-        }
+        AgeHeaderInfo { stanzas: s.iter().map(|s| s.to_string()).collect(), scrypt_work_factor: None }
     }
 
     #[test]
     fn display_forms() {
         assert_eq!(info(&["scrypt"]).to_string(), "passphrase (scrypt)");
         assert_eq!(info(&["X25519"]).to_string(), "1 recipient: X25519");
-        assert_eq!(
-            info(&["X25519", "ssh-ed25519"]).to_string(),
-            "2 recipients: X25519, ssh-ed25519"
-        );
-        assert_eq!(
-            info(&["X25519", "ssh-rsa", "X25519"]).to_string(),
-            "3 recipients: X25519 (2), ssh-rsa"
-        );
+        assert_eq!(info(&["X25519", "ssh-ed25519"]).to_string(), "2 recipients: X25519, ssh-ed25519");
+        assert_eq!(info(&["X25519", "ssh-rsa", "X25519"]).to_string(), "3 recipients: X25519 (2), ssh-rsa");
     }
 
     #[test]
     fn parses_header_with_multiline_body_and_grease() {
         let body64 = "A".repeat(64);
-        let h = format!(
-            "age-encryption.org/v1\n-> X25519 abc\n{body64}\nAAA\n-> x-grease q\n\n-> ssh-ed25519 tag key\nBBBB\n--- mac\nNONCE"
-        );
+        let h =
+            format!("age-encryption.org/v1\n-> X25519 abc\n{body64}\nAAA\n-> x-grease q\n\n-> ssh-ed25519 tag key\nBBBB\n--- mac\nNONCE");
         let mut r = h.as_bytes();
         let (raw, i) = read_header(&mut r).unwrap();
         assert_eq!(i.stanzas, ["X25519", "ssh-ed25519"]);
@@ -310,23 +262,14 @@ mod tests {
         assert!(!is_age(b"\x28\xb5\x2f\xfd"));
         assert!(!is_age(b"-----BEGIN AGE ENCRYPTED FILE-----"));
         assert!(!is_age(b""));
-        assert!(matches!(
-            describe_recipients(b"\x28\xb5\x2f\xfd rest"),
-            Err(SealError::NotAge)
-        ));
+        assert!(matches!(describe_recipients(b"\x28\xb5\x2f\xfd rest"), Err(SealError::NotAge)));
         assert!(matches!(describe_recipients(b""), Err(SealError::NotAge)));
     }
 
     #[test]
     fn truncated_and_malformed_headers() {
-        assert!(matches!(
-            describe_recipients(b"age-encryption.org/v1\n-> X25519 a\n"),
-            Err(SealError::TruncatedHeader { at: IN_STANZA })
-        ));
-        assert!(matches!(
-            describe_recipients(b"age-encryption.org/v1\n-> X25519 a"),
-            Err(SealError::TruncatedHeader { at: IN_STANZA })
-        ));
+        assert!(matches!(describe_recipients(b"age-encryption.org/v1\n-> X25519 a\n"), Err(SealError::TruncatedHeader { at: IN_STANZA })));
+        assert!(matches!(describe_recipients(b"age-encryption.org/v1\n-> X25519 a"), Err(SealError::TruncatedHeader { at: IN_STANZA })));
         assert!(matches!(
             describe_recipients(b"age-encryption.org/v1\n-> X25519 a\nAAAA\n"),
             Err(SealError::TruncatedHeader { at: BEFORE_MAC })
@@ -335,46 +278,21 @@ mod tests {
             describe_recipients(b"age-encryption.org/v1\n-> X25519 a\nAAAA\n--- mac"),
             Err(SealError::TruncatedHeader { at: IN_MAC })
         ));
-        assert!(matches!(
-            describe_recipients(b"age-encrypt"),
-            Err(SealError::TruncatedHeader { at: IN_VERSION_LINE })
-        ));
-        assert!(matches!(
-            describe_recipients(b"age-encryption.org/v1\ngarbage\n--- x\n"),
-            Err(SealError::MalformedHeader { .. })
-        ));
-        assert!(matches!(
-            describe_recipients(b"age-encryption.org/v2\n--- x\n"),
-            Err(SealError::MalformedHeader { .. })
-        ));
-        assert!(matches!(
-            describe_recipients(b"age-encryption.org/v1\n--- x\n"),
-            Err(SealError::MalformedHeader { .. })
-        ));
+        assert!(matches!(describe_recipients(b"age-encrypt"), Err(SealError::TruncatedHeader { at: IN_VERSION_LINE })));
+        assert!(matches!(describe_recipients(b"age-encryption.org/v1\ngarbage\n--- x\n"), Err(SealError::MalformedHeader { .. })));
+        assert!(matches!(describe_recipients(b"age-encryption.org/v2\n--- x\n"), Err(SealError::MalformedHeader { .. })));
+        assert!(matches!(describe_recipients(b"age-encryption.org/v1\n--- x\n"), Err(SealError::MalformedHeader { .. })));
     }
 
     #[test]
     fn bounds_on_stanzas_and_size() {
-        let stanzas = |n: usize| {
-            format!(
-                "age-encryption.org/v1\n{}--- mac\n",
-                "-> X25519 a\nAAAA\n".repeat(n)
-            )
-        };
+        let stanzas = |n: usize| format!("age-encryption.org/v1\n{}--- mac\n", "-> X25519 a\nAAAA\n".repeat(n));
         assert!(describe_recipients(stanzas(MAX_STANZAS).as_bytes()).is_ok());
-        assert!(matches!(
-            describe_recipients(stanzas(MAX_STANZAS + 1).as_bytes()),
-            Err(SealError::TooManyStanzas { limit: MAX_STANZAS })
-        ));
+        assert!(matches!(describe_recipients(stanzas(MAX_STANZAS + 1).as_bytes()), Err(SealError::TooManyStanzas { limit: MAX_STANZAS })));
         // One long stanza: refused once the header passes the limit, whatever follows.
-        let long = format!(
-            "age-encryption.org/v1\n-> X25519 a\n{}\n--- mac\n",
-            format!("{}\n", "A".repeat(64)).repeat(2 * MAX_HEADER_BYTES / 65)
-        );
-        assert!(matches!(
-            describe_recipients(long.as_bytes()),
-            Err(SealError::HeaderTooLong { limit: MAX_HEADER_BYTES })
-        ));
+        let long =
+            format!("age-encryption.org/v1\n-> X25519 a\n{}\n--- mac\n", format!("{}\n", "A".repeat(64)).repeat(2 * MAX_HEADER_BYTES / 65));
+        assert!(matches!(describe_recipients(long.as_bytes()), Err(SealError::HeaderTooLong { limit: MAX_HEADER_BYTES })));
         // A header exactly at the limit is accepted: full body lines, then a
         // last one of the length left (an argument one longer when that length
         // is not a possible base64 length).
@@ -396,35 +314,15 @@ mod tests {
     fn stanza_structure_is_checked() {
         let bad_base64 = b"age-encryption.org/v1\n-> X25519 a\nAA.A\n--- mac\n";
         let e = describe_recipients(bad_base64).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("the body of recipient stanza 1 (X25519) is not valid base64"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("the body of recipient stanza 1 (X25519) is not valid base64"), "{e}");
         let empty_arg = b"age-encryption.org/v1\n-> X25519  a\n\n--- mac\n";
         let e = describe_recipients(empty_arg).unwrap_err();
         assert!(e.to_string().contains("empty or unprintable argument"), "{e}");
         let scrypt = |wf: &str| format!("age-encryption.org/v1\n-> scrypt c2FsdA {wf}\nAAAA\n--- mac\n");
-        assert_eq!(
-            describe_recipients(scrypt("18").as_bytes())
-                .unwrap()
-                .scrypt_work_factor,
-            Some(18)
-        );
-        assert_eq!(
-            describe_recipients(scrypt("40").as_bytes())
-                .unwrap()
-                .scrypt_work_factor,
-            Some(40)
-        );
+        assert_eq!(describe_recipients(scrypt("18").as_bytes()).unwrap().scrypt_work_factor, Some(18));
+        assert_eq!(describe_recipients(scrypt("40").as_bytes()).unwrap().scrypt_work_factor, Some(40));
         for bad in ["018", "x", "1e3", "9999999999"] {
-            assert!(
-                matches!(
-                    describe_recipients(scrypt(bad).as_bytes()),
-                    Err(SealError::MalformedHeader { .. })
-                ),
-                "{bad}"
-            );
+            assert!(matches!(describe_recipients(scrypt(bad).as_bytes()), Err(SealError::MalformedHeader { .. })), "{bad}");
         }
     }
 
@@ -433,31 +331,21 @@ mod tests {
         assert!(is_armored_age(b"-----BEGIN AGE ENCRYPTED FILE-----\nYWdl"));
         assert!(is_armored_age(b"\n  -----BEGIN AGE ENCRYPTED FILE-----\n"));
         assert!(!is_armored_age(b"age-encryption.org/v1\n"));
-        assert!(matches!(
-            describe_recipients(b"-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n"),
-            Err(SealError::Armored)
-        ));
+        assert!(matches!(describe_recipients(b"-----BEGIN AGE ENCRYPTED FILE-----\nYWdl\n"), Err(SealError::Armored)));
     }
 
     #[test]
     fn real_headers() {
         use std::io::Write;
         let id = age::x25519::Identity::generate();
-        let ssh: age::ssh::Recipient =
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILe6Xz2dukVmi0T6Hb1uIcED+CkJda3iK0Ttoand/+3m"
-                .parse()
-                .unwrap();
+        let ssh: age::ssh::Recipient = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILe6Xz2dukVmi0T6Hb1uIcED+CkJda3iK0Ttoand/+3m".parse().unwrap();
         let pk = id.to_public();
-        let enc = age::Encryptor::with_recipients([&pk as &dyn age::Recipient, &ssh].into_iter())
-            .unwrap();
+        let enc = age::Encryptor::with_recipients([&pk as &dyn age::Recipient, &ssh].into_iter()).unwrap();
         let mut out = Vec::new();
         let mut w = enc.wrap_output(&mut out).unwrap();
         w.write_all(b"x").unwrap();
         w.finish().unwrap();
-        assert_eq!(
-            describe_recipients(&out).unwrap().to_string(),
-            "2 recipients: X25519, ssh-ed25519"
-        );
+        assert_eq!(describe_recipients(&out).unwrap().to_string(), "2 recipients: X25519, ssh-ed25519");
         assert!(is_age(&out));
     }
 }

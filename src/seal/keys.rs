@@ -19,9 +19,7 @@ use super::base64;
 use super::error::{Result, SealError};
 use super::secret::{self, read_key_file};
 
-pub use super::age_keys::{
-    load_identities, load_recipients_file, parse_identities, Identity, Recipient,
-};
+pub use super::age_keys::{load_identities, load_recipients_file, parse_identities, Identity, Recipient};
 
 /// File names written by [`generate`].
 pub const SECRET_KEY_FILE: &str = "ferry.key";
@@ -73,13 +71,11 @@ impl FromStr for KeyId {
                 reason: "a key id has 1 to 16 hexadecimal digits".into(),
             });
         }
-        u64::from_str_radix(s, 16)
-            .map(KeyId)
-            .map_err(|_| SealError::InvalidKey {
-                what: format!("{s:?}"),
-                kind: "key id",
-                reason: "a key id has 1 to 16 hexadecimal digits".into(),
-            })
+        u64::from_str_radix(s, 16).map(KeyId).map_err(|_| SealError::InvalidKey {
+            what: format!("{s:?}"),
+            kind: "key id",
+            reason: "a key id has 1 to 16 hexadecimal digits".into(),
+        })
     }
 }
 
@@ -116,25 +112,16 @@ impl PublicKey {
     }
 
     fn parse_base64(s: &str, what: &str) -> Result<PublicKey> {
-        let invalid = |reason: &str| SealError::InvalidKey {
-            what: what.to_string(),
-            kind: "public key",
-            reason: reason.to_string(),
-        };
+        let invalid = |reason: &str| SealError::InvalidKey { what: what.to_string(), kind: "public key", reason: reason.to_string() };
         let bytes = base64::decode(s).ok_or_else(|| invalid("not base64"))?;
         if bytes.len() != PUBLIC_KEY_BYTES {
-            return Err(invalid(
-                "wrong length (expected the 56-character RW... string)",
-            ));
+            return Err(invalid("wrong length (expected the 56-character RW... string)"));
         }
         if &bytes[..2] != b"Ed" {
             return Err(invalid("not an Ed25519 minisign key"));
         }
         let inner = minisign::PublicKey::from_bytes(&bytes).map_err(|e| invalid(&e.to_string()))?;
-        Ok(PublicKey {
-            id: KeyId::from_keynum(inner.keynum()),
-            inner,
-        })
+        Ok(PublicKey { id: KeyId::from_keynum(inner.keynum()), inner })
     }
 
     /// Reads a public key file as `minisign -G` or `ferry keygen` writes it
@@ -149,11 +136,7 @@ impl PublicKey {
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
-            .ok_or_else(|| SealError::InvalidKey {
-                what: what.to_string(),
-                kind: "public key",
-                reason: "no key line found".into(),
-            })?;
+            .ok_or_else(|| SealError::InvalidKey { what: what.to_string(), kind: "public key", reason: "no key line found".into() })?;
         Self::parse_base64(line, what)
     }
 
@@ -167,16 +150,11 @@ impl PublicKey {
         if t.len() == 56 && t.starts_with("RW") {
             return Self::from_base64(t);
         }
-        let what = if arg.len() <= 80 {
-            format!("{arg:?}")
-        } else {
-            "the -k argument".to_string()
-        };
+        let what = if arg.len() <= 80 { format!("{arg:?}") } else { "the -k argument".to_string() };
         Err(SealError::InvalidKey {
             what,
             kind: "public key",
-            reason: "it is neither an existing file nor a public key string (RW..., as `minisign -G` prints it)"
-                .into(),
+            reason: "it is neither an existing file nor a public key string (RW..., as `minisign -G` prints it)".into(),
         })
     }
 
@@ -192,11 +170,7 @@ impl PublicKey {
 
     /// The public key file contents, exactly as `minisign -G` writes them.
     pub fn to_file_contents(&self) -> String {
-        format!(
-            "untrusted comment: minisign public key {}\n{}\n",
-            self.id,
-            self.to_base64()
-        )
+        format!("untrusted comment: minisign public key {}\n{}\n", self.id, self.to_base64())
     }
 
     pub(crate) fn inner(&self) -> &minisign::PublicKey {
@@ -231,24 +205,14 @@ struct ParsedSecret {
 }
 
 fn parse_secret_text(text: &str, path: &Path) -> Result<ParsedSecret> {
-    let invalid = |reason: &str| SealError::InvalidKey {
-        what: path.display().to_string(),
-        kind: "secret key",
-        reason: reason.to_string(),
-    };
+    let invalid = |reason: &str| SealError::InvalidKey { what: path.display().to_string(), kind: "secret key", reason: reason.to_string() };
     let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
     match lines.next() {
         Some(l) if l.starts_with("untrusted comment:") => {}
-        Some(_) => {
-            return Err(invalid(
-                "the first line must be an `untrusted comment:` line",
-            ))
-        }
+        Some(_) => return Err(invalid("the first line must be an `untrusted comment:` line")),
         None => return Err(invalid("the file is empty")),
     }
-    let b64 = lines
-        .next()
-        .ok_or_else(|| invalid("the key line is missing"))?;
+    let b64 = lines.next().ok_or_else(|| invalid("the key line is missing"))?;
     let bytes = base64::decode(b64).ok_or_else(|| invalid("the key line is not base64"))?;
     if bytes.len() != SECRET_KEY_BYTES {
         return Err(invalid("the key has the wrong length"));
@@ -256,10 +220,7 @@ fn parse_secret_text(text: &str, path: &Path) -> Result<ParsedSecret> {
     if &bytes[..2] != b"Ed" {
         return Err(invalid("not an Ed25519 minisign key"));
     }
-    Ok(ParsedSecret {
-        bytes,
-        b64: b64.to_string(),
-    })
+    Ok(ParsedSecret { bytes, b64: b64.to_string() })
 }
 
 fn protection_of(p: &ParsedSecret, path: &Path) -> Result<KeyProtection> {
@@ -298,9 +259,7 @@ impl SecretKey {
             KeyProtection::None => Self::from_parsed(parsed, path, None),
             KeyProtection::Password => {
                 let pw = secret::key_password_for(path, prompt_allowed).map_err(|e| match e {
-                    SealError::SecretUnavailable { .. } => SealError::KeyPasswordRequired {
-                        path: path.to_path_buf(),
-                    },
+                    SealError::SecretUnavailable { .. } => SealError::KeyPasswordRequired { path: path.to_path_buf() },
                     other => other,
                 })?;
                 Self::from_parsed(parsed, path, Some(&pw))
@@ -309,24 +268,12 @@ impl SecretKey {
     }
 
     /// Parses secret key file contents; `path` only names the key in errors.
-    pub fn from_text(
-        text: &str,
-        path: &Path,
-        password: Option<&SecretString>,
-    ) -> Result<SecretKey> {
+    pub fn from_text(text: &str, path: &Path, password: Option<&SecretString>) -> Result<SecretKey> {
         Self::from_parsed(parse_secret_text(text, path)?, path, password)
     }
 
-    fn from_parsed(
-        p: ParsedSecret,
-        path: &Path,
-        password: Option<&SecretString>,
-    ) -> Result<SecretKey> {
-        let invalid = |reason: String| SealError::InvalidKey {
-            what: path.display().to_string(),
-            kind: "secret key",
-            reason,
-        };
+    fn from_parsed(p: ParsedSecret, path: &Path, password: Option<&SecretString>) -> Result<SecretKey> {
+        let invalid = |reason: String| SealError::InvalidKey { what: path.display().to_string(), kind: "secret key", reason };
         let sk = match protection_of(&p, path)? {
             KeyProtection::None => {
                 // minisign's own unprotected keys carry no checksum: check that the
@@ -334,45 +281,25 @@ impl SecretKey {
                 minisign::SecretKey::from_bytes(&p.bytes).map_err(|e| invalid(e.to_string()))?
             }
             KeyProtection::Password => {
-                let pw = password.ok_or_else(|| SealError::KeyPasswordRequired {
-                    path: path.to_path_buf(),
-                })?;
-                let boxed = minisign::SecretKeyBox::from_string(&format!(
-                    "untrusted comment: {SECRET_KEY_COMMENT}\n{}\n",
-                    p.b64
-                ))
-                .map_err(|e| invalid(e.to_string()))?;
-                minisign::SecretKey::from_box(boxed, Some(pw.expose_secret().to_string())).map_err(
-                    |e| {
-                        if e.to_string().contains("Wrong password") {
-                            SealError::WrongKeyPassword {
-                                path: path.to_path_buf(),
-                            }
-                        } else {
-                            invalid(e.to_string())
-                        }
-                    },
-                )?
+                let pw = password.ok_or_else(|| SealError::KeyPasswordRequired { path: path.to_path_buf() })?;
+                let boxed = minisign::SecretKeyBox::from_string(&format!("untrusted comment: {SECRET_KEY_COMMENT}\n{}\n", p.b64))
+                    .map_err(|e| invalid(e.to_string()))?;
+                minisign::SecretKey::from_box(boxed, Some(pw.expose_secret().to_string())).map_err(|e| {
+                    if e.to_string().contains("Wrong password") {
+                        SealError::WrongKeyPassword { path: path.to_path_buf() }
+                    } else {
+                        invalid(e.to_string())
+                    }
+                })?
             }
         };
         let pk = minisign::PublicKey::from_secret_key(&sk).map_err(|e| invalid(e.to_string()))?;
         // Self-test: a corrupted key (or a wrong password on a key without
         // checksum) cannot produce a signature its own public key accepts.
-        minisign::sign(
-            Some(&pk),
-            &sk,
-            &b"ferry key self-test"[..],
-            Some("self-test"),
-            None,
-        )
-        .map_err(|_| {
-            invalid("the key is corrupted (it does not match its own public key)".into())
-        })?;
+        minisign::sign(Some(&pk), &sk, &b"ferry key self-test"[..], Some("self-test"), None)
+            .map_err(|_| invalid("the key is corrupted (it does not match its own public key)".into()))?;
         let id = KeyId::from_keynum(pk.keynum());
-        Ok(SecretKey {
-            inner: sk,
-            public: PublicKey { inner: pk, id },
-        })
+        Ok(SecretKey { inner: sk, public: PublicKey { inner: pk, id } })
     }
 
     /// The key id, as minisign prints it.
@@ -413,9 +340,7 @@ pub struct KeygenResult {
 pub fn generate(dir: &Path, password: Option<&SecretString>) -> Result<KeygenResult> {
     if let Some(pw) = password {
         if pw.expose_secret().is_empty() {
-            return Err(SealError::EmptySecret {
-                what: "minisign key password",
-            });
+            return Err(SealError::EmptySecret { what: "minisign key password" });
         }
     }
     let sk_path = dir.join(SECRET_KEY_FILE);
@@ -426,41 +351,23 @@ pub fn generate(dir: &Path, password: Option<&SecretString>) -> Result<KeygenRes
             return Err(SealError::KeyFileExists { path: p.clone() });
         }
     }
-    fs::create_dir_all(dir).map_err(|source| SealError::Io {
-        action: "create key directory",
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    fs::create_dir_all(dir).map_err(|source| SealError::Io { action: "create key directory", path: dir.to_path_buf(), source })?;
 
-    let gen_err = |e: minisign::PError| SealError::Sign {
-        reason: format!("key generation failed: {e}"),
-    };
+    let gen_err = |e: minisign::PError| SealError::Sign { reason: format!("key generation failed: {e}") };
     let kp = match password {
-        Some(pw) => {
-            minisign::KeyPair::generate_encrypted_keypair(Some(pw.expose_secret().to_string()))
-        }
+        Some(pw) => minisign::KeyPair::generate_encrypted_keypair(Some(pw.expose_secret().to_string())),
         None => minisign::KeyPair::generate_unencrypted_keypair(),
     }
     .map_err(gen_err)?;
     let id = KeyId::from_keynum(kp.pk.keynum());
-    let public = PublicKey {
-        inner: kp.pk.clone(),
-        id,
-    };
-    let sk_text = SecretString::from(
-        kp.sk
-            .to_box(Some(SECRET_KEY_COMMENT))
-            .map_err(gen_err)?
-            .into_string(),
-    );
+    let public = PublicKey { inner: kp.pk.clone(), id };
+    let sk_text = SecretString::from(kp.sk.to_box(Some(SECRET_KEY_COMMENT)).map_err(gen_err)?.into_string());
 
     let identity = age::x25519::Identity::generate();
     let recipient = identity.to_public().to_string();
     let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
-    let age_text = SecretString::from(format!(
-        "# created: {created}\n# public key: {recipient}\n{}\n",
-        identity.to_string().expose_secret()
-    ));
+    let age_text =
+        SecretString::from(format!("# created: {created}\n# public key: {recipient}\n{}\n", identity.to_string().expose_secret()));
 
     let mut written: Vec<&Path> = Vec::new();
     let result = (|| {
@@ -491,11 +398,7 @@ pub fn generate(dir: &Path, password: Option<&SecretString>) -> Result<KeygenRes
 
 /// Creates `path` (never overwriting) with `mode`, writes and syncs `data`.
 fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let io = |source| SealError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| SealError::Io { action: "write", path: path.to_path_buf(), source };
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -507,9 +410,7 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let _ = mode;
     let mut f = opts.open(path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists {
-            SealError::KeyFileExists {
-                path: path.to_path_buf(),
-            }
+            SealError::KeyFileExists { path: path.to_path_buf() }
         } else {
             io(source)
         }
@@ -518,8 +419,7 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io)?;
+        f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io)?;
     }
     f.write_all(data).map_err(io)?;
     f.sync_all().map_err(io)?;
@@ -553,8 +453,7 @@ mod tests {
         let text = "untrusted comment: minisign encrypted secret key\nRWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAjA7wZcycObxEjQ5V8eHHJhXFgEkRAZRoJEfo6Pij8QeRyB4hOpzP7kmTF1Cc0EwV+kGv0OAyXRzhK++f+Mn1Xx2H3FStQz8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n";
         let sk = SecretKey::from_text(text, Path::new("a.key"), None).unwrap();
         assert_eq!(sk.key_id().to_string(), "BC399CCC65F00E8C");
-        let pk = PublicKey::from_base64("RWSMDvBlzJw5vEmTF1Cc0EwV+kGv0OAyXRzhK++f+Mn1Xx2H3FStQz8A")
-            .unwrap();
+        let pk = PublicKey::from_base64("RWSMDvBlzJw5vEmTF1Cc0EwV+kGv0OAyXRzhK++f+Mn1Xx2H3FStQz8A").unwrap();
         assert_eq!(&pk, sk.public_key());
         assert!(format!("{sk:?}").contains("BC399CCC65F00E8C"));
         assert!(!format!("{sk:?}").contains("RWQ"));
@@ -564,12 +463,7 @@ mod tests {
     fn corrupted_unprotected_key_is_refused() {
         let good = "RWQAAEIyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAjA7wZcycObxEjQ5V8eHHJhXFgEkRAZRoJEfo6Pij8QeRyB4hOpzP7kmTF1Cc0EwV+kGv0OAyXRzhK++f+Mn1Xx2H3FStQz8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
         let bad = good.replacen("jA7wZcycObxEjQ5V", "jA7wZcycObxEjQ5W", 1);
-        let e = SecretKey::from_text(
-            &format!("untrusted comment: x\n{bad}\n"),
-            Path::new("a.key"),
-            None,
-        )
-        .unwrap_err();
+        let e = SecretKey::from_text(&format!("untrusted comment: x\n{bad}\n"), Path::new("a.key"), None).unwrap_err();
         assert!(matches!(e, SealError::InvalidKey { .. }), "{e}");
     }
 
@@ -591,29 +485,17 @@ mod tests {
         }
         let age_text = fs::read_to_string(&r.age_identity_path).unwrap();
         let lines: Vec<&str> = age_text.lines().collect();
-        assert!(
-            lines[0].starts_with("# created: ") && lines[0].ends_with('Z'),
-            "{age_text}"
-        );
+        assert!(lines[0].starts_with("# created: ") && lines[0].ends_with('Z'), "{age_text}");
         assert_eq!(lines[1], format!("# public key: {}", r.age_recipient));
         assert!(lines[2].starts_with("AGE-SECRET-KEY-1"));
 
         let pub_text = fs::read_to_string(&r.public_key_path).unwrap();
-        assert_eq!(
-            pub_text,
-            format!(
-                "untrusted comment: minisign public key {}\n{}\n",
-                r.key_id, r.public_key
-            )
-        );
+        assert_eq!(pub_text, format!("untrusted comment: minisign public key {}\n{}\n", r.key_id, r.public_key));
         let pk = PublicKey::load(r.public_key_path.to_str().unwrap()).unwrap();
         assert_eq!(pk.key_id(), r.key_id);
         assert_eq!(PublicKey::load(&r.public_key).unwrap(), pk);
 
-        assert_eq!(
-            SecretKey::protection(&r.secret_key_path).unwrap(),
-            KeyProtection::Password
-        );
+        assert_eq!(SecretKey::protection(&r.secret_key_path).unwrap(), KeyProtection::Password);
         let e = SecretKey::from_file(&r.secret_key_path, None).unwrap_err();
         assert!(matches!(e, SealError::KeyPasswordRequired { .. }), "{e}");
         let e = SecretKey::from_file(&r.secret_key_path, Some(&pw("wrong"))).unwrap_err();
@@ -636,10 +518,7 @@ mod tests {
     fn generate_without_password_is_unprotected() {
         let dir = tempfile::tempdir().unwrap();
         let r = generate(&dir.path().join("sub"), None).unwrap();
-        assert_eq!(
-            SecretKey::protection(&r.secret_key_path).unwrap(),
-            KeyProtection::None
-        );
+        assert_eq!(SecretKey::protection(&r.secret_key_path).unwrap(), KeyProtection::None);
         let sk = SecretKey::from_file_interactive(&r.secret_key_path, false).unwrap();
         assert_eq!(sk.key_id(), r.key_id);
         assert!(generate(dir.path(), Some(&pw(""))).is_err());
@@ -649,8 +528,7 @@ mod tests {
     fn public_key_argument_errors() {
         let e = PublicKey::load("not-a-key").unwrap_err();
         assert!(e.to_string().contains("neither an existing file"), "{e}");
-        let e = PublicKey::from_base64("RWSMDvBlzJw5vEmTF1Cc0EwV+kGv0OAyXRzhK++f+Mn1Xx2H3FStQz8")
-            .unwrap_err();
+        let e = PublicKey::from_base64("RWSMDvBlzJw5vEmTF1Cc0EwV+kGv0OAyXRzhK++f+Mn1Xx2H3FStQz8").unwrap_err();
         assert!(matches!(e, SealError::InvalidKey { .. }));
     }
 }

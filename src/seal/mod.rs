@@ -29,19 +29,13 @@ pub mod sign;
 
 pub use age::secrecy::{ExposeSecret, SecretString};
 pub use encrypt::{
-    decrypt_reader, decrypt_reader_passphrase, encrypt_writer, encrypt_writer_passphrase, AgeInput,
-    DecryptReader, EncryptWriter,
+    decrypt_reader, decrypt_reader_passphrase, encrypt_writer, encrypt_writer_passphrase, AgeInput, DecryptReader, EncryptWriter,
 };
 pub use error::{Result, SealError};
 pub use header::{describe_recipients, is_age, is_armored_age, AgeHeaderInfo};
 pub use keys::{
-    generate, load_identities, load_recipients_file, parse_identities, Identity, KeyId,
-    KeyProtection, KeygenResult, PublicKey, Recipient, SecretKey,
+    generate, load_identities, load_recipients_file, parse_identities, Identity, KeyId, KeyProtection, KeygenResult, PublicKey, Recipient,
+    SecretKey,
 };
-pub use secret::{
-    key_password, key_password_for, new_key_password, passphrase, KEY_PASSWORD_ENV, PASSPHRASE_ENV,
-};
-pub use sign::{
-    bundle_trusted_comment, read_unverified, sign, signer_key_id, verify, BundleComment,
-    SignatureInfo, UnverifiedSignature,
-};
+pub use secret::{key_password, key_password_for, new_key_password, passphrase, KEY_PASSWORD_ENV, PASSPHRASE_ENV};
+pub use sign::{bundle_trusted_comment, read_unverified, sign, signer_key_id, verify, BundleComment, SignatureInfo, UnverifiedSignature};

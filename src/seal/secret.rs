@@ -32,10 +32,7 @@ fn from_env(env: &'static str, what: &'static str) -> Result<Option<SecretString
             Ok(s) => Ok(Some(SecretString::from(s))),
             Err(_) => Err(SealError::Prompt {
                 what,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{env} is not valid UTF-8"),
-                ),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{env} is not valid UTF-8")),
             }),
         },
     }
@@ -67,10 +64,7 @@ pub fn key_password(prompt_allowed: bool) -> Result<SecretString> {
 
 /// Like [`key_password`], naming the key file in the prompt.
 pub fn key_password_for(path: &Path, prompt_allowed: bool) -> Result<SecretString> {
-    key_password_prompt(
-        &format!("Password for minisign secret key {}: ", path.display()),
-        prompt_allowed,
-    )
+    key_password_prompt(&format!("Password for minisign secret key {}: ", path.display()), prompt_allowed)
 }
 
 fn key_password_prompt(text: &str, prompt_allowed: bool) -> Result<SecretString> {
@@ -78,10 +72,7 @@ fn key_password_prompt(text: &str, prompt_allowed: bool) -> Result<SecretString>
         return Ok(s);
     }
     if !prompt_allowed {
-        return Err(SealError::SecretUnavailable {
-            what: KEY_PASSWORD,
-            env: KEY_PASSWORD_ENV,
-        });
+        return Err(SealError::SecretUnavailable { what: KEY_PASSWORD, env: KEY_PASSWORD_ENV });
     }
     let s = prompt(KEY_PASSWORD, KEY_PASSWORD_ENV, text)?;
     if s.expose_secret().is_empty() {
@@ -98,16 +89,9 @@ pub fn new_key_password(prompt_allowed: bool) -> Result<Option<SecretString>> {
         return Ok(Some(s));
     }
     if !prompt_allowed {
-        return Err(SealError::SecretUnavailable {
-            what: KEY_PASSWORD,
-            env: KEY_PASSWORD_ENV,
-        });
+        return Err(SealError::SecretUnavailable { what: KEY_PASSWORD, env: KEY_PASSWORD_ENV });
     }
-    let a = prompt(
-        KEY_PASSWORD,
-        KEY_PASSWORD_ENV,
-        "Password to protect the minisign secret key (empty for none): ",
-    )?;
+    let a = prompt(KEY_PASSWORD, KEY_PASSWORD_ENV, "Password to protect the minisign secret key (empty for none): ")?;
     if a.expose_secret().is_empty() {
         return Ok(None);
     }
@@ -125,10 +109,7 @@ pub fn passphrase(confirm: bool, prompt_allowed: bool) -> Result<SecretString> {
         return Ok(s);
     }
     if !prompt_allowed {
-        return Err(SealError::SecretUnavailable {
-            what: PASSPHRASE,
-            env: PASSPHRASE_ENV,
-        });
+        return Err(SealError::SecretUnavailable { what: PASSPHRASE, env: PASSPHRASE_ENV });
     }
     let a = prompt(PASSPHRASE, PASSPHRASE_ENV, "Passphrase: ")?;
     if a.expose_secret().is_empty() {
@@ -150,10 +131,7 @@ pub fn check_private(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(SealError::InsecurePermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
+        return Err(SealError::InsecurePermissions { path: path.to_path_buf(), mode });
     }
     Ok(())
 }
@@ -166,13 +144,7 @@ pub fn check_private(_path: &Path, _meta: &std::fs::Metadata) -> Result<()> {
 
 /// Reads a small text file; with `private`, refuses it when others can read it.
 pub(crate) fn read_key_file(path: &Path, what: &'static str, private: bool) -> Result<String> {
-    let io = |action: &'static str| {
-        move |source| SealError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
-    };
+    let io = |action: &'static str| move |source| SealError::Io { action, path: path.to_path_buf(), source };
     let file = File::open(path).map_err(io(what))?;
     let meta = file.metadata().map_err(io(what))?;
     if private {
@@ -182,16 +154,11 @@ pub(crate) fn read_key_file(path: &Path, what: &'static str, private: bool) -> R
         return Err(SealError::Io {
             action: what,
             path: path.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "file is too large for a key file",
-            ),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "file is too large for a key file"),
         });
     }
     let mut buf = Vec::new();
-    file.take(MAX_KEY_FILE + 1)
-        .read_to_end(&mut buf)
-        .map_err(io(what))?;
+    file.take(MAX_KEY_FILE + 1).read_to_end(&mut buf).map_err(io(what))?;
     String::from_utf8(buf).map_err(|_| SealError::Io {
         action: what,
         path: path.to_path_buf(),
@@ -213,14 +180,8 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = read_key_file(&p, "read", true).unwrap_err();
         let m = e.to_string();
-        assert!(
-            matches!(e, SealError::InsecurePermissions { mode: 0o644, .. }),
-            "{m}"
-        );
-        assert!(
-            m.contains("chmod 600") && m.contains(&p.display().to_string()),
-            "{m}"
-        );
+        assert!(matches!(e, SealError::InsecurePermissions { mode: 0o644, .. }), "{m}");
+        assert!(m.contains("chmod 600") && m.contains(&p.display().to_string()), "{m}");
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o640)).unwrap();
         assert!(read_key_file(&p, "read", true).is_err());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -231,12 +192,7 @@ mod tests {
 
     #[test]
     fn missing_file_names_path() {
-        let e = read_key_file(
-            Path::new("/nonexistent/ferry.key"),
-            "read minisign secret key",
-            true,
-        )
-        .unwrap_err();
+        let e = read_key_file(Path::new("/nonexistent/ferry.key"), "read minisign secret key", true).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ferry.key"));
     }
 

@@ -40,63 +40,33 @@ pub struct UnverifiedSignature {
 fn one_line(s: &str, what: &str) -> Result<String> {
     let t = s.trim();
     if t.chars().any(|c| c == '\n' || c == '\r') {
-        return Err(SealError::Sign {
-            reason: format!("the {what} must be a single line"),
-        });
+        return Err(SealError::Sign { reason: format!("the {what} must be a single line") });
     }
     Ok(t.to_string())
 }
 
 /// Signs `data` (the bytes of `STEM.sha256`), returning the `.minisig` file
 /// contents. `untrusted_comment` defaults to minisign's own.
-pub fn sign(
-    data: &[u8],
-    key: &SecretKey,
-    trusted_comment: &str,
-    untrusted_comment: Option<&str>,
-) -> Result<Vec<u8>> {
+pub fn sign(data: &[u8], key: &SecretKey, trusted_comment: &str, untrusted_comment: Option<&str>) -> Result<Vec<u8>> {
     let trusted = one_line(trusted_comment, "trusted comment")?;
     if trusted.len() > 8000 {
-        return Err(SealError::Sign {
-            reason: "the trusted comment is too long".into(),
-        });
+        return Err(SealError::Sign { reason: "the trusted comment is too long".into() });
     }
-    let untrusted = one_line(
-        untrusted_comment.unwrap_or("signature from minisign secret key"),
-        "untrusted comment",
-    )?;
-    let sig = minisign::sign(
-        Some(key.public_key().inner()),
-        key.inner(),
-        Cursor::new(data),
-        Some(&trusted),
-        Some(&untrusted),
-    )
-    .map_err(|e| SealError::Sign {
-        reason: e.to_string(),
-    })?;
+    let untrusted = one_line(untrusted_comment.unwrap_or("signature from minisign secret key"), "untrusted comment")?;
+    let sig = minisign::sign(Some(key.public_key().inner()), key.inner(), Cursor::new(data), Some(&trusted), Some(&untrusted))
+        .map_err(|e| SealError::Sign { reason: e.to_string() })?;
     Ok(sig.into_string().into_bytes())
 }
 
 fn parse_box(minisig: &[u8]) -> Result<minisign::SignatureBox> {
-    let text = std::str::from_utf8(minisig).map_err(|_| SealError::MalformedSignature {
-        reason: "the file is not text".into(),
-    })?;
+    let text = std::str::from_utf8(minisig).map_err(|_| SealError::MalformedSignature { reason: "the file is not text".into() })?;
     if text.len() > 16 * 1024 {
-        return Err(SealError::MalformedSignature {
-            reason: "the file is too large".into(),
-        });
+        return Err(SealError::MalformedSignature { reason: "the file is too large".into() });
     }
-    let sb =
-        minisign::SignatureBox::from_string(text).map_err(|e| SealError::MalformedSignature {
-            reason: e.to_string(),
-        })?;
+    let sb = minisign::SignatureBox::from_string(text).map_err(|e| SealError::MalformedSignature { reason: e.to_string() })?;
     // minisign accepts signatures without a trusted comment signature only in
     // legacy mode; ferry always wants the signed comment.
-    sb.trusted_comment()
-        .map_err(|e| SealError::MalformedSignature {
-            reason: e.to_string(),
-        })?;
+    sb.trusted_comment().map_err(|e| SealError::MalformedSignature { reason: e.to_string() })?;
     Ok(sb)
 }
 
@@ -123,10 +93,7 @@ pub fn signer_key_id(minisig: &[u8]) -> Result<KeyId> {
 pub fn verify(data: &[u8], minisig: &[u8], trusted_keys: &[PublicKey]) -> Result<SignatureInfo> {
     let sb = parse_box(minisig)?;
     let signer = KeyId::from_keynum(sb.keynum());
-    let candidates: Vec<&PublicKey> = trusted_keys
-        .iter()
-        .filter(|k| k.key_id() == signer)
-        .collect();
+    let candidates: Vec<&PublicKey> = trusted_keys.iter().filter(|k| k.key_id() == signer).collect();
     if candidates.is_empty() {
         let mut trusted: Vec<KeyId> = trusted_keys.iter().map(|k| k.key_id()).collect();
         trusted.dedup();
@@ -136,12 +103,7 @@ pub fn verify(data: &[u8], minisig: &[u8], trusted_keys: &[PublicKey]) -> Result
     for pk in candidates {
         // allow_legacy: signatures of minisign < 0.8 (not prehashed) stay valid.
         match minisign::verify(pk.inner(), &sb, Cursor::new(data), true, false, true) {
-            Ok(()) => {
-                return Ok(SignatureInfo {
-                    key_id: signer,
-                    trusted_comment: sb.trusted_comment().unwrap_or_default(),
-                })
-            }
+            Ok(()) => return Ok(SignatureInfo { key_id: signer, trusted_comment: sb.trusted_comment().unwrap_or_default() }),
             Err(e) => last = e.to_string(),
         }
     }
@@ -161,22 +123,8 @@ pub fn verify(data: &[u8], minisig: &[u8], trusted_keys: &[PublicKey]) -> Result
 /// Always one line of at most [`TRUSTED_COMMENT_MAX`] bytes: whitespace and
 /// control characters become `_`, and when the image list does not fit it is
 /// cut and ends with `+N` (N images not listed).
-pub fn bundle_trusted_comment<S: AsRef<str>>(
-    stem: &str,
-    images: &[S],
-    created: SystemTime,
-) -> String {
-    let clean = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_whitespace() || c.is_control() || c == ',' {
-                    '_'
-                } else {
-                    c
-                }
-            })
-            .collect()
-    };
+pub fn bundle_trusted_comment<S: AsRef<str>>(stem: &str, images: &[S], created: SystemTime) -> String {
+    let clean = |s: &str| -> String { s.chars().map(|c| if c.is_whitespace() || c.is_control() || c == ',' { '_' } else { c }).collect() };
     let mut stem = clean(stem);
     if stem.len() > STEM_MAX {
         let mut cut = STEM_MAX;
@@ -195,11 +143,7 @@ pub fn bundle_trusted_comment<S: AsRef<str>>(
         let left = refs.len() - i - 1;
         let sep = if list.is_empty() { "" } else { "," };
         // Room needed for this ref and, if more follow, for a possible ",+N" marker.
-        let marker = if left > 0 {
-            format!(",+{left}").len()
-        } else {
-            0
-        };
+        let marker = if left > 0 { format!(",+{left}").len() } else { 0 };
         if list.len() + sep.len() + r.len() + marker <= budget {
             list.push_str(sep);
             list.push_str(r);
@@ -239,12 +183,7 @@ impl BundleComment {
         if stem.is_empty() {
             return None;
         }
-        let mut out = BundleComment {
-            stem,
-            images: Vec::new(),
-            unlisted_images: 0,
-            created: None,
-        };
+        let mut out = BundleComment { stem, images: Vec::new(), unlisted_images: 0, created: None };
         for w in words {
             if let Some(list) = w.strip_prefix("images=") {
                 for item in list.split(',').filter(|s| !s.is_empty()) {
@@ -274,28 +213,18 @@ mod tests {
         (dir, sk)
     }
 
-    const DATA: &[u8] =
-        b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef  b.tar.zst\n";
+    const DATA: &[u8] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef  b.tar.zst\n";
 
     #[test]
     fn sign_verify_round_trip() {
         let (_d, sk) = key();
-        let sig = sign(
-            DATA,
-            &sk,
-            "ferry bundle b images=x created=2024-01-01T00:00:00Z",
-            None,
-        )
-        .unwrap();
+        let sig = sign(DATA, &sk, "ferry bundle b images=x created=2024-01-01T00:00:00Z", None).unwrap();
         let text = String::from_utf8(sig.clone()).unwrap();
         assert!(text.starts_with("untrusted comment: "));
         assert!(text.contains("\ntrusted comment: ferry bundle b "));
         let info = verify(DATA, &sig, &[sk.public_key().clone()]).unwrap();
         assert_eq!(info.key_id, sk.key_id());
-        assert_eq!(
-            info.trusted_comment,
-            "ferry bundle b images=x created=2024-01-01T00:00:00Z"
-        );
+        assert_eq!(info.trusted_comment, "ferry bundle b images=x created=2024-01-01T00:00:00Z");
         assert_eq!(signer_key_id(&sig).unwrap(), sk.key_id());
         let u = read_unverified(&sig).unwrap();
         assert_eq!(u.trusted_comment, info.trusted_comment);
@@ -325,22 +254,12 @@ mod tests {
         assert!(matches!(e, SealError::BadSignature { .. }), "{e}");
         assert!(e.to_string().contains("signed file does not match"), "{e}");
 
-        let text = String::from_utf8(sig.clone())
-            .unwrap()
-            .replace("ferry bundle b", "ferry bundle c");
+        let text = String::from_utf8(sig.clone()).unwrap().replace("ferry bundle b", "ferry bundle c");
         let e = verify(DATA, text.as_bytes(), &[sk.public_key().clone()]).unwrap_err();
         assert!(matches!(e, SealError::BadSignature { .. }), "{e}");
-        assert!(
-            e.to_string().contains("trusted comment was modified"),
-            "{e}"
-        );
+        assert!(e.to_string().contains("trusted comment was modified"), "{e}");
 
-        for bad in [
-            &b"garbage"[..],
-            b"",
-            b"\xff\xfe",
-            b"untrusted comment: x\nAAAA\ntrusted comment: y\nAAAA\n",
-        ] {
+        for bad in [&b"garbage"[..], b"", b"\xff\xfe", b"untrusted comment: x\nAAAA\ntrusted comment: y\nAAAA\n"] {
             let e = verify(DATA, bad, &[sk.public_key().clone()]).unwrap_err();
             assert!(matches!(e, SealError::MalformedSignature { .. }), "{e}");
             assert!(signer_key_id(bad).is_err());
@@ -357,11 +276,7 @@ mod tests {
     #[test]
     fn trusted_comment_format_and_parse() {
         let t = UNIX_EPOCH + Duration::from_secs(1_714_564_800);
-        let c = bundle_trusted_comment(
-            "nightly",
-            &["alpine:3.19", "docker.io/library/nginx:1.25"],
-            t,
-        );
+        let c = bundle_trusted_comment("nightly", &["alpine:3.19", "docker.io/library/nginx:1.25"], t);
         assert_eq!(c, "ferry bundle nightly images=alpine:3.19,docker.io/library/nginx:1.25 created=2024-05-01T12:00:00Z");
         let p = BundleComment::parse(&c).unwrap();
         assert_eq!(p.stem, "nightly");
@@ -372,21 +287,13 @@ mod tests {
         assert!(c.starts_with("ferry bundle a_b_c images=x_y "), "{c}");
         assert!(BundleComment::parse("timestamp:123 file:x").is_none());
         let none: [&str; 0] = [];
-        assert_eq!(
-            BundleComment::parse(&bundle_trusted_comment("s", &none, t))
-                .unwrap()
-                .images
-                .len(),
-            0
-        );
+        assert_eq!(BundleComment::parse(&bundle_trusted_comment("s", &none, t)).unwrap().images.len(), 0);
     }
 
     #[test]
     fn long_image_lists_are_cut_with_a_count() {
         let t = UNIX_EPOCH;
-        let images: Vec<String> = (0..200)
-            .map(|i| format!("registry.example.com/team/image-{i:03}:v1.2.3"))
-            .collect();
+        let images: Vec<String> = (0..200).map(|i| format!("registry.example.com/team/image-{i:03}:v1.2.3")).collect();
         let c = bundle_trusted_comment("big", &images, t);
         assert!(c.len() <= TRUSTED_COMMENT_MAX, "{}", c.len());
         assert!(!c.contains('\n'));

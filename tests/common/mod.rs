@@ -75,19 +75,12 @@ pub fn ferry_ok(args: &[&str]) -> Run {
 /// Run a shell command, insist it succeeds, return stdout.
 pub fn sh(script: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).output().expect("run bash");
-    assert!(
-        out.status.success(),
-        "`{script}` failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{script}` failed:\n{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn require(bin: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false);
+    let found = std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file())).unwrap_or(false);
     assert!(found || Path::new(bin).is_file(), "missing {bin}: run scripts/install-deps.sh");
 }
 
@@ -157,10 +150,8 @@ pub fn source_digests(path: &Path) -> Vec<String> {
     let get = |p: &str| files.iter().find(|(n, _)| n == p).map(|(_, d)| d.clone());
     let mut digests = Vec::new();
     if let Some(index) = get("index.json") {
-        let mut queue: Vec<serde_json::Value> = serde_json::from_slice::<serde_json::Value>(&index).unwrap()["manifests"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let mut queue: Vec<serde_json::Value> =
+            serde_json::from_slice::<serde_json::Value>(&index).unwrap()["manifests"].as_array().unwrap().clone();
         while let Some(d) = queue.pop() {
             let digest = d["digest"].as_str().unwrap().to_string();
             let doc = get(&format!("blobs/sha256/{}", &digest[7..])).expect("blob present in source");

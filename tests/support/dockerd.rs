@@ -29,10 +29,7 @@ impl Dockerd {
             super::require(bin);
         }
         // Short path: unix socket paths are limited to 108 bytes.
-        let dir = tempfile::Builder::new()
-            .prefix("fd")
-            .tempdir_in("/tmp")
-            .expect("create temp dir for dockerd under /tmp");
+        let dir = tempfile::Builder::new().prefix("fd").tempdir_in("/tmp").expect("create temp dir for dockerd under /tmp");
         let out = Command::new("bash")
             .arg(script())
             .arg("start")
@@ -50,10 +47,7 @@ impl Dockerd {
             );
         }
         let host = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        assert!(
-            host.starts_with("unix://"),
-            "scripts/dockerd.sh printed {host:?}, expected unix://..."
-        );
+        assert!(host.starts_with("unix://"), "scripts/dockerd.sh printed {host:?}, expected unix://...");
         Dockerd { host, dir }
     }
 
@@ -71,10 +65,7 @@ impl Dockerd {
 
     /// Runs `/usr/bin/docker ARGS` against this daemon.
     pub fn docker(&self, args: &[&str]) -> Output {
-        self.command()
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("run {DOCKER}: {e}"))
+        self.command().args(args).output().unwrap_or_else(|e| panic!("run {DOCKER}: {e}"))
     }
 
     /// Runs `docker ARGS`, panics unless it succeeds, returns its stdout.
@@ -99,13 +90,7 @@ impl Dockerd {
         if !tar.exists() {
             busybox_rootfs_tar(&tar);
         }
-        self.docker_ok(&[
-            "import",
-            "--change",
-            "CMD [\"/bin/sh\"]",
-            tar.to_str().unwrap(),
-            name,
-        ]);
+        self.docker_ok(&["import", "--change", "CMD [\"/bin/sh\"]", tar.to_str().unwrap(), name]);
     }
 }
 
@@ -116,19 +101,39 @@ pub fn busybox_rootfs_tar(out: &Path) {
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or_else(|| panic!("missing busybox (package busybox-static): run scripts/install-deps.sh"));
-    let root = tempfile::Builder::new()
-        .prefix("bbroot")
-        .tempdir()
-        .expect("temp dir for busybox rootfs");
+    let root = tempfile::Builder::new().prefix("bbroot").tempdir().expect("temp dir for busybox rootfs");
     let r = root.path();
     for d in ["bin", "tmp", "etc", "root"] {
         std::fs::create_dir_all(r.join(d)).unwrap();
     }
     std::fs::copy(busybox, r.join("bin/busybox")).expect("copy busybox");
     for applet in [
-        "sh", "echo", "cat", "ls", "rm", "ln", "mkdir", "printf", "cp", "mv", "touch", "test",
-        "true", "false", "sleep", "env", "id", "wc", "head", "tail", "grep", "sed", "sha256sum",
-        "find", "stat", "readlink",
+        "sh",
+        "echo",
+        "cat",
+        "ls",
+        "rm",
+        "ln",
+        "mkdir",
+        "printf",
+        "cp",
+        "mv",
+        "touch",
+        "test",
+        "true",
+        "false",
+        "sleep",
+        "env",
+        "id",
+        "wc",
+        "head",
+        "tail",
+        "grep",
+        "sed",
+        "sha256sum",
+        "find",
+        "stat",
+        "readlink",
     ] {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
     }
@@ -147,19 +152,12 @@ pub fn busybox_rootfs_tar(out: &Path) {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let out = Command::new("bash")
-            .arg(script())
-            .arg("stop")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .output();
+        let out = Command::new("bash").arg(script()).arg("stop").arg(self.dir.path()).stdin(Stdio::null()).output();
         match out {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!(
-                "warning: scripts/dockerd.sh stop {} failed: {}",
-                self.dir.path().display(),
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            Ok(o) => {
+                eprintln!("warning: scripts/dockerd.sh stop {} failed: {}", self.dir.path().display(), String::from_utf8_lossy(&o.stderr))
+            }
             Err(e) => eprintln!("warning: run scripts/dockerd.sh stop: {e}"),
         }
     }

@@ -17,18 +17,14 @@ pub fn repo_root() -> PathBuf {
 pub fn which(bin: &str) -> Option<PathBuf> {
     fn is_exec(p: &Path) -> bool {
         use std::os::unix::fs::PermissionsExt;
-        p.metadata()
-            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
     }
     if bin.contains('/') {
         let p = PathBuf::from(bin);
         return is_exec(&p).then_some(p);
     }
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(bin))
-        .find(|p| is_exec(p))
+    std::env::split_paths(&path).map(|d| d.join(bin)).find(|p| is_exec(p))
 }
 
 /// Panics (never skips) when a command the test needs is not installed.

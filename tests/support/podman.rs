@@ -21,7 +21,11 @@ impl PodmanService {
         let conf = p.join("storage.conf");
         std::fs::write(
             &conf,
-            format!("[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n", p.join("run").display(), p.join("graph").display()),
+            format!(
+                "[storage]\ndriver = \"vfs\"\nrunroot = \"{}\"\ngraphroot = \"{}\"\n",
+                p.join("run").display(),
+                p.join("graph").display()
+            ),
         )
         .unwrap();
         let sock = p.join("podman.sock");

@@ -1,5 +1,7 @@
 //! Local directory backend: a mounted USB key, a DVD staging folder, an NFS drop.
-use crate::{check_name, local_file, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload, PARTIAL_SUFFIX};
+use crate::{
+    check_name, local_file, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload, PARTIAL_SUFFIX,
+};
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -54,7 +56,9 @@ impl Transport for DirTransport {
         // another user's file) is unlinked, which never touches what it points at, and the
         // upload starts over in a file created exclusively.
         let resumed = match mode {
-            PutMode::Resume => local_file::open_own(&temp_path, true).map_err(|e| self.err(format!("opening {}", temp_path.display()), e))?,
+            PutMode::Resume => {
+                local_file::open_own(&temp_path, true).map_err(|e| self.err(format!("opening {}", temp_path.display()), e))?
+            }
             PutMode::Fresh => None,
         };
         let mut file = match resumed {
@@ -123,9 +127,10 @@ impl Transport for DirTransport {
             return Err(self.err(format!("publishing {}", file.display()), io::Error::other(format!("not in {}", self.root.display()))));
         }
         // The file is one ferry made there: never follow a link swapped in for it.
-        let handle = local_file::open_own(file, false)
-            .map_err(|e| self.err(format!("opening {}", file.display()), e))?
-            .ok_or_else(|| self.err(format!("publishing {}", file.display()), io::Error::other("it is no longer a regular file of ours")))?;
+        let handle =
+            local_file::open_own(file, false).map_err(|e| self.err(format!("opening {}", file.display()), e))?.ok_or_else(|| {
+                self.err(format!("publishing {}", file.display()), io::Error::other("it is no longer a regular file of ours"))
+            })?;
         publish(handle, file, &final_path, &self.describe())
     }
 

@@ -18,7 +18,12 @@ pub enum TransportError {
     #[error("{location}: host key verification failed: {detail}")]
     HostKey { location: String, detail: String },
     #[error("{location}: {context}: {}", crate::remote::without_errno(&source.to_string()))]
-    Io { location: String, context: String, #[source] source: io::Error },
+    Io {
+        location: String,
+        context: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{location}: {context}: {detail}")]
     Protocol { location: String, context: String, detail: String },
     /// A FIFO, device, socket or directory where a file to read should be: refused

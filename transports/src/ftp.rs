@@ -119,9 +119,7 @@ impl FtpTransport {
         ftp.login(user.as_str(), password.as_str()).map_err(|e| match e {
             FtpError::UnexpectedResponse(r) => {
                 let hint = match (&self.remote.password, &self.remote.password_source) {
-                    (None, _) if !self.anonymous => {
-                        " (no password given: put it in the URL, $FERRY_FTP_PASSWORD or ~/.netrc)".to_string()
-                    }
+                    (None, _) if !self.anonymous => " (no password given: put it in the URL, $FERRY_FTP_PASSWORD or ~/.netrc)".to_string(),
                     (Some(_), Some(src)) => format!(" (password from {src})"),
                     _ => String::new(),
                 };
@@ -180,13 +178,7 @@ impl FtpTransport {
     }
 
     fn caps(&self) -> Capabilities {
-        Capabilities {
-            overwrite: !self.anonymous,
-            delete: !self.anonymous,
-            list: true,
-            resume_upload: true,
-            resume_download: true,
-        }
+        Capabilities { overwrite: !self.anonymous, delete: !self.anonymous, list: true, resume_upload: true, resume_download: true }
     }
 }
 
@@ -235,9 +227,8 @@ pub(crate) fn read_ca_certs(remote: &Remote, path: &std::path::Path) -> Result<V
     let mut certs = Vec::new();
     for block in text.split("-----BEGIN CERTIFICATE-----").skip(1) {
         let pem = format!("-----BEGIN CERTIFICATE-----{block}");
-        let cert = native_tls::Certificate::from_pem(pem.as_bytes()).map_err(|e| {
-            remote.protocol_error(format!("reading CA certificate {}", path.display()), e)
-        })?;
+        let cert = native_tls::Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| remote.protocol_error(format!("reading CA certificate {}", path.display()), e))?;
         certs.push(cert);
     }
     if certs.is_empty() {
@@ -391,9 +382,8 @@ impl Upload for FtpUpload {
         let remote = self.remote.clone();
         let err = |context: String, e: FtpError| ftp_error(&remote, context, e);
         let writer = self.stream.take();
-        let stream = writer
-            .into_inner()
-            .map_err(|e| TransportError::io(&remote.display, format!("uploading {}", self.temp), e.into_error()))?;
+        let stream =
+            writer.into_inner().map_err(|e| TransportError::io(&remote.display, format!("uploading {}", self.temp), e.into_error()))?;
         stream.finish().map_err(|e| err(format!("finishing upload of {}", self.temp), e))?;
         let mut ftp = self.ftp.take().expect("connection present until commit");
         if !self.caps.overwrite {
@@ -412,10 +402,9 @@ impl Upload for FtpUpload {
         let expected = self.resumed_from + self.stream.written();
         match ftp.size(&self.name) {
             Ok(n) if n as u64 != expected => {
-                return Err(remote.protocol_error(
-                    format!("checking {}", self.name),
-                    format!("the server holds {n} bytes, {expected} were sent"),
-                ))
+                return Err(
+                    remote.protocol_error(format!("checking {}", self.name), format!("the server holds {n} bytes, {expected} were sent"))
+                )
             }
             _ => {}
         }
@@ -439,9 +428,7 @@ impl Read for FtpReader {
         if n == 0 && !buf.is_empty() {
             // End of data: the server's final reply says whether the transfer was complete.
             let stream = self.stream.take().unwrap();
-            stream.finish().map_err(|e| {
-                io::Error::other(ftp_error(&self.remote, format!("downloading {}", self.name), e).to_string())
-            })?;
+            stream.finish().map_err(|e| io::Error::other(ftp_error(&self.remote, format!("downloading {}", self.name), e).to_string()))?;
         }
         Ok(n)
     }

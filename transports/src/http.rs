@@ -25,9 +25,9 @@ use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ET
 use reqwest::{Method, StatusCode};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::pin::Pin;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Mutex;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -93,10 +93,13 @@ impl HttpTransport {
             builder = builder.tcp_user_timeout(opts.io_timeout);
         }
         let client = builder.build().map_err(|e| remote.protocol_error("setting up the HTTP client", error_chain(&e)))?;
-        let token = opts
-            .http_token
-            .clone()
-            .or_else(|| if opts.use_env { std::env::var("FERRY_HTTP_TOKEN").ok().filter(|t| !t.is_empty()) } else { None });
+        let token = opts.http_token.clone().or_else(|| {
+            if opts.use_env {
+                std::env::var("FERRY_HTTP_TOKEN").ok().filter(|t| !t.is_empty())
+            } else {
+                None
+            }
+        });
         let auth = match (&remote.user, &remote.password, token) {
             (Some(u), p, _) => Auth::Basic(u.clone(), p.clone()),
             (None, _, Some(t)) => Auth::Bearer(Secret(t)),
@@ -389,10 +392,9 @@ impl Transport for HttpTransport {
                         self.remember(name, resp.headers(), total);
                         self.silence_limited(resp, &context)
                     }
-                    _ => Err(self.remote.protocol_error(
-                        &context,
-                        format!("asked for bytes from {offset}, the server sent Content-Range {range:?}"),
-                    )),
+                    _ => Err(self
+                        .remote
+                        .protocol_error(&context, format!("asked for bytes from {offset}, the server sent Content-Range {range:?}"))),
                 }
             }
             s if s.is_success() => {
@@ -417,10 +419,9 @@ impl Transport for HttpTransport {
                     let skipped = io::copy(&mut (&mut body).take(offset), &mut io::sink())
                         .map_err(|e| TransportError::io(&self.remote.display, &context, e))?;
                     if skipped < offset {
-                        return Err(self.remote.protocol_error(
-                            &context,
-                            format!("{name} is shorter ({skipped} bytes) than the resume offset {offset}"),
-                        ));
+                        return Err(self
+                            .remote
+                            .protocol_error(&context, format!("{name} is shorter ({skipped} bytes) than the resume offset {offset}")));
                     }
                 }
                 Ok(body)
@@ -448,10 +449,7 @@ impl Transport for HttpTransport {
         match status {
             s if s.is_success() => {}
             StatusCode::NOT_FOUND => {
-                return Err(TransportError::NotFound {
-                    location: self.remote.display.clone(),
-                    name: self.base.path().to_string(),
-                })
+                return Err(TransportError::NotFound { location: self.remote.display.clone(), name: self.base.path().to_string() })
             }
             StatusCode::FORBIDDEN | StatusCode::METHOD_NOT_ALLOWED => {
                 return Err(TransportError::Unsupported {
@@ -461,11 +459,8 @@ impl Transport for HttpTransport {
             }
             s => return Err(self.status_error(context, None, s)),
         }
-        let is_html = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.to_ascii_lowercase().contains("html"));
+        let is_html =
+            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.to_ascii_lowercase().contains("html"));
         let body = resp.text().map_err(|e| send_error(&self.remote, context, &e))?;
         if !is_html {
             return Err(TransportError::Unsupported {
@@ -589,7 +584,10 @@ impl http_body::Body for ChannelBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<http_body::Frame<Bytes>, io::Error>>> {
         if self.done {
             return Poll::Ready(None);
         }

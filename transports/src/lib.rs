@@ -63,13 +63,7 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
-    pub const ALL: Capabilities = Capabilities {
-        overwrite: true,
-        delete: true,
-        list: true,
-        resume_upload: true,
-        resume_download: true,
-    };
+    pub const ALL: Capabilities = Capabilities { overwrite: true, delete: true, list: true, resume_upload: true, resume_download: true };
 }
 
 /// One file at a location.

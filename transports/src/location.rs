@@ -1,5 +1,7 @@
 use crate::remote::redact;
-use crate::{DirTransport, FtpTransport, HttpTransport, MemoryTransport, Result, SftpTransport, Transport, TransportError, TransportOptions};
+use crate::{
+    DirTransport, FtpTransport, HttpTransport, MemoryTransport, Result, SftpTransport, Transport, TransportError, TransportOptions,
+};
 
 /// Where bundles go or come from, parsed from what the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]

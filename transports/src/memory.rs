@@ -55,20 +55,13 @@ impl Transport for MemoryTransport {
         };
         let buf = store.entry(temp.clone()).or_default();
         buf.truncate(existing as usize);
-        Ok(Box::new(MemoryUpload {
-            transport: self.clone(),
-            temp,
-            name: name.to_string(),
-            resumed_from: existing,
-        }))
+        Ok(Box::new(MemoryUpload { transport: self.clone(), temp, name: name.to_string(), resumed_from: existing }))
     }
 
     fn get(&self, name: &str, offset: u64) -> Result<Box<dyn Read + Send>> {
         check_name(name)?;
         let store = self.store.lock().unwrap();
-        let data = store
-            .get(name)
-            .ok_or_else(|| TransportError::NotFound { location: self.describe(), name: name.to_string() })?;
+        let data = store.get(name).ok_or_else(|| TransportError::NotFound { location: self.describe(), name: name.to_string() })?;
         let start = (offset as usize).min(data.len());
         Ok(Box::new(Cursor::new(data[start..].to_vec())))
     }
@@ -82,13 +75,7 @@ impl Transport for MemoryTransport {
         if !self.caps.list {
             return Err(self.unsupported("listing"));
         }
-        Ok(self
-            .store
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(name, data)| Entry { name: name.clone(), size: data.len() as u64 })
-            .collect())
+        Ok(self.store.lock().unwrap().iter().map(|(name, data)| Entry { name: name.clone(), size: data.len() as u64 }).collect())
     }
 
     fn delete(&self, name: &str) -> Result<()> {

@@ -137,13 +137,9 @@ impl SftpTransport {
                 let Some(path) = path else {
                     return Err(host_key_err("no known_hosts file to record the new key in (HOME unset)".into()));
                 };
-                let line = format!(
-                    "{pattern} {type_name} {}\n",
-                    base64::engine::general_purpose::STANDARD.encode(&key)
-                );
-                append_known_host(&path, &line).map_err(|e| {
-                    TransportError::io(&self.remote.display, format!("adding the host key to {}", path.display()), e)
-                })?;
+                let line = format!("{pattern} {type_name} {}\n", base64::engine::general_purpose::STANDARD.encode(&key));
+                append_known_host(&path, &line)
+                    .map_err(|e| TransportError::io(&self.remote.display, format!("adding the host key to {}", path.display()), e))?;
                 Ok(())
             }
             CheckResult::NotFound => Err(host_key_err(format!(
@@ -202,9 +198,7 @@ impl SftpTransport {
         let files: Vec<PathBuf> = if explicit {
             self.opts.identity_files.clone()
         } else {
-            home_dir()
-                .map(|h| ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|f| h.join(".ssh").join(f)).collect())
-                .unwrap_or_default()
+            home_dir().map(|h| ["id_ed25519", "id_ecdsa", "id_rsa"].iter().map(|f| h.join(".ssh").join(f)).collect()).unwrap_or_default()
         };
         let passphrase = if self.opts.use_env { std::env::var("FERRY_SSH_KEY_PASSPHRASE").ok() } else { None };
         for file in files {
@@ -278,8 +272,7 @@ impl SftpTransport {
                 continue;
             }
             if sftp.stat(&current).is_err() {
-                sftp.mkdir(&current, 0o755)
-                    .map_err(|e| self.ssh_err(format!("creating directory {}", current.display()), e))?;
+                sftp.mkdir(&current, 0o755).map_err(|e| self.ssh_err(format!("creating directory {}", current.display()), e))?;
             }
         }
         Ok(())
@@ -442,11 +435,8 @@ impl Transport for SftpTransport {
             },
             PutMode::Fresh => 0,
         };
-        let flags = if existing > 0 {
-            OpenFlags::WRITE | OpenFlags::CREATE
-        } else {
-            OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE
-        };
+        let flags =
+            if existing > 0 { OpenFlags::WRITE | OpenFlags::CREATE } else { OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::TRUNCATE };
         let mut file = conn
             .sftp
             .open_mode(&temp, flags, 0o644, OpenType::File)
@@ -501,15 +491,12 @@ impl Transport for SftpTransport {
     }
 
     fn list(&self) -> Result<Vec<Entry>> {
-        let entries = self
-            .with_conn(|c| c.sftp.readdir(&self.dir))?
-            .map_err(|e| self.ssh_err(format!("listing {}", self.dir.display()), e))?;
+        let entries =
+            self.with_conn(|c| c.sftp.readdir(&self.dir))?.map_err(|e| self.ssh_err(format!("listing {}", self.dir.display()), e))?;
         let mut out: Vec<Entry> = entries
             .into_iter()
             .filter(|(_, st)| st.is_file())
-            .filter_map(|(p, st)| {
-                p.file_name().and_then(|n| n.to_str()).map(|n| Entry { name: n.to_string(), size: st.size.unwrap_or(0) })
-            })
+            .filter_map(|(p, st)| p.file_name().and_then(|n| n.to_str()).map(|n| Entry { name: n.to_string(), size: st.size.unwrap_or(0) }))
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
@@ -520,9 +507,7 @@ impl Transport for SftpTransport {
         let path = self.path(name);
         match self.with_conn(|c| c.sftp.unlink(&path))? {
             Ok(()) => Ok(()),
-            Err(e) if is_missing(&e) => {
-                Err(TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() })
-            }
+            Err(e) if is_missing(&e) => Err(TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() }),
             Err(e) => Err(self.ssh_err(format!("deleting {}", path.display()), e)),
         }
     }
@@ -576,18 +561,13 @@ impl Upload for SftpUpload {
                 Ok(false) => {
                     // No atomic replace on this server: remove, then rename (a short window
                     // without the file, never a partial file under the final name).
+                    conn.sftp.unlink(&target).map_err(|e| ssh_error(&remote, format!("replacing {}", target.display()), e))?;
                     conn.sftp
-                        .unlink(&target)
-                        .map_err(|e| ssh_error(&remote, format!("replacing {}", target.display()), e))?;
-                    conn.sftp.rename(&temp, &target, None).map_err(|e| {
-                        ssh_error(&remote, format!("renaming {} to {}", temp.display(), target.display()), e)
-                    })?;
+                        .rename(&temp, &target, None)
+                        .map_err(|e| ssh_error(&remote, format!("renaming {} to {}", temp.display(), target.display()), e))?;
                 }
                 Err(msg) => {
-                    return Err(remote.protocol_error(
-                        format!("replacing {} with {} (posix-rename)", target.display(), temp.display()),
-                        msg,
-                    ))
+                    return Err(remote.protocol_error(format!("replacing {} with {} (posix-rename)", target.display(), temp.display()), msg))
                 }
             }
         }
@@ -630,4 +610,3 @@ fn _assert_send() {
     is_send::<SftpUpload>();
     is_send::<SftpReader>();
 }
-

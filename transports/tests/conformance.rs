@@ -11,9 +11,7 @@ fn backend(label: &'static str, location: String, opts: TransportOptions) -> Bac
     let opts = Arc::new(opts);
     Backend {
         label,
-        open: Box::new(move || -> Box<dyn Transport> {
-            open_with(&location, &opts).unwrap_or_else(|e| panic!("opening {location}: {e}"))
-        }),
+        open: Box::new(move || -> Box<dyn Transport> { open_with(&location, &opts).unwrap_or_else(|e| panic!("opening {location}: {e}")) }),
         big: big_size(),
     }
 }
@@ -61,11 +59,8 @@ fn ftps_local_user() {
 #[test]
 fn sftp_key_file() {
     let server = Sshd::start();
-    let opts = TransportOptions {
-        known_hosts: Some(server.known_hosts.clone()),
-        identity_files: vec![server.key.clone()],
-        ..isolated_options()
-    };
+    let opts =
+        TransportOptions { known_hosts: Some(server.known_hosts.clone()), identity_files: vec![server.key.clone()], ..isolated_options() };
     run(&backend("sftp-keyfile", server.url(), opts));
     assert!(server.data_dir.join("binary.bin").exists());
 }

@@ -90,11 +90,8 @@ fn ftp_server_killed_mid_upload() {
 fn sftp_server_killed_mid_upload() {
     let mut server = Sshd::start();
     let url = server.url();
-    let opts = TransportOptions {
-        known_hosts: Some(server.known_hosts.clone()),
-        identity_files: vec![server.key.clone()],
-        ..isolated_options()
-    };
+    let opts =
+        TransportOptions { known_hosts: Some(server.known_hosts.clone()), identity_files: vec![server.key.clone()], ..isolated_options() };
     let data_dir = server.data_dir.clone();
     killed_mid_upload("sftp", &|| open(&url, &opts), &mut server.proc, &data_dir);
 }
@@ -135,11 +132,7 @@ fn sftp_unknown_host_key_refused_then_accepted_with_accept_new() {
     // Also with the entry among other hosts on its line, after a line libssh2 cannot
     // parse, and hashed (Debian's ssh hashes known_hosts by default).
     let multi = server.dir.path().join("multi_known_hosts");
-    fs::write(
-        &multi,
-        format!("@cert-authority *.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogus\nother.example,{}", recorded),
-    )
-    .unwrap();
+    fs::write(&multi, format!("@cert-authority *.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBogus\nother.example,{}", recorded)).unwrap();
     assert_eq!(open(&server.url(), &sftp_opts(&server, multi, false)).stat("x").unwrap(), None);
     let hashed = server.dir.path().join("hashed_known_hosts");
     fs::write(&hashed, &recorded).unwrap();
@@ -150,11 +143,7 @@ fn sftp_unknown_host_key_refused_then_accepted_with_accept_new() {
     assert_eq!(open(&server.url(), &sftp_opts(&server, hashed, false)).stat("x").unwrap(), None);
     // OpenSSH's own client agrees with what was recorded.
     let ssh_keygen = require("ssh-keygen", "openssh-client");
-    let out = std::process::Command::new(ssh_keygen)
-        .args(["-F", &format!("[127.0.0.1]:{}", server.port), "-f"])
-        .arg(&kh)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(ssh_keygen).args(["-F", &format!("[127.0.0.1]:{}", server.port), "-f"]).arg(&kh).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains(key_b64), "ssh-keygen -F does not find the recorded key");
 }
 
@@ -338,11 +327,7 @@ fn hung_server_times_out() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let opts = TransportOptions { io_timeout: Duration::from_secs(2), ..isolated_options() };
-    for url in [
-        format!("ftp://127.0.0.1:{port}/x/"),
-        format!("sftp://root@127.0.0.1:{port}/x"),
-        format!("http://127.0.0.1:{port}/x/"),
-    ] {
+    for url in [format!("ftp://127.0.0.1:{port}/x/"), format!("sftp://root@127.0.0.1:{port}/x"), format!("http://127.0.0.1:{port}/x/")] {
         let start = Instant::now();
         let err = open(&url, &opts).stat("f").unwrap_err();
         let took = start.elapsed();
@@ -355,11 +340,7 @@ fn hung_server_times_out() {
 #[test]
 fn passwords_never_in_describe_or_errors() {
     // describe() of URLs with passwords never shows them.
-    for url in [
-        "ftp://u:topsecret@127.0.0.1:1/x/",
-        "sftp://u:topsecret@127.0.0.1:1/x",
-        "https://u:topsecret@127.0.0.1:1/x/",
-    ] {
+    for url in ["ftp://u:topsecret@127.0.0.1:1/x/", "sftp://u:topsecret@127.0.0.1:1/x", "https://u:topsecret@127.0.0.1:1/x/"] {
         let t = open(url, &isolated_options());
         assert!(!t.describe().contains("topsecret"), "{}", t.describe());
         let err = t.stat("f").unwrap_err();

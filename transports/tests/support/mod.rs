@@ -23,10 +23,8 @@ pub const TEST_PASSWORD: &str = "ferry-Test-pw-7431";
 
 /// Find a server/tool binary or fail the test with what to install.
 pub fn require(bin: &str, package: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
+    let mut dirs: Vec<PathBuf> =
+        ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"].iter().map(PathBuf::from).collect();
     if let Some(path) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&path));
     }
@@ -187,7 +185,12 @@ impl Proc {
                 );
             }
             if Instant::now() > deadline {
-                panic!("{} did not listen on port {} within 15 s; log:\n{}", self.name, self.port, fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "{} did not listen on port {} within 15 s; log:\n{}",
+                    self.name,
+                    self.port,
+                    fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -282,9 +285,23 @@ pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     run(Command::new(openssl).args([
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-        "-keyout", key.to_str().unwrap(), "-out", cert.to_str().unwrap(),
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
     ]));
     (cert, key)
 }

@@ -96,10 +96,7 @@ fn small(t: &dyn Transport) {
 
     let list = t.list().unwrap();
     for (name, size) in [("hello.txt", hello.len()), ("binary.bin", binary.len()), ("empty.bin", 0)] {
-        assert!(
-            list.iter().any(|e| e.name == name && e.size == size as u64),
-            "list lacks {name} ({size} bytes): {list:?}"
-        );
+        assert!(list.iter().any(|e| e.name == name && e.size == size as u64), "list lacks {name} ({size} bytes): {list:?}");
     }
     assert!(!names(&list).contains(&partial_name("hello.txt").as_str()));
 
