@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export CARGO_TERM_COLOR=never
+# Formatting and lints first: they take seconds and name the file at fault.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # Tests start their own dockerd/vsftpd/sshd/nginx on loopback; two jobs suit 2 cores.
 cargo build --workspace --all-targets --locked
 cargo test --workspace --all-targets --locked -- --test-threads="${FERRY_TEST_THREADS:-2}"

@@ -358,8 +358,8 @@ fn deeply_nested_value_in_index_json_is_refused() {
     let mut index =
         br#"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:"#.to_vec();
     index.extend_from_slice(format!("{:064x}\",\"size\":1,\"x\":", 1).as_bytes());
-    index.extend(std::iter::repeat(b'[').take(100_000));
-    index.extend(std::iter::repeat(b']').take(100_000));
+    index.extend(std::iter::repeat_n(b'[', 100_000));
+    index.extend(std::iter::repeat_n(b']', 100_000));
     index.extend_from_slice(br#"}],"annotations":{"dev.ferry.bundle.format":"1"}}"#);
     let kib = refused(&with_index_json(&index), "index.json in the artifact is not valid JSON: recursion limit exceeded");
     print_rss("index.json with a value nested 100000 deep", kib);

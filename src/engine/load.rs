@@ -105,9 +105,12 @@ impl Drop for HoldBack {
     }
 }
 
+/// zstd in, gzip out to a spool file, hashed on the way, bounded in size.
+type ZstdToGzip = zstd::stream::write::Decoder<'static, Bounded<flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>>;
+
 /// A zstd layer being converted to gzip.
 struct Conversion {
-    decoder: Option<zstd::stream::write::Decoder<'static, Bounded<flate2::write::GzEncoder<HashingWriter<BufWriter<File>>>>>>,
+    decoder: Option<ZstdToGzip>,
     error: Option<io::Error>,
 }
 

@@ -283,7 +283,7 @@ mod tests {
         // Skipped fields are skipped iteratively; typed parsing keeps serde_json's
         // recursion limit (no `unbounded_depth`).
         let mut deep = format!(r#"{{"schemaVersion":2,"manifests":[{{"digest":"sha256:{:064x}","size":1,"x":"#, 1).into_bytes();
-        deep.extend(std::iter::repeat(b'[').take(100_000));
+        deep.extend(std::iter::repeat_n(b'[', 100_000));
         assert_eq!(
             classify(Claim::Index, &deep).unwrap_err().to_string().split(" at ").next().unwrap(),
             "is not valid JSON: EOF while parsing a list"

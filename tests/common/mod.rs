@@ -257,7 +257,7 @@ impl RawTar {
         self.0.extend_from_slice(h.as_bytes());
         self.0.extend_from_slice(data);
         let pad = (512 - data.len() % 512) % 512;
-        self.0.extend(std::iter::repeat(0).take(pad));
+        self.0.extend(std::iter::repeat_n(0, pad));
         self
     }
     pub fn finish(&mut self) -> Vec<u8> {
