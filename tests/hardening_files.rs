@@ -9,10 +9,8 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// A file outside every directory ferry is told about, which must keep its bytes.
 struct Victim {
@@ -77,47 +75,6 @@ fn names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
-}
-
-const HANG_LIMIT: Duration = Duration::from_secs(20);
-
-/// [`ferry_rss`] that fails the test instead of waiting for ever: ferry (and
-/// /usr/bin/time) run in their own process group, killed after [`HANG_LIMIT`].
-fn ferry_bounded(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
-    use std::os::unix::process::CommandExt;
-    require("/usr/bin/time");
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let (mut out, mut err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(env!("CARGO_BIN_EXE_ferry")).args(args);
-    cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap()).process_group(0);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("run ferry under /usr/bin/time");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > HANG_LIMIT {
-            // SAFETY: signalling the process group this test started.
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("ferry {args:?} did not finish within {HANG_LIMIT:?}: it blocks (on a FIFO?)");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let text = std::fs::read_to_string(report.path()).unwrap();
-    let kib = text.lines().rev().find_map(|l| l.trim().parse::<u64>().ok()).expect("peak RSS in /usr/bin/time's report");
-    let read = |f: &mut std::fs::File| {
-        use std::io::Seek;
-        let mut s = String::new();
-        f.rewind().unwrap();
-        f.read_to_string(&mut s).unwrap();
-        s
-    };
-    (Run { code: status.code().unwrap_or(-1), stdout: read(&mut out), stderr: read(&mut err) }, kib)
 }
 
 /// `resumed_from` of `name` in `pull --json`'s report.
@@ -229,8 +186,7 @@ fn existing_layout() -> (tempfile::TempDir, PathBuf, tempfile::TempDir) {
 /// before anything was staged next to it.
 fn refused_oci_target(layout: &Path, bundle: &Path, expect: &str) -> u64 {
     let before = names(layout.parent().unwrap());
-    let (r, kib) =
-        ferry_bounded(&["load", "--allow-unsigned", bundle.to_str().unwrap(), "--into", &format!("oci:{}", layout.display())], &[]);
+    let (r, kib) = ferry_rss(&["load", "--allow-unsigned", bundle.to_str().unwrap(), "--into", &format!("oci:{}", layout.display())], &[]);
     report("load --into oci:", &r, kib);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(expect), "expected {expect:?} in:\n{}", r.stderr);
@@ -305,7 +261,7 @@ fn save_replaces_a_fifo_planted_at_the_partial_name() {
     let out = tempfile::tempdir().unwrap();
     mkfifo(&out.path().join("m.tar.zst.partial"));
     let image = format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display());
-    let (r, kib) = ferry_bounded(&["save", &image, "-o", out.path().to_str().unwrap(), "-n", "m"], &[]);
+    let (r, kib) = ferry_rss(&["save", &image, "-o", out.path().to_str().unwrap(), "-n", "m"], &[]);
     report("save, FIFO at m.tar.zst.partial", &r, kib);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("saved ferry-fixture/docker20:v1"), "{}", r.stderr);
@@ -322,7 +278,7 @@ fn pull_replaces_a_fifo_planted_at_the_partial_name() {
     let dest = tempfile::tempdir().unwrap();
     mkfifo(&dest.path().join("m.tar.zst.partial"));
     let source = format!("{}/m", src.path().display());
-    let (r, kib) = ferry_bounded(&["pull", &source, "-o", dest.path().to_str().unwrap(), "--json"], &[]);
+    let (r, kib) = ferry_rss(&["pull", &source, "-o", dest.path().to_str().unwrap(), "--json"], &[]);
     report("pull, FIFO at m.tar.zst.partial", &r, kib);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(resumed_from(&r.stdout, "m.tar.zst"), 0);
@@ -407,7 +363,7 @@ fn refused_special(bundle: &Path, source: &str, name: &str, what: &str) -> u64 {
     let target = bundle.parent().unwrap().join("target-oci");
     let mut peak = 0;
     for args in [vec!["load", "--allow-unsigned", source, "--into", &format!("oci:{}", target.display())], vec!["verify", source]] {
-        let (r, kib) = ferry_bounded(&args, &[]);
+        let (r, kib) = ferry_rss(&args, &[]);
         report(args[0], &r, kib);
         assert_eq!(r.code, 3, "ferry {args:?}: {}", r.stderr);
         let expect = format!("{name} is not a regular file (it is {what})");
@@ -502,7 +458,7 @@ fn pull_refuses_a_fifo_as_the_artifact_at_the_source() {
     mkfifo(&usb.join("m.tar.zst"));
     let dest = tempfile::tempdir().unwrap();
     let source = format!("{}/m", usb.display());
-    let (r, kib) = ferry_bounded(&["pull", &source, "-o", dest.path().to_str().unwrap()], &[]);
+    let (r, kib) = ferry_rss(&["pull", &source, "-o", dest.path().to_str().unwrap()], &[]);
     report("pull, FIFO as the source's m.tar.zst", &r, kib);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("m.tar.zst is not a regular file (it is a FIFO)"), "{}", r.stderr);
@@ -589,7 +545,7 @@ fn pull_refuses_a_body_longer_than_announced() {
     const EXCESS: u64 = 256 << 20;
     let server = LyingServer::start(files, "m.tar.zst", EXCESS);
     let dest = tempfile::tempdir().unwrap();
-    let (r, kib) = ferry_bounded(&["pull", &server.url, "-o", dest.path().to_str().unwrap()], &[("NO_PROXY", "*")]);
+    let (r, kib) = ferry_rss(&["pull", &server.url, "-o", dest.path().to_str().unwrap()], &[("NO_PROXY", "*")]);
     report("pull, body longer than announced", &r, kib);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains(&format!("m.tar.zst: the source sent more than the {size} bytes it announced")), "{}", r.stderr);

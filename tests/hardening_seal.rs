@@ -7,12 +7,7 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Wall-clock bound of one ferry run: a regression fails the test instead of
-/// hanging it (today's refusals take well under a second).
-const RUN_TIMEOUT_SECS: u64 = 30;
 
 /// A bundle in a scratch directory: `keys/` (ferry keygen), `usb/` (the bundle).
 struct Sealed {
@@ -111,23 +106,10 @@ struct Outcome {
 /// `ferry ARGS` under `/usr/bin/time` (peak RSS, as `common::ferry_rss`) and
 /// `timeout` (so that a regression ends the run).
 fn ferry_bounded(args: &[&str], env: &[(&str, &str)]) -> Outcome {
-    require("/usr/bin/time");
-    require("timeout");
-    let report = tempfile::NamedTempFile::new().unwrap();
-    let mut cmd = Command::new("/usr/bin/time");
-    cmd.arg("-f").arg("%M").arg("-o").arg(report.path());
-    cmd.arg("timeout").arg("--foreground").arg("-s").arg("KILL").arg(RUN_TIMEOUT_SECS.to_string());
-    cmd.arg(env!("CARGO_BIN_EXE_ferry")).args(args).stdin(Stdio::null());
-    cmd.env_remove("FERRY_PASSPHRASE").env_remove("FERRY_MAX_SCRYPT_WORK_FACTOR");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    // Secrets and limits come only from `env`, never from the test runner's environment.
     let start = Instant::now();
-    let out = cmd.output().expect("run ferry under /usr/bin/time and timeout");
-    let elapsed = start.elapsed();
-    let text = std::fs::read_to_string(report.path()).unwrap();
-    let peak_rss_kib = text.lines().rev().find_map(|l| l.trim().parse::<u64>().ok()).expect("peak RSS in /usr/bin/time's report");
-    Outcome { code: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).into_owned(), peak_rss_kib, elapsed }
+    let (run, peak_rss_kib) = common::ferry_rss_without(args, env, &["FERRY_PASSPHRASE", "FERRY_MAX_SCRYPT_WORK_FACTOR"]);
+    Outcome { code: run.code, stderr: run.stderr, peak_rss_kib, elapsed: start.elapsed() }
 }
 
 /// `ferry load` of the bundle into `oci:TARGET`, with the identity (and the

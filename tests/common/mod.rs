@@ -39,27 +39,57 @@ pub fn ferry_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// How long a hostile case may run before the test calls it a hang.
+pub const HANG_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Run ferry under `/usr/bin/time` and return its outcome with its peak RSS
-/// in KiB (the bound a hostile input must stay under).
+/// in KiB (the bound a hostile input must stay under). A run that outlives
+/// [`HANG_LIMIT`] fails the test instead of waiting for ever: ferry (and
+/// /usr/bin/time) run in their own process group, killed then.
 pub fn ferry_rss(args: &[&str], env: &[(&str, &str)]) -> (Run, u64) {
+    ferry_rss_without(args, env, &[])
+}
+
+/// [`ferry_rss`] with the variables in `remove` taken out of ferry's environment.
+pub fn ferry_rss_without(args: &[&str], env: &[(&str, &str)], remove: &[&str]) -> (Run, u64) {
+    use std::os::unix::process::CommandExt;
     require("/usr/bin/time");
     let report = tempfile::NamedTempFile::new().expect("temp file");
+    let (mut out, mut err) = (tempfile::tempfile().unwrap(), tempfile::tempfile().unwrap());
     let mut cmd = Command::new("/usr/bin/time");
-    cmd.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(env!("CARGO_BIN_EXE_ferry"));
-    cmd.args(args).stdin(Stdio::null());
+    cmd.arg("-f").arg("%M").arg("-o").arg(report.path()).arg(env!("CARGO_BIN_EXE_ferry")).args(args);
+    cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(err.try_clone().unwrap()).process_group(0);
+    for var in remove {
+        cmd.env_remove(var);
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out: Output = cmd.output().expect("run ferry under /usr/bin/time");
+    let mut child = cmd.spawn().expect("run ferry under /usr/bin/time");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > HANG_LIMIT {
+            // SAFETY: signalling the process group this test started.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            let _ = child.wait();
+            panic!("ferry {args:?} did not finish within {HANG_LIMIT:?}: it hangs (on a FIFO? a silent server?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let text = std::fs::read_to_string(report.path()).expect("read /usr/bin/time's report");
     // The last line is %M; a signal or exit status line may come before it.
     let kib = text.lines().rev().find_map(|l| l.trim().parse::<u64>().ok()).expect("peak RSS in /usr/bin/time's report");
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    let read = |f: &mut std::fs::File| {
+        use std::io::Seek;
+        let mut s = String::new();
+        f.rewind().unwrap();
+        f.read_to_string(&mut s).unwrap();
+        s
     };
-    (run, kib)
+    (Run { code: status.code().unwrap_or(-1), stdout: read(&mut out), stderr: read(&mut err) }, kib)
 }
 
 /// Peak RSS every hostile input must stay under (issue 14, docs/SECURITY.md).
