@@ -10,6 +10,7 @@ pub mod decompress;
 pub mod digest;
 pub mod error;
 pub mod flatten;
+pub mod have;
 pub mod image;
 pub mod reference;
 pub mod seal;

@@ -75,6 +75,23 @@ enum Command {
     Keygen(KeygenArgs),
     /// Squash an image's layers into one (the filesystem a container sees) and write it to a target.
     Flatten(FlattenArgs),
+    /// Write a have-list of what a consumer holds, for `ferry save --have` (SPEC §6).
+    Have(HaveArgs),
+}
+
+#[derive(Args)]
+struct HaveArgs {
+    /// What the consumer holds: oci:DIR[:REF], docker-daemon:[NAME] (all images when no name), or a bundle (LOCATION/STEM, its .sha256, ...).
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// The have-list file to write (`-` for stdout).
+    #[arg(short, long)]
+    output: std::path::PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Read a bundle target that is unsigned or whose signer is not checked.
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 #[derive(Args)]
@@ -332,6 +349,13 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             let trust = TrustOptions { identities: a.identities, prompt_allowed: prompt_allowed(), ..Default::default() };
             let opts = commands::inspect::InspectOptions { source: a.source.source, trust };
             out.show(&commands::inspect::run(&opts, cx)?, |info, _| print_info(info));
+        }
+        Command::Have(a) => {
+            let opts = commands::have::HaveOptions { targets: a.targets, output: a.output, trust: a.trust.options(a.allow_unsigned) };
+            let report = commands::have::run(&opts, cx)?;
+            out.show(&report, |r, p| {
+                p.say(&format!("wrote {}: {} blob(s), {} layer chain(s) from {} target(s)", r.output, r.blobs, r.chains, r.targets.len()));
+            });
         }
         Command::Push(a) => {
             let opts = commands::push::PushOptions { bundle: a.bundle, location: a.location };
