@@ -7,6 +7,7 @@
 pub mod bounded_tar;
 pub mod compress;
 pub mod decompress;
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod flatten;

@@ -134,6 +134,9 @@ struct SaveArgs {
     /// Flatten each image to one layer (see docs/FLATTEN.md).
     #[arg(long)]
     flatten: bool,
+    /// A have-list of the target (from `ferry have`): leave out the layers it proves the target holds; repeatable.
+    #[arg(long = "have", value_name = "FILE")]
+    have: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -323,6 +326,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                     prompt_allowed: false,
                 },
                 flatten: a.flatten,
+                have: a.have,
             };
             out.show(&commands::save::run(&cmd, cx)?, print_save);
         }
@@ -426,6 +430,9 @@ fn print_save(r: &commands::save::SaveSummary, progress: &CliProgress) {
         if r.signed { ", signed" } else { "" },
         if r.encrypted { ", encrypted" } else { "" }
     ));
+    if r.have_lists > 0 {
+        progress.say(&format!("delta: {} layers left out, {:.1} MiB saved", r.left_out, r.saved_bytes as f64 / (1024.0 * 1024.0)));
+    }
 }
 
 fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
@@ -442,6 +449,24 @@ fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
             r.blobs,
             r.bytes,
             shown_list(&r.images)
+        ));
+    }
+    print_left_out(&r.left_out, progress);
+}
+
+/// A delta's left-out layers: what the target must already hold.
+fn print_left_out(left_out: &[ferry::delta::LeftOut], progress: &CliProgress) {
+    if left_out.is_empty() {
+        return;
+    }
+    let bytes: u64 = left_out.iter().map(|l| l.size).sum();
+    progress.say(&format!("delta: {} layer(s) ({}) left out; the target must hold:", left_out.len(), human(bytes)));
+    for l in left_out {
+        progress.say(&format!(
+            "  {}  {}  chain {}",
+            l.digest,
+            human(l.size),
+            l.chain_ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
         ));
     }
 }
@@ -479,6 +504,19 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     if let Some(f) = info.flattened {
         println!("flattened:   {}", if f { "yes" } else { "no" });
     }
+    if !info.left_out.is_empty() {
+        let bytes: u64 = info.left_out.iter().map(|l| l.size).sum();
+        println!(
+            "delta:       yes, against have-list(s) {}: {} layer(s) ({}) left out",
+            info.delta_base.as_deref().unwrap_or("?"),
+            info.left_out.len(),
+            human(bytes)
+        );
+        println!("the target must hold:");
+        for l in &info.left_out {
+            println!("  {}  {}  (diff_id {})", l.digest, human(l.size), l.diff_id);
+        }
+    }
     println!("files:");
     for p in &info.parts {
         println!("  {}  {}", shown(&p.name), p.size.map(human).unwrap_or_else(|| "?".into()));
@@ -495,7 +533,13 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
                 human(m.size)
             );
             for l in &m.layers {
-                println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), shown(&l.media_type));
+                println!(
+                    "    {}  {:>10}  {}{}",
+                    l.digest.short(),
+                    human(l.size),
+                    shown(&l.media_type),
+                    if l.left_out { "  (left out)" } else { "" }
+                );
             }
         }
     }

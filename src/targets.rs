@@ -1,7 +1,7 @@
 //! Where a verified bundle goes: the one dispatch over load targets, above the
 //! file targets (`load/`) and the Docker Engine (`engine/`).
 use crate::bundle::read::Decryptor;
-use crate::bundle::verify::NullSink;
+use crate::bundle::verify::Sink;
 use crate::bundle::Progress;
 use crate::error::{Error, Result};
 use crate::load::{ArchiveFileSink, OciDirSink};
@@ -25,7 +25,7 @@ pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, pro
             }
             let mut sink = ArchiveFileSink::new(path)?;
             let mut file = sink.take_file();
-            let result = verify_into(bundle, decryptor, &mut NullSink, Some(&mut file), progress);
+            let result = verify_into(bundle, decryptor, &mut CopyOnly, Some(&mut file), progress);
             match result {
                 Ok((v, c, e)) => {
                     sink.commit_file(file)?;
@@ -45,3 +45,8 @@ pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, pro
         ))),
     }
 }
+
+/// An archive target gets the verified tar as it streams and nothing else; it
+/// refuses a delta (an archive of it would miss the layers left out).
+struct CopyOnly;
+impl Sink for CopyOnly {}

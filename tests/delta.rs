@@ -159,3 +159,305 @@ fn have_refuses_targets_it_cannot_read() {
     assert!(r.stderr.contains("no index.json"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+/// A have-list of the fixture layout, written by ferry.
+fn layout_have(dir: &Path) -> std::path::PathBuf {
+    let have = dir.join("target.have");
+    ferry_ok(&["have", &format!("oci:{}", fixture(LAYOUT).display()), "-o", have.to_str().unwrap(), "-q"]);
+    have
+}
+
+/// The fixture's layer digests and sizes, from its manifest.
+fn layout_layers() -> Vec<(String, u64)> {
+    let dir = fixture(LAYOUT);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let hex = index["manifests"][0]["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap().to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(hex)).unwrap()).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["digest"].as_str().unwrap().to_string(), l["size"].as_u64().unwrap()))
+        .collect()
+}
+
+fn only_entries(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir).map(|r| r.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+}
+
+#[test]
+fn save_with_a_have_list_leaves_out_the_layers_it_proves_and_standard_tools_accept_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let have = layout_have(d);
+    ferry_ok(&["keygen", "-o", d.join("keys").to_str().unwrap(), "--no-password", "-q"]);
+    let key = d.join("keys/ferry.key");
+    let public = d.join("keys/ferry.pub");
+    let source = format!("oci:{}", fixture(LAYOUT).display());
+    let (full, delta) = (d.join("full"), d.join("delta"));
+    ferry_ok(&["save", &source, "-o", full.to_str().unwrap(), "-n", "app", "-q"]);
+    let r = ferry(&[
+        "save",
+        &source,
+        "--have",
+        have.to_str().unwrap(),
+        "--sign",
+        key.to_str().unwrap(),
+        "-o",
+        delta.to_str().unwrap(),
+        "-n",
+        "app",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let layers = layout_layers();
+    let saved: u64 = layers.iter().map(|l| l.1).sum();
+    let line = format!("delta: {} layers left out, {:.1} MiB saved", layers.len(), saved as f64 / 1048576.0);
+    assert!(r.stderr.contains(&line), "wanted {line:?} in:\n{}", r.stderr);
+
+    // The summary says so too (--json).
+    let json_out = d.join("json");
+    let r = ferry(&["--json", "save", &source, "--have", have.to_str().unwrap(), "-o", json_out.to_str().unwrap(), "-n", "app"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(summary["left_out"], layers.len());
+    assert_eq!(summary["saved_bytes"], saved);
+    let listed: BTreeSet<String> =
+        summary["left_out_layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed, layers.iter().map(|l| l.0.clone()).collect());
+
+    // The artifact carries no left-out layer, but its configs and manifests, and records what it left out.
+    let artifact = std::fs::read(delta.join("app.tar.zst")).unwrap();
+    let entries = tar_files(&decompress(&artifact));
+    let names: BTreeSet<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    for (digest, _) in &layers {
+        assert!(!names.contains(format!("blobs/sha256/{}", &digest[7..]).as_str()), "{digest} was carried");
+    }
+    let blobs = names.iter().filter(|n| n.starts_with("blobs/sha256/") && n.len() > 13).count();
+    assert_eq!(blobs, layout_blobs(&fixture(LAYOUT)).len() - layers.len());
+    let index: serde_json::Value = serde_json::from_slice(&entries.iter().find(|e| e.0 == "index.json").unwrap().2).unwrap();
+    let have_digest = format!("sha256:{}", sha256_hex(&std::fs::read(&have).unwrap()));
+    assert_eq!(index["annotations"]["dev.ferry.bundle.delta-base"], have_digest.as_str());
+    let recorded: serde_json::Value = serde_json::from_str(index["annotations"]["dev.ferry.bundle.left-out"].as_str().unwrap()).unwrap();
+    assert_eq!(recorded.as_array().unwrap().len(), layers.len());
+    assert_eq!(recorded[0]["have"], have_digest.as_str());
+    // manifest.json still names every layer (Docker skips the ones whose chain it has).
+    let manifest_json: serde_json::Value = serde_json::from_slice(&entries.iter().find(|e| e.0 == "manifest.json").unwrap().2).unwrap();
+    assert_eq!(manifest_json[0]["Layers"].as_array().unwrap().len(), layers.len());
+    let full_size = std::fs::metadata(full.join("app.tar.zst")).unwrap().len();
+    assert!((artifact.len() as u64) * 100 < full_size * 15, "delta {} bytes vs full {full_size}", artifact.len());
+
+    // Standard tools accept it as they accept any bundle.
+    sh(&format!("cd {} && sha256sum -c app.sha256 && minisign -Vm app.sha256 -p {}", delta.display(), public.display()));
+
+    // verify accepts exactly these as absent and lists what the target must hold; inspect shows it.
+    let r = ferry(&["verify", delta.to_str().unwrap(), "-k", public.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("the target must hold:"), "{}", r.stderr);
+    assert!(r.stderr.contains(&layers[0].0), "{}", r.stderr);
+    let r = ferry(&["inspect", delta.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(&format!("delta:       yes, against have-list(s) {have_digest}")), "{}", r.stdout);
+    assert!(r.stdout.contains("(left out)"), "{}", r.stdout);
+    let r = ferry(&["--json", "inspect", delta.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(info["left_out"].as_array().unwrap().len(), layers.len());
+
+    // A full bundle is not a delta: an empty have-list leaves nothing out.
+    let empty = d.join("empty.have");
+    std::fs::write(&empty, "# ferry have v1\n").unwrap();
+    let r = ferry(&["save", &source, "--have", empty.to_str().unwrap(), "-o", d.join("none").to_str().unwrap(), "-n", "app"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("delta: 0 layers left out, 0.0 MiB saved"), "{}", r.stderr);
+    let r = ferry(&["--json", "inspect", d.join("none").to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert!(info["left_out"].as_array().unwrap().is_empty() && info["delta_base"].is_null(), "{info}");
+}
+
+#[test]
+fn a_delta_into_an_archive_target_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let have = layout_have(d);
+    let delta = d.join("delta");
+    ferry_ok(&[
+        "save",
+        &format!("oci:{}", fixture(LAYOUT).display()),
+        "--have",
+        have.to_str().unwrap(),
+        "-o",
+        delta.to_str().unwrap(),
+        "-n",
+        "app",
+        "-q",
+    ]);
+    for target in ["oci-archive", "docker-archive"] {
+        let out = d.join(format!("{target}.tar"));
+        let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--into", &format!("{target}:{}", out.display())]);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains("is a delta") || r.stderr.contains("a delta"), "{}", r.stderr);
+        assert!(!out.exists(), "{target}: nothing is written");
+    }
+    assert_eq!(only_entries(d), ["delta", "target.have"].iter().map(|s| s.to_string()).collect());
+}
+
+/// A change to a delta's record of its left-out layers.
+type RecordEdit = dyn Fn(&mut serde_json::Value);
+
+/// Rewrite a delta bundle's index.json annotation `key` with `edit` (and re-seal the checksums).
+fn edit_record(bundle: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let artifact = bundle.join("app.tar.zst");
+    let entries = tar_files(&decompress(&std::fs::read(&artifact).unwrap()));
+    let mut tar = RawTar::new();
+    for (name, kind, data, link) in entries {
+        if name == "index.json" {
+            let mut index: serde_json::Value = serde_json::from_slice(&data).unwrap();
+            let ann = &mut index["annotations"]["dev.ferry.bundle.left-out"];
+            let mut record: serde_json::Value = serde_json::from_str(ann.as_str().unwrap()).unwrap();
+            edit(&mut record);
+            *ann = serde_json::Value::String(record.to_string());
+            tar.entry(&name, kind, &serde_json::to_vec(&index).unwrap(), &link);
+        } else {
+            tar.entry(&name, kind, &data, &link);
+        }
+    }
+    write_bundle(bundle, "app", &zstd_bytes(&tar.finish()));
+}
+
+#[test]
+fn the_verifier_accepts_exactly_the_recorded_layers_as_absent() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let have = layout_have(d);
+    let layers = layout_layers();
+    assert!(layers.len() >= 2, "the fixture has several layers");
+    // Leave out only the first layer: a have-list of its blob alone.
+    let first = d.join("first.have");
+    std::fs::write(&first, format!("# ferry have v1\n{}\n", layers[0].0)).unwrap();
+    let make = |name: &str, have: &Path| -> std::path::PathBuf {
+        let out = d.join(name);
+        ferry_ok(&[
+            "save",
+            &format!("oci:{}", fixture(LAYOUT).display()),
+            "--have",
+            have.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-n",
+            "app",
+            "-q",
+        ]);
+        out
+    };
+    let verify = |bundle: &Path| ferry(&["verify", bundle.to_str().unwrap()]);
+    assert_eq!(verify(&make("ok", &first)).code, 0);
+
+    let cases: Vec<(&str, Box<RecordEdit>, &str)> = vec![
+        // Dropping the record: the absent layer is no longer accepted.
+        ("unrecorded", Box::new(|r| r.as_array_mut().unwrap().truncate(0)), "leaves out at least one layer"),
+        ("wrong size", Box::new(|r| r[0]["size"] = (r[0]["size"].as_u64().unwrap() + 1).into()), "no manifest has it as one of"),
+        ("wrong diff_id", Box::new(|r| r[0]["diffID"] = format!("sha256:{}", "0".repeat(64)).into()), "disagrees with its manifests"),
+        (
+            "wrong chain",
+            Box::new(|r| r[0]["chainIDs"] = serde_json::json!([format!("sha256:{}", "1".repeat(64))])),
+            "disagrees with its manifests",
+        ),
+    ];
+    for (what, edit, message) in cases {
+        let bundle = make(what, &first);
+        edit_record(&bundle, edit);
+        let r = verify(&bundle);
+        assert_eq!(r.code, 3, "{what}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{what}: {}", r.stderr);
+    }
+    // A record naming a layer the artifact still carries.
+    let bundle = make("carried", &first);
+    let second = layers[1].clone();
+    edit_record(&bundle, move |r| {
+        let mut extra = r[0].clone();
+        extra["digest"] = second.0.clone().into();
+        extra["size"] = second.1.into();
+        r.as_array_mut().unwrap().push(extra);
+    });
+    let r = verify(&bundle);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("recorded as left out, but the artifact holds it"), "{}", r.stderr);
+    // A record of the whole image, on an artifact that still has a layer but claims none missing is fine; one that misses
+    // a layer it does not record is not: the full delta with one record removed.
+    let bundle = make("missing", &have);
+    edit_record(&bundle, |r| {
+        r.as_array_mut().unwrap().remove(0);
+    });
+    let r = verify(&bundle);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("is referenced but missing from the artifact"), "{}", r.stderr);
+}
+
+/// Write `contents` as a have-list and run `save --have` with it under the RSS meter.
+fn hostile_have(name: &str, contents: &[u8]) -> (Run, u64, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let have = dir.path().join(name);
+    std::fs::write(&have, contents).unwrap();
+    let out = dir.path().join("out");
+    let (r, kib) = ferry_rss(
+        &["save", &format!("oci:{}", fixture(LAYOUT).display()), "--have", have.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert!(!out.exists(), "{name}: nothing is written for a refused have-list");
+    assert!(kib < HOSTILE_RSS_LIMIT_KIB, "{name}: peak RSS {kib} KiB");
+    eprintln!("{name}: exit {}, {kib} KiB: {}", r.code, r.stderr.lines().next().unwrap_or(""));
+    (r, kib, dir)
+}
+
+#[test]
+fn hostile_have_lists_are_refused_naming_the_line() {
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("no-header.have", format!("{digest}\n").into_bytes(), "no-header.have:1: the first line must be \"# ferry have v1\""),
+        ("empty.have", Vec::new(), "empty.have:1: empty file"),
+        ("v2.have", b"# ferry have v2\n".to_vec(), "v2.have:1: the first line must be"),
+        ("upper.have", format!("# ferry have v1\n# ok\n{}\n", digest.to_uppercase()).into_bytes(), "upper.have:3: \"SHA256:"),
+        ("short.have", b"# ferry have v1\nsha256:abc\n".to_vec(), "short.have:2: \"sha256:abc\" is not"),
+        ("trailing.have", format!("# ferry have v1\n{digest} \n").into_bytes(), "trailing.have:2:"),
+        ("chain.have", format!("# ferry have v1\nchain\t{digest}\n").into_bytes(), "chain.have:2:"),
+        ("crlf.have", format!("# ferry have v1\r\n{digest}\r\n").into_bytes(), "crlf.have:1: carriage return"),
+        ("binary.have", b"# ferry have v1\n\xff\xfe\x00\n".to_vec(), "binary.have:2: not UTF-8"),
+        (
+            "long-line.have",
+            format!("# ferry have v1\n#{}\n", "x".repeat(1 << 20)).into_bytes(),
+            "long-line.have:2: line longer than 4096 bytes",
+        ),
+        ("many-lines.have", [b"# ferry have v1\n".to_vec(), vec![b'\n'; 1 << 20]].concat(), "more than 1048576 lines"),
+        ("escape.have", b"# ferry have v1\n\x1b]0;owned\x07\n".to_vec(), "escape.have:2:"),
+    ];
+    for (name, contents, message) in cases {
+        let (r, _, _dir) = hostile_have(name, &contents);
+        assert_eq!(r.code, 2, "{name}: {}", r.stderr);
+        assert!(r.stderr.contains(message), "{name}: wanted {message:?} in {}", r.stderr);
+        assert!(!r.stderr.contains('\u{1b}'), "{name}: control characters are escaped: {:?}", r.stderr);
+        assert!(r.stderr.contains("hint: give a have-list written by `ferry have`"), "{name}: {}", r.stderr);
+    }
+}
+
+#[test]
+fn a_have_list_over_16_mib_is_refused_before_it_is_read() {
+    let digest = format!("sha256:{}\n", "b".repeat(64));
+    let mut big = b"# ferry have v1\n".to_vec();
+    while big.len() <= 16 << 20 {
+        big.extend_from_slice(digest.as_bytes());
+    }
+    let (r, kib, _dir) = hostile_have("big.have", &big);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("big.have: larger than 16 MiB"), "{}", r.stderr);
+    assert!(kib < 20 * 1024, "refused from its size, not read: {kib} KiB");
+    // At the bound, many distinct digests: parsed within the memory bound.
+    let mut full = b"# ferry have v1\n".to_vec();
+    let mut n = 0u64;
+    while full.len() + 72 + 4 <= 16 << 20 {
+        full.extend_from_slice(format!("sha256:{:064x}\n", n).as_bytes());
+        n += 1;
+    }
+    let (r, kib, _dir) = hostile_have("full.have", &[full, b"bad\n".to_vec()].concat());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("full.have:{}: \"bad\"", n + 2)), "{}", r.stderr);
+    eprintln!("16 MiB of distinct digests: {kib} KiB");
+}
