@@ -108,7 +108,8 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
     }
     let total: u64 = order.iter().filter_map(|d| set.blob(d)).map(|b| b.size).sum();
     // Layers a Docker export left compressed in a spool next to the output: build the artifact around them there.
-    if let Some(plan) = in_place::plan(set, &order, &opts, &*transport) {
+    // Not for a delta: the spool still holds the left-out layers, which would travel inside the artifact's padding.
+    if let Some(plan) = in_place::plan(set, &order, &opts, &*transport).filter(|_| delta.is_none()) {
         if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, mtime, &artifact, &*transport, progress)? {
             return publish(set, &*transport, opts, created, Written { records: vec![record], tar_bytes, encrypted, delta }, None);
         }
