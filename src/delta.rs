@@ -90,6 +90,32 @@ impl Delta {
     }
 }
 
+/// The load-time check: `Ok` when `holds` says the target holds every
+/// left-out layer, else [`Error::MissingBase`] naming what it lacks (exit 1;
+/// called before anything is written).
+pub fn check_target(delta: &Delta, target: &str, mut holds: impl FnMut(&LeftOut) -> Result<bool>) -> Result<()> {
+    let mut missing = Vec::new();
+    for l in &delta.left_out {
+        if !holds(l)? {
+            missing.push(l);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    const SHOWN: usize = 10;
+    let mut names: Vec<String> = missing.iter().take(SHOWN).map(|l| l.digest.to_string()).collect();
+    if missing.len() > SHOWN {
+        names.push(format!("and {} more", missing.len() - SHOWN));
+    }
+    Err(Error::MissingBase(format!(
+        "{target} lacks {} of the {} layer(s) this delta bundle leaves out: {}; nothing was written",
+        missing.len(),
+        delta.left_out.len(),
+        names.join(", ")
+    )))
+}
+
 /// A have-list given to `save --have`, with the digest of its bytes.
 pub struct Base {
     pub digest: Digest,

@@ -461,3 +461,156 @@ fn a_have_list_over_16_mib_is_refused_before_it_is_read() {
     assert!(r.stderr.contains(&format!("full.have:{}: \"bad\"", n + 2)), "{}", r.stderr);
     eprintln!("16 MiB of distinct digests: {kib} KiB");
 }
+
+fn build(daemon: &Dockerd, name: &str, dockerfile: &str) {
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();
+    let out = daemon.command().env("DOCKER_BUILDKIT", "0").args(["build", "-q", "-t", name]).arg(ctx.path()).output().unwrap();
+    assert!(out.status.success(), "docker build {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn at(daemon: &Dockerd, args: &[&str]) -> Run {
+    ferry_env(args, &[("DOCKER_HOST", daemon.host.as_str())])
+}
+
+fn at_ok(daemon: &Dockerd, args: &[&str]) -> Run {
+    let r = at(daemon, args);
+    assert_eq!(r.code, 0, "ferry {args:?} (DOCKER_HOST={}):\n{}", daemon.host, r.stderr);
+    r
+}
+
+fn run_image(daemon: &Dockerd, image: &str) -> String {
+    daemon.docker_ok(&["run", "--rm", "--pull=never", "--network", "none", image]).trim_end().to_string()
+}
+
+fn artifact_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tar"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+const APP_V1: &str = "FROM ferry-test/base:1\nRUN echo v1 > /version\nCMD [\"cat\", \"/version\"]\n";
+const APP_V2: &str =
+    "FROM ferry-test/base:1\nRUN echo v2 > /version && echo extra > /extra\nCMD [\"sh\", \"-c\", \"cat /version /extra\"]\n";
+const APP_V2_OUTPUT: &str = "v2\nextra";
+
+#[test]
+fn delta_from_a_consumers_have_list_loads_into_docker_and_oci_and_fails_closed_elsewhere() {
+    let daemons: Vec<_> = (0..3).map(|_| std::thread::spawn(Dockerd::start)).collect();
+    let mut daemons = daemons.into_iter().map(|d| d.join().expect("start dockerd"));
+    let (producer, consumer, empty) = (daemons.next().unwrap(), daemons.next().unwrap(), daemons.next().unwrap());
+    producer.import_busybox("ferry-test/base:1");
+    build(&producer, "app:1", APP_V1);
+    build(&producer, "app:2", APP_V2);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let p = |name: &str| d.join(name).to_str().unwrap().to_string();
+    ferry_ok(&["keygen", "-o", &p("keys"), "--no-password", "-q"]);
+    let (key, public) = (p("keys/ferry.key"), p("keys/ferry.pub"));
+
+    // The consumer loaded v1, into Docker and into an OCI layout.
+    at_ok(&producer, &["save", "docker-daemon:app:1", "--sign", &key, "-o", &p("v1"), "-n", "app-1", "-q"]);
+    at_ok(&consumer, &["load", &p("v1"), "-k", &public, "-q"]);
+    let layout = p("oci");
+    ferry_ok(&["load", &p("v1"), "-k", &public, "--into", &format!("oci:{layout}"), "-q"]);
+
+    // Have-lists from both; deltas of v2 against each.
+    at_ok(&consumer, &["have", "docker-daemon:", "-o", &p("docker.have"), "-q"]);
+    ferry_ok(&["have", &format!("oci:{layout}"), "-o", &p("oci.have"), "-q"]);
+    at_ok(&producer, &["save", "docker-daemon:app:2", "--sign", &key, "-o", &p("full"), "-n", "app-2", "-q"]);
+    let r = at_ok(
+        &producer,
+        &["save", "docker-daemon:app:2", "--have", &p("docker.have"), "--sign", &key, "-o", &p("delta-docker"), "-n", "app-2"],
+    );
+    assert!(r.stderr.contains("delta: 1 layers left out"), "{}", r.stderr);
+    at_ok(
+        &producer,
+        &["save", "docker-daemon:app:2", "--have", &p("oci.have"), "--sign", &key, "-o", &p("delta-oci"), "-n", "app-2", "-q"],
+    );
+    let (full, delta) = (artifact_size(&d.join("full")), artifact_size(&d.join("delta-docker")));
+    eprintln!("full bundle {full} bytes, delta {delta} bytes ({:.1} %)", delta as f64 * 100.0 / full as f64);
+    assert!(delta * 100 < full * 15, "delta {delta} bytes is not < 15 % of the full bundle's {full}");
+    assert!(artifact_size(&d.join("delta-oci")) * 100 < full * 15);
+
+    // Standard tools still accept delta bundles.
+    for bundle in ["delta-docker", "delta-oci"] {
+        sh(&format!("cd {} && sha256sum -c app-2.sha256 && minisign -Vm app-2.sha256 -p {public}", d.join(bundle).display()));
+    }
+
+    // Docker 20.10's own loader skips a layer whose chain it has: the tar's
+    // manifest.json names the absent layer's path.
+    let tar = d.join("delta.tar");
+    sh(&format!("zstd -dqc {}/app-2.tar.zst > {}", d.join("delta-docker").display(), tar.display()));
+    consumer.docker_ok(&["load", "-i", tar.to_str().unwrap()]);
+    assert_eq!(run_image(&consumer, "app:2"), APP_V2_OUTPUT);
+    consumer.docker_ok(&["rmi", "app:2"]);
+
+    // ferry loads it into the consumer's Docker ...
+    at_ok(&consumer, &["load", &p("delta-docker"), "-k", &public]);
+    assert_eq!(run_image(&consumer, "app:2"), APP_V2_OUTPUT);
+    assert_eq!(run_image(&consumer, "app:1"), "v1");
+    // ... and into its OCI layout, which skopeo reads.
+    ferry_ok(&["load", &p("delta-oci"), "-k", &public, "--into", &format!("oci:{layout}"), "-q"]);
+    let inspected = sh(&format!("skopeo inspect oci:{layout}:2"));
+    let inspected: serde_json::Value = serde_json::from_str(&inspected).unwrap();
+    assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2, "{inspected}");
+    for layer in inspected["Layers"].as_array().unwrap() {
+        let hex = layer.as_str().unwrap().strip_prefix("sha256:").unwrap();
+        assert!(d.join("oci/blobs/sha256").join(hex).is_file(), "{layer} in the layout");
+    }
+
+    // The same delta where the base is missing: exit 1, a missing digest named, nothing written.
+    let images_before = empty.docker_ok(&["images", "-aq"]);
+    let r = at(&empty, &["load", &p("delta-docker"), "-k", &public]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let recorded = ferry_ok(&["--json", "inspect", &p("delta-docker")]);
+    let info: serde_json::Value = serde_json::from_str(&recorded.stdout).unwrap();
+    let missing = info["left_out"][0]["digest"].as_str().unwrap().to_string();
+    assert!(r.stderr.contains(&missing) && r.stderr.contains("lacks 1 of the 1 layer(s)"), "{}", r.stderr);
+    assert_eq!(empty.docker_ok(&["images", "-aq"]), images_before);
+    let fresh = d.join("fresh");
+    let r = ferry(&["load", &p("delta-oci"), "-k", &public, "--into", &format!("oci:{}", fresh.display())]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("sha256:") && r.stderr.contains("lacks"), "{}", r.stderr);
+    assert!(!fresh.exists(), "nothing is written");
+    assert!(!std::fs::read_dir(d).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("staging")), "no staging left");
+}
+
+#[test]
+fn a_delta_into_an_oci_layout_missing_a_base_layer_or_with_a_wrong_size_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let have = layout_have(d);
+    let delta = d.join("delta");
+    ferry_ok(&[
+        "save",
+        &format!("oci:{}", fixture(LAYOUT).display()),
+        "--have",
+        have.to_str().unwrap(),
+        "-o",
+        delta.to_str().unwrap(),
+        "-n",
+        "app",
+        "-q",
+    ]);
+    // A copy of the fixture layout holds everything: the delta loads.
+    let target = d.join("target");
+    sh(&format!("cp -r {} {}", fixture(LAYOUT).display(), target.display()));
+    let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--into", &format!("oci:{}:again", target.display())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let index = std::fs::read_to_string(target.join("index.json")).unwrap();
+    assert!(index.contains("\"again\""), "{index}");
+    // One layer gone, another cut short: both named, index.json untouched.
+    let layers = layout_layers();
+    let blob = |i: usize| target.join("blobs/sha256").join(&layers[i].0[7..]);
+    std::fs::remove_file(blob(0)).unwrap();
+    std::fs::write(blob(1), b"short").unwrap();
+    let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--into", &format!("oci:{}:third", target.display())]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains(&layers[0].0) && r.stderr.contains(&layers[1].0), "{}", r.stderr);
+    assert!(r.stderr.contains("hint: nothing was written"), "{}", r.stderr);
+    assert_eq!(std::fs::read_to_string(target.join("index.json")).unwrap(), index);
+}

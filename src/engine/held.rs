@@ -1,8 +1,9 @@
 //! What a Docker Engine holds, for a have-list: the layer stacks (diff_ids,
 //! bottom first) of its images, from image inspect's `RootFS.Layers`.
-use super::Engine;
+use super::{Engine, EngineHost};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use std::collections::HashSet;
 
 /// The diff_id stack of every image the engine lists (dangling ones too).
 pub fn layer_stacks(engine: &Engine) -> Result<Vec<Vec<Digest>>> {
@@ -42,4 +43,11 @@ pub fn layer_stack(engine: &Engine, name: &str) -> Result<Vec<Digest>> {
             })
         })
         .collect()
+}
+
+/// Every layer chain ID the engine at `host` holds (of its images' stacks),
+/// through a connection of its own.
+pub fn chains_held(host: &EngineHost) -> Result<HashSet<Digest>> {
+    let engine = Engine::connect_to(host.clone())?;
+    Ok(layer_stacks(&engine)?.iter().flat_map(|stack| crate::have::chain_ids(stack)).collect())
 }

@@ -18,6 +18,8 @@ pub struct OciDirSink {
     target: PathBuf,
     reference: Option<String>,
     staging: Option<tempfile::TempDir>,
+    /// A delta's left-out blobs (hex), which the layout must still hold at commit.
+    left_out: Vec<String>,
 }
 
 impl OciDirSink {
@@ -42,7 +44,7 @@ impl OciDirSink {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(format!("creating a staging directory in {}", parent.display()), e))?;
         fs::create_dir_all(staging.path().join("blobs/sha256")).map_err(|e| Error::io("creating the staging directory", e))?;
-        Ok(OciDirSink { target: target.to_path_buf(), reference, staging: Some(staging) })
+        Ok(OciDirSink { target: target.to_path_buf(), reference, staging: Some(staging), left_out: Vec::new() })
     }
 
     fn staging(&self) -> &Path {
@@ -178,6 +180,16 @@ impl Sink for OciDirSink {
                 blob_dir.rename_into(&entry.path(), &name).map_err(moving)?;
             }
         }
+        // A delta's base is still there (checked when the load began; not removed since).
+        for hex in &self.left_out {
+            if !blob_dir.has_regular_file(hex).map_err(|e| Error::io(format!("checking {}", blobs.join(hex).display()), e))? {
+                return Err(Error::MissingBase(format!(
+                    "{} went missing from {} while the delta loaded; index.json was not changed",
+                    hex,
+                    blobs.display()
+                )));
+            }
+        }
         // Written in the staging directory and renamed in: a rename replaces a link, never follows it.
         if fs::symlink_metadata(self.target.join("oci-layout")).is_err() {
             let tmp = stage.join("oci-layout");
@@ -193,5 +205,21 @@ impl Sink for OciDirSink {
 
     fn abort(&mut self) {
         self.staging.take();
+    }
+
+    /// A delta loads when the layout holds every left-out layer: a regular
+    /// file at its blob path with its size.
+    fn delta(&mut self, delta: &crate::delta::Delta) -> Result<()> {
+        let target = format!("oci:{}", self.target.display());
+        crate::delta::check_target(delta, &target, |l| {
+            let path = self.target.join(l.digest.blob_path());
+            match fs::symlink_metadata(&path) {
+                Ok(meta) => Ok(meta.is_file() && meta.len() == l.size),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(Error::io(format!("checking {}", path.display()), e)),
+            }
+        })?;
+        self.left_out = delta.left_out.iter().map(|l| l.digest.hex().to_string()).collect();
+        Ok(())
     }
 }
