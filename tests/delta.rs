@@ -535,6 +535,16 @@ fn delta_from_a_consumers_have_list_loads_into_docker_and_oci_and_fails_closed_e
     assert!(delta * 100 < full * 15, "delta {delta} bytes is not < 15 % of the full bundle's {full}");
     assert!(artifact_size(&d.join("delta-oci")) * 100 < full * 15);
 
+    // A sender-side delta, against the previous release's bundle (its .sha256): the same layers left out.
+    ferry_ok(&["have", &p("v1/app-1.sha256"), "-k", &public, "-o", &p("v1.have"), "-q"]);
+    at_ok(&producer, &["save", "docker-daemon:app:2", "--have", &p("v1.have"), "-o", &p("delta-sender"), "-n", "app-2", "-q"]);
+    let left_out = |bundle: &str| -> serde_json::Value {
+        let info: serde_json::Value = serde_json::from_str(&ferry_ok(&["--json", "inspect", &p(bundle)]).stdout).unwrap();
+        info["left_out"].as_array().unwrap().iter().map(|l| l["digest"].clone()).collect()
+    };
+    assert_eq!(left_out("delta-sender"), left_out("delta-docker"));
+    assert!(artifact_size(&d.join("delta-sender")) * 100 < full * 15);
+
     // Standard tools still accept delta bundles.
     for bundle in ["delta-docker", "delta-oci"] {
         sh(&format!("cd {} && sha256sum -c app-2.sha256 && minisign -Vm app-2.sha256 -p {public}", d.join(bundle).display()));
