@@ -127,12 +127,8 @@ pub fn read_bases(paths: &[std::path::PathBuf]) -> Result<Vec<Base>> {
     paths
         .iter()
         .map(|path| {
-            let list = crate::have::read_file(path)?;
-            // Hashed again from the file: the parser streams and keeps no copy.
-            let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening the have-list {}", path.display()), e))?;
-            let mut hashing = crate::digest::HashingReader::new(std::io::Read::take(file, crate::have::MAX_HAVE_BYTES));
-            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-            Ok(Base { digest: hashing.finish().0, list })
+            let (list, digest) = crate::have::read_file_hashed(path)?;
+            Ok(Base { digest, list })
         })
         .collect()
 }

@@ -79,6 +79,11 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
 
 /// Read the have-list file at `path` (see [`parse`]).
 pub fn read_file(path: &Path) -> Result<HaveList> {
+    read_file_hashed(path).map(|(list, _)| list)
+}
+
+/// [`read_file`], with the digest of the bytes parsed (hashed as they are read).
+pub fn read_file_hashed(path: &Path) -> Result<(HaveList, crate::digest::Digest)> {
     let name = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening the have-list {name}"), e))?;
     let meta = file.metadata().map_err(|e| Error::io(format!("reading the have-list {name}"), e))?;
@@ -88,7 +93,9 @@ pub fn read_file(path: &Path) -> Result<HaveList> {
     if meta.len() > MAX_HAVE_BYTES {
         return Err(too_large(&name));
     }
-    parse(file, &name)
+    let mut hashing = crate::digest::HashingReader::new(file);
+    let list = parse(&mut hashing, &name)?;
+    Ok((list, hashing.finish().0))
 }
 
 /// Parse a have-list, line by line, refusing anything that is not exactly

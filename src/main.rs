@@ -191,6 +191,9 @@ struct LoadArgs {
     /// Load a bundle that is unsigned or whose signer is not checked.
     #[arg(long)]
     allow_unsigned: bool,
+    /// For a delta into oci:DIR: also hash every left-out layer the layout holds (not only its size).
+    #[arg(long)]
+    deep: bool,
 }
 
 #[derive(Args)]
@@ -340,7 +343,12 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             });
         }
         Command::Load(a) => {
-            let opts = commands::load::LoadOptions { source: a.source.source, into: a.into, trust: a.trust.options(a.allow_unsigned) };
+            let opts = commands::load::LoadOptions {
+                source: a.source.source,
+                into: a.into,
+                trust: a.trust.options(a.allow_unsigned),
+                deep: a.deep,
+            };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));
             });

@@ -9,11 +9,29 @@ use crate::reference::ImageRef;
 use crate::trust::Trusted;
 use crate::verified::{report, verify_into, LoadReport};
 
+/// How a target is checked beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Hash a delta's left-out layers in an `oci:` target (`load --deep`).
+    pub deep: bool,
+}
+
 /// `ferry load --into TARGET`: the verified stream into the target it names.
 pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
+    load_with(bundle, into, decryptor, &TargetOptions::default(), progress)
+}
+
+/// [`load`] with [`TargetOptions`].
+pub fn load_with(
+    bundle: &Trusted,
+    into: &ImageRef,
+    decryptor: Option<Decryptor>,
+    options: &TargetOptions,
+    progress: &dyn Progress,
+) -> Result<LoadReport> {
     match into {
         ImageRef::OciDir { path, reference } => {
-            let mut sink = OciDirSink::new(path, reference.clone())?;
+            let mut sink = OciDirSink::new(path, reference.clone())?.deep(options.deep);
             let (v, c, e) = verify_into(bundle, decryptor, &mut sink, None, progress)?;
             Ok(report(format!("oci:{}", path.display()), &v, c, e))
         }

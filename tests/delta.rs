@@ -613,9 +613,26 @@ fn a_delta_into_an_oci_layout_missing_a_base_layer_or_with_a_wrong_size_is_refus
     assert_eq!(r.code, 0, "{}", r.stderr);
     let index = std::fs::read_to_string(target.join("index.json")).unwrap();
     assert!(index.contains("\"again\""), "{index}");
-    // One layer gone, another cut short: both named, index.json untouched.
     let layers = layout_layers();
     let blob = |i: usize| target.join("blobs/sha256").join(&layers[i].0[7..]);
+    // A base layer of the right size but other bytes: --deep hashes it and refuses.
+    let good = std::fs::read(blob(0)).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 1;
+    std::fs::write(blob(0), &bad).unwrap();
+    let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--deep", "--into", &format!("oci:{}:deep", target.display())]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("lacks 1 of the {} layer(s) this delta bundle leaves out: {}", layers.len(), layers[0].0)),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read_to_string(target.join("index.json")).unwrap(), index);
+    std::fs::write(blob(0), &good).unwrap();
+    let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--deep", "--into", &format!("oci:{}:deep", target.display())]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let index = std::fs::read_to_string(target.join("index.json")).unwrap();
+    // One layer gone, another cut short: both named, index.json untouched.
     std::fs::remove_file(blob(0)).unwrap();
     std::fs::write(blob(1), b"short").unwrap();
     let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--into", &format!("oci:{}:third", target.display())]);

@@ -20,6 +20,8 @@ pub struct OciDirSink {
     staging: Option<tempfile::TempDir>,
     /// A delta's left-out blobs (hex), which the layout must still hold at commit.
     left_out: Vec<String>,
+    /// Hash those blobs when the load begins, not only check their sizes.
+    deep: bool,
 }
 
 impl OciDirSink {
@@ -44,7 +46,13 @@ impl OciDirSink {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(format!("creating a staging directory in {}", parent.display()), e))?;
         fs::create_dir_all(staging.path().join("blobs/sha256")).map_err(|e| Error::io("creating the staging directory", e))?;
-        Ok(OciDirSink { target: target.to_path_buf(), reference, staging: Some(staging), left_out: Vec::new() })
+        Ok(OciDirSink { target: target.to_path_buf(), reference, staging: Some(staging), left_out: Vec::new(), deep: false })
+    }
+
+    /// `load --deep`: a delta's left-out layers are hashed in the layout.
+    pub fn deep(mut self, on: bool) -> Self {
+        self.deep = on;
+        self
     }
 
     fn staging(&self) -> &Path {
@@ -208,16 +216,28 @@ impl Sink for OciDirSink {
     }
 
     /// A delta loads when the layout holds every left-out layer: a regular
-    /// file at its blob path with its size.
+    /// file at its blob path with its size (and, with `--deep`, its digest).
     fn delta(&mut self, delta: &crate::delta::Delta) -> Result<()> {
         let target = format!("oci:{}", self.target.display());
+        let deep = self.deep;
         crate::delta::check_target(delta, &target, |l| {
             let path = self.target.join(l.digest.blob_path());
-            match fs::symlink_metadata(&path) {
-                Ok(meta) => Ok(meta.is_file() && meta.len() == l.size),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(Error::io(format!("checking {}", path.display()), e)),
+            let ctx = |e| Error::io(format!("checking {}", path.display()), e);
+            let file = match local_file::open_regular_here(&path) {
+                Ok(Ok(file)) => file,
+                Ok(Err(_)) => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(ctx(e)),
+            };
+            if file.metadata().map_err(ctx)?.len() != l.size {
+                return Ok(false);
             }
+            if !deep {
+                return Ok(true);
+            }
+            let mut hashing = crate::digest::HashingReader::new(std::io::BufReader::with_capacity(1 << 20, file));
+            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(ctx)?;
+            Ok(hashing.finish().0 == l.digest)
         })?;
         self.left_out = delta.left_out.iter().map(|l| l.digest.hex().to_string()).collect();
         Ok(())
