@@ -363,6 +363,9 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             out.show(&commands::inspect::run(&opts, cx)?, |info, _| print_info(info));
         }
         Command::Have(a) => {
+            if out.json && a.output.as_os_str() == "-" {
+                return Err(Error::usage("--json and -o - would both write to stdout: give the have-list a file with -o FILE"));
+            }
             let opts = commands::have::HaveOptions { targets: a.targets, output: a.output, trust: a.trust.options(a.allow_unsigned) };
             let report = commands::have::run(&opts, cx)?;
             out.show(&report, |r, p| {

@@ -158,6 +158,12 @@ fn have_refuses_targets_it_cannot_read() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("no index.json"), "{}", r.stderr);
     assert!(!out.exists());
+    let r = ferry(&["--json", "have", &format!("oci:{}", fixture(LAYOUT).display()), "-o", "-"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.is_empty() && r.stderr.contains("both write to stdout"), "{}", r.stderr);
+    let r = ferry(&["have", &format!("oci:{}", fixture(LAYOUT).display()), "-o", "-"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("# ferry have v1\n"), "{}", r.stdout);
 }
 
 /// A have-list of the fixture layout, written by ferry.
