@@ -15,6 +15,14 @@ pub use crate::bundle::layout::ANN_DELTA_BASE;
 /// index.json annotation: the left-out layers, a JSON array of [`LeftOut`] (as a string: annotations are strings).
 pub const ANN_LEFT_OUT: &str = "dev.ferry.bundle.left-out";
 
+/// A delta's record comes from a bundle, so it is bounded (and sorted by
+/// digest, looked up by binary search): at most this many left-out layers ...
+pub const MAX_LEFT_OUT: usize = 1 << 16;
+/// ... this many chain IDs (places) per layer ...
+pub const MAX_PLACES: usize = 1024;
+/// ... and this many have-lists (also the most `save --have` takes).
+pub const MAX_BASES: usize = 256;
+
 /// One layer a delta bundle does not carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,7 +54,12 @@ impl Delta {
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.left_out.iter().any(|l| &l.digest == digest)
+        self.get(digest).is_some()
+    }
+
+    /// The record of a left-out layer (the record is sorted by digest).
+    pub fn get(&self, digest: &Digest) -> Option<&LeftOut> {
+        self.left_out.binary_search_by(|l| l.digest.cmp(digest)).ok().map(|i| &self.left_out[i])
     }
 
     pub fn saved_bytes(&self) -> u64 {
@@ -69,18 +82,25 @@ impl Delta {
             (Some(bases), Some(left_out)) => (bases, left_out),
             _ => return Err(bad(format!("{ANN_DELTA_BASE} and {ANN_LEFT_OUT} go together"))),
         };
+        if bases.split(',').count() > MAX_BASES {
+            return Err(bad(format!("more than {MAX_BASES} have-lists")));
+        }
         let bases = bases.split(',').map(Digest::parse).collect::<Result<Vec<_>>>().map_err(|e| bad(e.to_string()))?;
+        let known: HashSet<&Digest> = bases.iter().collect();
         let left_out: Vec<LeftOut> = serde_json::from_str(left_out).map_err(|e| bad(e.to_string()))?;
-        let mut digests = HashSet::new();
+        if left_out.len() > MAX_LEFT_OUT {
+            return Err(bad(format!("more than {MAX_LEFT_OUT} layers")));
+        }
+        // Sorted by digest, each once: looked up by binary search.
+        if let Some(pair) = left_out.windows(2).find(|p| p[0].digest >= p[1].digest) {
+            return Err(bad(format!("{} is listed twice or out of order", pair[1].digest)));
+        }
         for l in &left_out {
-            if !digests.insert(&l.digest) {
-                return Err(bad(format!("{} is listed twice", l.digest)));
-            }
-            if !bases.contains(&l.have) {
+            if !known.contains(&l.have) {
                 return Err(bad(format!("{} names a have-list {} that is not a base", l.digest, l.have)));
             }
-            if l.chain_ids.is_empty() {
-                return Err(bad(format!("{} has no chain ID", l.digest)));
+            if l.chain_ids.is_empty() || l.chain_ids.len() > MAX_PLACES {
+                return Err(bad(format!("{} has {} chain IDs (1 to {MAX_PLACES})", l.digest, l.chain_ids.len())));
             }
         }
         if left_out.is_empty() {
@@ -124,6 +144,9 @@ pub struct Base {
 
 /// Read the `--have` files (strictly, see [`crate::have::parse`]).
 pub fn read_bases(paths: &[std::path::PathBuf]) -> Result<Vec<Base>> {
+    if paths.len() > MAX_BASES {
+        return Err(Error::usage(format!("{} have-lists given: a delta is made against at most {MAX_BASES}", paths.len())));
+    }
     paths
         .iter()
         .map(|path| {
@@ -169,6 +192,7 @@ pub fn plan(set: &ImageSet, bases: &[Base]) -> Result<Delta> {
     }
     let left_out: Vec<LeftOut> = layers
         .into_iter()
+        .filter(|(_, p)| p.chain_ids.len() <= MAX_PLACES)
         .filter_map(|(digest, p)| {
             Some(LeftOut { digest, size: p.size, diff_id: p.diff_id?, chain_ids: p.chain_ids, have: bases[p.proof?].digest.clone() })
         })
@@ -231,7 +255,7 @@ pub fn check_record<'a>(delta: &Delta, manifests: impl Iterator<Item = (&'a Mani
         let diff_ids = config_diff_ids(config, &manifest.config.digest).map_err(|e| bad(e.to_string()))?;
         let chains = chain_ids(&diff_ids);
         for (i, layer) in manifest.layers.iter().enumerate() {
-            let Some(recorded) = delta.left_out.iter().find(|l| l.digest == layer.digest) else { continue };
+            let Some(recorded) = delta.get(&layer.digest) else { continue };
             if recorded.size != layer.size {
                 return Err(bad(format!("{} is {} bytes, the record says {}", layer.digest, layer.size, recorded.size)));
             }
@@ -259,6 +283,10 @@ mod tests {
 
     fn d(c: char) -> Digest {
         Digest::from_hex(&c.to_string().repeat(64)).unwrap()
+    }
+
+    fn two(c: char) -> LeftOut {
+        LeftOut { digest: d(c), size: 7, diff_id: d('2'), chain_ids: vec![d('2')], have: d('f') }
     }
 
     fn delta() -> Delta {
@@ -289,6 +317,9 @@ mod tests {
                 ),
             ),
             (ANN_DELTA_BASE, d('e').to_string()),
+            (ANN_DELTA_BASE, vec![d('f').to_string(); MAX_BASES + 1].join(",")),
+            (ANN_LEFT_OUT, serde_json::to_string(&[two('3'), two('2')]).unwrap()),
+            (ANN_LEFT_OUT, serde_json::to_string(&[LeftOut { chain_ids: vec![d('2'); MAX_PLACES + 1], ..two('3') }]).unwrap()),
             (ANN_DELTA_BASE, "sha256:zz".into()),
         ];
         for (key, value) in cases {

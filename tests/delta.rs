@@ -382,11 +382,23 @@ fn the_verifier_accepts_exactly_the_recorded_layers_as_absent() {
         let mut extra = r[0].clone();
         extra["digest"] = second.0.clone().into();
         extra["size"] = second.1.into();
-        r.as_array_mut().unwrap().push(extra);
+        let records = r.as_array_mut().unwrap();
+        records.push(extra);
+        // The record is sorted by digest.
+        records.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
     });
     let r = verify(&bundle);
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("recorded as left out, but the artifact holds it"), "{}", r.stderr);
+    // Out of order (or twice): refused, the record is looked up by binary search.
+    let bundle = make("twice", &first);
+    edit_record(&bundle, |r| {
+        let again = r[0].clone();
+        r.as_array_mut().unwrap().push(again);
+    });
+    let r = verify(&bundle);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("is listed twice or out of order"), "{}", r.stderr);
     // A record of the whole image, on an artifact that still has a layer but claims none missing is fine; one that misses
     // a layer it does not record is not: the full delta with one record removed.
     let bundle = make("missing", &have);
