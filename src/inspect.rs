@@ -29,6 +29,8 @@ pub struct BundleInfo {
     pub tool: Option<String>,
     pub flattened: Option<bool>,
     pub delta_base: Option<String>,
+    /// A delta bundle's left-out layers: what the target must already hold (empty for a full bundle).
+    pub left_out: Vec<crate::delta::LeftOut>,
     /// `None` when the content could not be opened (encrypted, no identity).
     pub images: Option<Vec<ImageInfo>>,
     pub notes: Vec<String>,
@@ -64,12 +66,17 @@ pub struct LayerInfo {
     pub digest: Digest,
     pub size: u64,
     pub media_type: String,
+    /// Not carried: a delta left it out (the target must hold it).
+    pub left_out: bool,
 }
 
 struct DocumentsOnly;
 impl Sink for DocumentsOnly {
     fn wants_layers(&self) -> bool {
         false
+    }
+    fn delta(&mut self, _delta: &crate::delta::Delta) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -94,6 +101,7 @@ pub fn inspect(bundle: &Trusted, decryptor: Option<Decryptor>) -> Result<BundleI
         tool: None,
         flattened: None,
         delta_base: None,
+        left_out: Vec::new(),
         images: None,
         notes: Vec::new(),
     };
@@ -136,10 +144,15 @@ fn fill_from(info: &mut BundleInfo, v: &Verified) {
     info.tool = ann(ANN_TOOL);
     info.flattened = ann(ANN_FLATTENED).map(|f| f == "true");
     info.delta_base = ann(ANN_DELTA_BASE);
+    info.left_out = v.delta.as_ref().map(|d| d.left_out.clone()).unwrap_or_default();
+    let left_out = |d: &Digest| v.delta.as_ref().is_some_and(|delta| delta.contains(d));
     let manifest_info = |digest: &Digest, platform: Option<String>| -> Option<ManifestInfo> {
         let (_, m) = v.manifests.iter().find(|(d, _)| d == digest)?;
-        let layers: Vec<LayerInfo> =
-            m.layers.iter().map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone() }).collect();
+        let layers: Vec<LayerInfo> = m
+            .layers
+            .iter()
+            .map(|l| LayerInfo { digest: l.digest.clone(), size: l.size, media_type: l.media_type.clone(), left_out: left_out(&l.digest) })
+            .collect();
         let platform = platform.or_else(|| {
             let cfg: serde_json::Value = crate::image::parse_document(v.configs.get(&m.config.digest)?).ok()?;
             Some(format!("{}/{}", cfg["os"].as_str()?, cfg["architecture"].as_str()?))

@@ -7,9 +7,11 @@
 pub mod bounded_tar;
 pub mod compress;
 pub mod decompress;
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod flatten;
+pub mod have;
 pub mod image;
 pub mod reference;
 pub mod seal;

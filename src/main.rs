@@ -75,6 +75,23 @@ enum Command {
     Keygen(KeygenArgs),
     /// Squash an image's layers into one (the filesystem a container sees) and write it to a target.
     Flatten(FlattenArgs),
+    /// Write a have-list of what a consumer holds, for `ferry save --have` (SPEC §6).
+    Have(HaveArgs),
+}
+
+#[derive(Args)]
+struct HaveArgs {
+    /// What the consumer holds: oci:DIR[:REF], docker-daemon:[NAME] (all images when no name), or a bundle (LOCATION/STEM, its .sha256, ...).
+    #[arg(required = true)]
+    targets: Vec<String>,
+    /// The have-list file to write (`-` for stdout).
+    #[arg(short, long)]
+    output: std::path::PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Read a bundle target that is unsigned or whose signer is not checked.
+    #[arg(long)]
+    allow_unsigned: bool,
 }
 
 #[derive(Args)]
@@ -117,6 +134,9 @@ struct SaveArgs {
     /// Flatten each image to one layer (see docs/FLATTEN.md).
     #[arg(long)]
     flatten: bool,
+    /// A have-list of the target (from `ferry have`): leave out the layers it proves the target holds; repeatable.
+    #[arg(long = "have", value_name = "FILE")]
+    have: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -171,6 +191,9 @@ struct LoadArgs {
     /// Load a bundle that is unsigned or whose signer is not checked.
     #[arg(long)]
     allow_unsigned: bool,
+    /// For a delta into oci:DIR: also hash every left-out layer the layout holds (not only its size).
+    #[arg(long)]
+    deep: bool,
 }
 
 #[derive(Args)]
@@ -306,6 +329,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                     prompt_allowed: false,
                 },
                 flatten: a.flatten,
+                have: a.have,
             };
             out.show(&commands::save::run(&cmd, cx)?, print_save);
         }
@@ -319,7 +343,12 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             });
         }
         Command::Load(a) => {
-            let opts = commands::load::LoadOptions { source: a.source.source, into: a.into, trust: a.trust.options(a.allow_unsigned) };
+            let opts = commands::load::LoadOptions {
+                source: a.source.source,
+                into: a.into,
+                trust: a.trust.options(a.allow_unsigned),
+                deep: a.deep,
+            };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));
             });
@@ -332,6 +361,16 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             let trust = TrustOptions { identities: a.identities, prompt_allowed: prompt_allowed(), ..Default::default() };
             let opts = commands::inspect::InspectOptions { source: a.source.source, trust };
             out.show(&commands::inspect::run(&opts, cx)?, |info, _| print_info(info));
+        }
+        Command::Have(a) => {
+            if out.json && a.output.as_os_str() == "-" {
+                return Err(Error::usage("--json and -o - would both write to stdout: give the have-list a file with -o FILE"));
+            }
+            let opts = commands::have::HaveOptions { targets: a.targets, output: a.output, trust: a.trust.options(a.allow_unsigned) };
+            let report = commands::have::run(&opts, cx)?;
+            out.show(&report, |r, p| {
+                p.say(&format!("wrote {}: {} blob(s), {} layer chain(s) from {} target(s)", r.output, r.blobs, r.chains, r.targets.len()));
+            });
         }
         Command::Push(a) => {
             let opts = commands::push::PushOptions { bundle: a.bundle, location: a.location };
@@ -402,6 +441,9 @@ fn print_save(r: &commands::save::SaveSummary, progress: &CliProgress) {
         if r.signed { ", signed" } else { "" },
         if r.encrypted { ", encrypted" } else { "" }
     ));
+    if r.have_lists > 0 {
+        progress.say(&format!("delta: {} layers left out, {:.1} MiB saved", r.left_out, r.saved_bytes as f64 / (1024.0 * 1024.0)));
+    }
 }
 
 fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
@@ -418,6 +460,24 @@ fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
             r.blobs,
             r.bytes,
             shown_list(&r.images)
+        ));
+    }
+    print_left_out(&r.left_out, progress);
+}
+
+/// A delta's left-out layers: what the target must already hold.
+fn print_left_out(left_out: &[ferry::delta::LeftOut], progress: &CliProgress) {
+    if left_out.is_empty() {
+        return;
+    }
+    let bytes: u64 = left_out.iter().map(|l| l.size).sum();
+    progress.say(&format!("delta: {} layer(s) ({}) left out; the target must hold:", left_out.len(), human(bytes)));
+    for l in left_out {
+        progress.say(&format!(
+            "  {}  {}  chain {}",
+            l.digest,
+            human(l.size),
+            l.chain_ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
         ));
     }
 }
@@ -455,6 +515,19 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     if let Some(f) = info.flattened {
         println!("flattened:   {}", if f { "yes" } else { "no" });
     }
+    if !info.left_out.is_empty() {
+        let bytes: u64 = info.left_out.iter().map(|l| l.size).sum();
+        println!(
+            "delta:       yes, against have-list(s) {}: {} layer(s) ({}) left out",
+            info.delta_base.as_deref().unwrap_or("?"),
+            info.left_out.len(),
+            human(bytes)
+        );
+        println!("the target must hold:");
+        for l in &info.left_out {
+            println!("  {}  {}  (diff_id {})", l.digest, human(l.size), l.diff_id);
+        }
+    }
     println!("files:");
     for p in &info.parts {
         println!("  {}  {}", shown(&p.name), p.size.map(human).unwrap_or_else(|| "?".into()));
@@ -471,7 +544,13 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
                 human(m.size)
             );
             for l in &m.layers {
-                println!("    {}  {:>10}  {}", l.digest.short(), human(l.size), shown(&l.media_type));
+                println!(
+                    "    {}  {:>10}  {}{}",
+                    l.digest.short(),
+                    human(l.size),
+                    shown(&l.media_type),
+                    if l.left_out { "  (left out)" } else { "" }
+                );
             }
         }
     }

@@ -20,6 +20,7 @@ pub fn save(
     stem: Option<String>,
     source: &SourceOptions,
     make_options: impl FnOnce(String) -> SaveOptions,
+    bases: &[crate::delta::Base],
     progress: &dyn Progress,
 ) -> Result<SaveReport> {
     if let Some(dir) = &source.spool_dir {
@@ -28,11 +29,14 @@ pub fn save(
     let mut set = crate::sources::collect_images(images, source, progress)?;
     let stem = stem.unwrap_or_else(|| names::default_stem(&set.images.iter().map(|i| i.display_name()).collect::<Vec<_>>()));
     names::check_stem(&stem)?;
-    let options = make_options(stem);
+    let mut options = make_options(stem);
     if options.flattened {
         // `--flatten`: the flattened layers are spooled next to the output (else in the temp dir).
         let tmp = source.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
         set = crate::flatten::image::flatten_image_set(set, &tmp, progress)?.0;
+    }
+    if !bases.is_empty() {
+        options.delta = Some(crate::delta::plan(&set, bases)?);
     }
     write_bundle(&set, output, options, progress)
 }

@@ -1,7 +1,7 @@
 //! Where a verified bundle goes: the one dispatch over load targets, above the
 //! file targets (`load/`) and the Docker Engine (`engine/`).
 use crate::bundle::read::Decryptor;
-use crate::bundle::verify::NullSink;
+use crate::bundle::verify::Sink;
 use crate::bundle::Progress;
 use crate::error::{Error, Result};
 use crate::load::{ArchiveFileSink, OciDirSink};
@@ -9,11 +9,29 @@ use crate::reference::ImageRef;
 use crate::trust::Trusted;
 use crate::verified::{report, verify_into, LoadReport};
 
+/// How a target is checked beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Hash a delta's left-out layers in an `oci:` target (`load --deep`).
+    pub deep: bool,
+}
+
 /// `ferry load --into TARGET`: the verified stream into the target it names.
 pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, progress: &dyn Progress) -> Result<LoadReport> {
+    load_with(bundle, into, decryptor, &TargetOptions::default(), progress)
+}
+
+/// [`load`] with [`TargetOptions`].
+pub fn load_with(
+    bundle: &Trusted,
+    into: &ImageRef,
+    decryptor: Option<Decryptor>,
+    options: &TargetOptions,
+    progress: &dyn Progress,
+) -> Result<LoadReport> {
     match into {
         ImageRef::OciDir { path, reference } => {
-            let mut sink = OciDirSink::new(path, reference.clone())?;
+            let mut sink = OciDirSink::new(path, reference.clone())?.deep(options.deep);
             let (v, c, e) = verify_into(bundle, decryptor, &mut sink, None, progress)?;
             Ok(report(format!("oci:{}", path.display()), &v, c, e))
         }
@@ -25,7 +43,7 @@ pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, pro
             }
             let mut sink = ArchiveFileSink::new(path)?;
             let mut file = sink.take_file();
-            let result = verify_into(bundle, decryptor, &mut NullSink, Some(&mut file), progress);
+            let result = verify_into(bundle, decryptor, &mut CopyOnly, Some(&mut file), progress);
             match result {
                 Ok((v, c, e)) => {
                     sink.commit_file(file)?;
@@ -45,3 +63,8 @@ pub fn load(bundle: &Trusted, into: &ImageRef, decryptor: Option<Decryptor>, pro
         ))),
     }
 }
+
+/// An archive target gets the verified tar as it streams and nothing else; it
+/// refuses a delta (an archive of it would miss the layers left out).
+struct CopyOnly;
+impl Sink for CopyOnly {}

@@ -436,7 +436,7 @@ mod tests {
         let before = std::fs::read(&victim).unwrap();
         std::os::unix::fs::symlink(&victim, &spool).unwrap();
         assert!(plan(&set, &order, &opts, &transport).is_none(), "a symlinked spool is not planned for");
-        let meta = BundleMeta { created: "2023-11-14T22:13:20Z".into(), flattened: false, delta_base: None };
+        let meta = BundleMeta { created: "2023-11-14T22:13:20Z".into(), flattened: false, delta: None };
         let err = write(planned, &set, &meta, 0, "b.tar.zst", &transport, &crate::bundle::NoProgress).expect_err("refused");
         assert!(err.to_string().contains("no longer a regular file of ours"), "{err}");
         assert!(std::fs::read(&victim).unwrap() == before, "the link's target kept its bytes");

@@ -24,7 +24,8 @@ pub const ANN_DELTA_BASE: &str = "dev.ferry.bundle.delta-base";
 pub struct BundleMeta {
     pub created: String,
     pub flattened: bool,
-    pub delta_base: Option<String>,
+    /// The layers a delta bundle leaves out (docs/FORMAT.md "Delta bundles").
+    pub delta: Option<crate::delta::Delta>,
 }
 
 /// One entry of docker's manifest.json.
@@ -58,8 +59,10 @@ pub fn index_json(set: &ImageSet, meta: &BundleMeta) -> Vec<u8> {
     annotations.insert(ANN_CREATED.into(), meta.created.clone().into());
     annotations.insert(ANN_TOOL.into(), format!("ferry {}", env!("CARGO_PKG_VERSION")).into());
     annotations.insert(ANN_FLATTENED.into(), meta.flattened.to_string().into());
-    if let Some(base) = &meta.delta_base {
-        annotations.insert(ANN_DELTA_BASE.into(), base.clone().into());
+    if let Some(delta) = meta.delta.as_ref().filter(|d| !d.is_empty()) {
+        for (key, value) in delta.annotations() {
+            annotations.insert(key.into(), value.into());
+        }
     }
     let index = serde_json::json!({
         "schemaVersion": 2,

@@ -15,6 +15,7 @@
 //! [`crate::bounded_tar`], and anything wrong with it is exit 3.
 use super::layout::{DockerManifestEntry, ANN_FORMAT, FORMAT_VERSION};
 use crate::bounded_tar::BoundedTar;
+use crate::delta::Delta;
 use crate::digest::{Digest, Hasher};
 use crate::error::{unwrap_io, Error, Result};
 use crate::image::classify::{classify, Claim, Kind};
@@ -50,11 +51,23 @@ pub trait Sink {
     fn wants_layers(&self) -> bool {
         true
     }
+    /// The bundle is a delta: it leaves out layers the target must hold.
+    /// Called once index.json is read, before any blob: a target that
+    /// cannot check it holds them refuses here, with nothing written.
+    fn delta(&mut self, _delta: &Delta) -> Result<()> {
+        Err(Error::MissingBase(
+            "the bundle is a delta (it leaves out layers the target must already hold), and this target cannot take one".into(),
+        ))
+    }
 }
 
-/// A sink that keeps nothing (`ferry verify`).
+/// A sink that keeps nothing (`ferry verify`): a delta is verified as one.
 pub struct NullSink;
-impl Sink for NullSink {}
+impl Sink for NullSink {
+    fn delta(&mut self, _delta: &Delta) -> Result<()> {
+        Ok(())
+    }
+}
 
 /// What the verified bundle holds.
 #[derive(Debug, Clone, Default)]
@@ -70,6 +83,8 @@ pub struct Verified {
     pub configs: HashMap<Digest, Vec<u8>>,
     /// Reading stopped before the layers (see [`Sink::wants_layers`]).
     pub partial: bool,
+    /// What a delta bundle leaves out (checked against its manifests and configs).
+    pub delta: Option<Delta>,
 }
 
 /// Bytes read from a blob at a time: small enough that hashing and writing
@@ -196,6 +211,10 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     for d in &index.manifests {
                         expected.expect(d, Claim::of_index_entry(d), seen.contains(&d.digest))?;
                     }
+                    verified.delta = Delta::from_annotations(index.annotations.as_ref())?;
+                    if let Some(delta) = &verified.delta {
+                        sink.delta(delta)?;
+                    }
                     sink.document(&path, &bytes)?;
                     verified.index = Some(index);
                     verified.index_bytes = bytes;
@@ -236,8 +255,9 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                         return Ok(verified);
                     }
                     if !reserved && claim == Claim::Layer {
-                        // Every document has been read: all sizes are known.
-                        sink.reserve(expected.declared - seen_bytes)?;
+                        // Every document has been read: all sizes are known (left-out layers take no room).
+                        let left_out = verified.delta.as_ref().map_or(0, |d| d.saved_bytes());
+                        sink.reserve(expected.declared.saturating_sub(seen_bytes).saturating_sub(left_out))?;
                         reserved = true;
                     }
                     seen_bytes += size;
@@ -321,13 +341,32 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
     if !documents_read.contains("oci-layout") || verified.index.is_none() {
         return Err(bad("the artifact is incomplete: oci-layout or index.json is missing".into()));
     }
-    if let Some((missing, _)) = expected.blobs.iter().find(|(d, _)| !seen.contains(*d)) {
+    // Exactly the layers a delta records may be absent, and they must be.
+    let left_out = |d: &Digest| verified.delta.as_ref().is_some_and(|delta| delta.contains(d));
+    if let Some((missing, _)) = expected.blobs.iter().find(|(d, _)| !seen.contains(*d) && !left_out(d)) {
         return Err(bad(format!("blob {missing} is referenced but missing from the artifact")));
+    }
+    if let Some(delta) = &verified.delta {
+        for l in &delta.left_out {
+            if seen.contains(&l.digest) {
+                return Err(bad(format!("blob {} is recorded as left out, but the artifact holds it", l.digest)));
+            }
+            match expected.blobs.get(&l.digest) {
+                Some((size, Claim::Layer)) if *size == l.size => {}
+                _ => {
+                    return Err(bad(format!(
+                        "blob {} is recorded as a left-out layer, but no manifest has it as one of {} bytes",
+                        l.digest, l.size
+                    )))
+                }
+            }
+        }
+        crate::delta::check_record(delta, verified.manifests.iter().map(|(_, m)| (m, verified.configs.get(&m.config.digest))))?;
     }
     for e in &verified.docker_manifest {
         for p in std::iter::once(&e.config).chain(&e.layers) {
             let d = blob_digest(p).ok_or_else(|| bad(format!("manifest.json points at {p:?}, outside blobs/sha256/")))?;
-            if !seen.contains(&d) {
+            if !seen.contains(&d) && !left_out(&d) {
                 return Err(bad(format!("manifest.json points at {p}, which is missing from the artifact")));
             }
         }

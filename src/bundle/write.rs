@@ -31,6 +31,8 @@ pub struct SaveOptions {
     pub flattened: bool,
     pub encryptor: Option<Encryptor>,
     pub signer: Option<Signer>,
+    /// Layers left out (`save --have`): recorded in index.json, not written.
+    pub delta: Option<crate::delta::Delta>,
 }
 
 impl SaveOptions {
@@ -44,6 +46,7 @@ impl SaveOptions {
             flattened: false,
             encryptor: None,
             signer: None,
+            delta: None,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct SaveReport {
     pub tar_bytes: u64,
     pub signed: bool,
     pub encrypted: bool,
+    /// What a delta left out (`None` for a full bundle).
+    pub delta: Option<crate::delta::Delta>,
 }
 
 /// Counts bytes going into the compressor, for progress and the report.
@@ -93,13 +98,20 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
     let created = humantime::format_rfc3339_seconds(opts.created).to_string();
     let encrypted = opts.encryptor.is_some();
     let artifact = names::artifact_name(&opts.stem, opts.compression, encrypted);
-    let meta = BundleMeta { created: created.clone(), flattened: opts.flattened, delta_base: None };
+    let delta = opts.delta.take().filter(|d| !d.is_empty());
+    let meta = BundleMeta { created: created.clone(), flattened: opts.flattened, delta: delta.clone() };
     let mtime = opts.created.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let order = layout::blob_order(set)?;
+    let mut order = layout::blob_order(set)?;
+    if let Some(delta) = &delta {
+        // The target holds these: manifest.json and the manifests still name them.
+        order.retain(|d| !delta.contains(d));
+    }
+    let total: u64 = order.iter().filter_map(|d| set.blob(d)).map(|b| b.size).sum();
     // Layers a Docker export left compressed in a spool next to the output: build the artifact around them there.
-    if let Some(plan) = in_place::plan(set, &order, &opts, &*transport) {
+    // Not for a delta: the spool still holds the left-out layers, which would travel inside the artifact's padding.
+    if let Some(plan) = in_place::plan(set, &order, &opts, &*transport).filter(|_| delta.is_none()) {
         if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, mtime, &artifact, &*transport, progress)? {
-            return publish(set, &*transport, opts, created, Written { records: vec![record], tar_bytes, encrypted }, None);
+            return publish(set, &*transport, opts, created, Written { records: vec![record], tar_bytes, encrypted, delta }, None);
         }
     }
     let parts = PartWriter::new(transport.clone(), artifact.clone(), opts.split);
@@ -118,7 +130,7 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
 
         write_head(&mut tar, set, &meta).map_err(io_err)?;
 
-        progress.start(&format!("writing {artifact}"), Some(set.total_size()));
+        progress.start(&format!("writing {artifact}"), Some(total));
         for digest in order {
             let blob = set.blob(&digest).expect("ordered from the set");
             let reading = |e| Error::io(format!("reading blob {digest}"), e);
@@ -151,10 +163,10 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
         let tar_bytes = counting.count;
         counting.inner.finish_box().map_err(io_err)?;
         progress.finish();
-        Ok(Written { records: parts.finish()?, tar_bytes, encrypted })
+        Ok(Written { records: parts.finish()?, tar_bytes, encrypted, delta: None })
     })();
 
-    match result {
+    match result.map(|w| Written { delta, ..w }) {
         Ok(written) => publish(set, &*transport, opts, created, written, Some(&parts)),
         Err(e) => {
             parts.abort();
@@ -178,6 +190,7 @@ struct Written {
     /// Bytes of the inner tar.
     tar_bytes: u64,
     encrypted: bool,
+    delta: Option<crate::delta::Delta>,
 }
 
 /// After the artifact: the signature, then `STEM.sha256` (its presence means
@@ -187,7 +200,7 @@ fn publish(
     transport: &dyn Transport,
     opts: SaveOptions,
     created: String,
-    Written { records, tar_bytes, encrypted }: Written,
+    Written { records, tar_bytes, encrypted, delta }: Written,
     parts: Option<&PartWriter>,
 ) -> Result<SaveReport> {
     let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
@@ -216,10 +229,11 @@ fn publish(
         stem: opts.stem,
         parts: records,
         images,
-        blobs: set.blobs().len(),
+        blobs: set.blobs().len() - delta.as_ref().map_or(0, |d| d.left_out.len()),
         tar_bytes,
         signed,
         encrypted,
+        delta,
     })
 }
 

@@ -11,6 +11,8 @@ pub struct LoadOptions {
     pub source: String,
     pub into: String,
     pub trust: TrustOptions,
+    /// `--deep`: a delta's left-out layers in an `oci:` target are hashed, not only sized.
+    pub deep: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +33,8 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
     // The signature over STEM.sha256 is checked before any artifact byte is read.
     let bundle = opts.trust.check(&located, Policy::RequireSignature)?;
     let decryptor = Some(opts.trust.decryptor()?);
-    let report = crate::targets::load(&bundle, &into, decryptor, cx.progress)?;
+    let options = crate::targets::TargetOptions { deep: opts.deep };
+    let report = crate::targets::load_with(&bundle, &into, decryptor, &options, cx.progress)?;
     Ok(LoadSummary {
         bundle: bundle.describe(),
         target: report.target,

@@ -2,6 +2,7 @@
 //! binary (src/main.rs) only turns flags into these options and prints what
 //! comes back, as text or as `--json`.
 pub mod flatten;
+pub mod have;
 pub mod inspect;
 pub mod keygen;
 pub mod load;

@@ -25,6 +25,8 @@ pub struct SaveCommand {
     pub split: Option<String>,
     pub seal: SealOptions,
     pub flatten: bool,
+    /// `--have FILE`: have-lists of the target; what they prove it holds is left out.
+    pub have: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +43,14 @@ pub struct SaveSummary {
     pub tar_bytes: u64,
     pub signed: bool,
     pub encrypted: bool,
+    /// Have-lists given (`--have`): the bundle is a delta against them when it leaves anything out.
+    pub have_lists: usize,
+    /// Layers left out because the have-lists prove the target holds them (0: a full bundle).
+    pub left_out: usize,
+    /// Their bytes (as stored at the source).
+    pub saved_bytes: u64,
+    /// The left-out layers, as recorded in the bundle.
+    pub left_out_layers: Vec<crate::delta::LeftOut>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +79,8 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
         return Err(Error::usage(format!("--level {level} is out of range for {}", compression.name())));
     }
     let split = cmd.split.as_deref().map(crate::size::parse_size).transpose()?;
+    // Before any long work: a have-list comes from another machine and is read strictly.
+    let bases = crate::delta::read_bases(&cmd.have)?;
     let seal = SealOptions { prompt_allowed: cx.prompt_allowed, ..cmd.seal.clone() };
     let (encryptor, signer) = seal.prepare()?;
     // Flattening reads the layers again; keep them uncompressed for it.
@@ -97,8 +109,10 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
             o.flattened = flattened;
             o
         },
+        &bases,
         cx.progress,
     )?;
+    let delta = report.delta.clone().unwrap_or_default();
     Ok(SaveSummary {
         location: report.location.trim_end_matches('/').to_string(),
         stem: report.stem,
@@ -109,5 +123,9 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
         tar_bytes: report.tar_bytes,
         signed: report.signed,
         encrypted: report.encrypted,
+        have_lists: bases.len(),
+        left_out: delta.left_out.len(),
+        saved_bytes: delta.saved_bytes(),
+        left_out_layers: delta.left_out,
     })
 }

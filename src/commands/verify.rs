@@ -23,6 +23,8 @@ pub struct VerifyReport {
     /// Blobs verified (0 when only checksums were checked).
     pub blobs: usize,
     pub images: Vec<String>,
+    /// A delta bundle's left-out layers: what a target must hold to load it (empty for a full bundle).
+    pub left_out: Vec<crate::delta::LeftOut>,
 }
 
 pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
@@ -40,10 +42,14 @@ pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
             bytes,
             blobs: 0,
             images: Vec::new(),
+            left_out: Vec::new(),
         });
     }
     let decryptor = if bundle.is_encrypted_by_name() { Some(opts.trust.decryptor()?) } else { None };
-    let report = crate::verified::verify(&bundle, decryptor, cx.progress)?;
+    let (verified, compression, encrypted) =
+        crate::verified::verify_into(&bundle, decryptor, &mut crate::bundle::verify::NullSink, None, cx.progress)?;
+    let left_out = verified.delta.as_ref().map(|d| d.left_out.clone()).unwrap_or_default();
+    let report = crate::verified::report(bundle.describe(), &verified, compression, encrypted);
     Ok(VerifyReport {
         bundle: bundle.describe(),
         signature: signature.describe(),
@@ -52,5 +58,6 @@ pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
         bytes: report.content_bytes,
         blobs: report.blobs,
         images: report.images,
+        left_out,
     })
 }

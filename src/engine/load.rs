@@ -172,10 +172,18 @@ pub struct DaemonSink {
     converted: HashMap<Digest, Digest>,
     /// For messages: "Docker Engine 20.10.24 (API 1.41)".
     daemon: String,
+    /// Asked whether it holds a delta's left-out layers.
+    host: super::EngineHost,
 }
 
 impl DaemonSink {
-    fn new(tx: tokio::sync::mpsc::Sender<BodyItem>, convert_zstd: bool, spool_dir: PathBuf, daemon: String) -> Self {
+    fn new(
+        tx: tokio::sync::mpsc::Sender<BodyItem>,
+        convert_zstd: bool,
+        spool_dir: PathBuf,
+        daemon: String,
+        host: super::EngineHost,
+    ) -> Self {
         DaemonSink {
             out: HoldBack { pending: Vec::with_capacity(HOLD_BACK + CHUNK), tx: Some(tx), broken: false },
             convert_zstd,
@@ -185,6 +193,7 @@ impl DaemonSink {
             current: Current::None,
             converted: HashMap::new(),
             daemon,
+            host,
         }
     }
 
@@ -364,6 +373,16 @@ impl Sink for DaemonSink {
         self.current = Current::None;
         self.out.cut();
     }
+
+    /// A delta loads when the engine holds every chain its left-out layers
+    /// complete (Docker's loader then skips them). Asked before any layer is
+    /// sent; a refusal cuts the upload, so Docker loads nothing.
+    fn delta(&mut self, delta: &crate::delta::Delta) -> Result<()> {
+        let held = super::held::chains_held(&self.host)?;
+        crate::delta::check_target(delta, &format!("the Docker Engine at {}", self.host.url), |l| {
+            Ok(l.chain_ids.iter().all(|c| held.contains(c)))
+        })
+    }
 }
 
 /// What the runtime thread reports while Docker loads.
@@ -410,7 +429,7 @@ pub fn load_into_daemon(bundle: &Trusted, decryptor: Option<Decryptor>, progress
 
         let spool_dir = std::env::temp_dir();
         let daemon = format!("{} (API {})", engine.server, engine.api_version());
-        let mut sink = DaemonSink::new(tx, convert, spool_dir, daemon);
+        let mut sink = DaemonSink::new(tx, convert, spool_dir, daemon, engine.host.clone());
         let result = verify_into(bundle, decryptor, &mut sink, None, progress);
         let broken = sink.out.broken;
         let mut notes = Vec::new();

@@ -17,6 +17,7 @@
 //!   succeeded, so a failure leaves nothing half-tagged.
 mod client;
 mod export;
+pub mod held;
 mod load;
 mod tarw;
 

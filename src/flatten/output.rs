@@ -121,7 +121,7 @@ fn rename_oci(set: &mut ImageSet, r: &str) -> Result<()> {
 
 /// index.json without the bundle annotations (a plain image layout).
 fn plain_index_json(set: &ImageSet) -> Vec<u8> {
-    let meta = BundleMeta { created: String::new(), flattened: false, delta_base: None };
+    let meta = BundleMeta { created: String::new(), flattened: false, delta: None };
     let mut v: serde_json::Value = serde_json::from_slice(&layout::index_json(set, &meta)).expect("ferry's own json");
     if let Some(o) = v.as_object_mut() {
         o.remove("annotations");

@@ -18,6 +18,10 @@ pub struct OciDirSink {
     target: PathBuf,
     reference: Option<String>,
     staging: Option<tempfile::TempDir>,
+    /// A delta's left-out blobs (hex), which the layout must still hold at commit.
+    left_out: Vec<String>,
+    /// Hash those blobs when the load begins, not only check their sizes.
+    deep: bool,
 }
 
 impl OciDirSink {
@@ -42,7 +46,13 @@ impl OciDirSink {
             .tempdir_in(&parent)
             .map_err(|e| Error::io(format!("creating a staging directory in {}", parent.display()), e))?;
         fs::create_dir_all(staging.path().join("blobs/sha256")).map_err(|e| Error::io("creating the staging directory", e))?;
-        Ok(OciDirSink { target: target.to_path_buf(), reference, staging: Some(staging) })
+        Ok(OciDirSink { target: target.to_path_buf(), reference, staging: Some(staging), left_out: Vec::new(), deep: false })
+    }
+
+    /// `load --deep`: a delta's left-out layers are hashed in the layout.
+    pub fn deep(mut self, on: bool) -> Self {
+        self.deep = on;
+        self
     }
 
     fn staging(&self) -> &Path {
@@ -178,6 +188,16 @@ impl Sink for OciDirSink {
                 blob_dir.rename_into(&entry.path(), &name).map_err(moving)?;
             }
         }
+        // A delta's base is still there (checked when the load began; not removed since).
+        for hex in &self.left_out {
+            if !blob_dir.has_regular_file(hex).map_err(|e| Error::io(format!("checking {}", blobs.join(hex).display()), e))? {
+                return Err(Error::MissingBase(format!(
+                    "{} went missing from {} while the delta loaded; index.json was not changed",
+                    hex,
+                    blobs.display()
+                )));
+            }
+        }
         // Written in the staging directory and renamed in: a rename replaces a link, never follows it.
         if fs::symlink_metadata(self.target.join("oci-layout")).is_err() {
             let tmp = stage.join("oci-layout");
@@ -193,5 +213,33 @@ impl Sink for OciDirSink {
 
     fn abort(&mut self) {
         self.staging.take();
+    }
+
+    /// A delta loads when the layout holds every left-out layer: a regular
+    /// file at its blob path with its size (and, with `--deep`, its digest).
+    fn delta(&mut self, delta: &crate::delta::Delta) -> Result<()> {
+        let target = format!("oci:{}", self.target.display());
+        let deep = self.deep;
+        crate::delta::check_target(delta, &target, |l| {
+            let path = self.target.join(l.digest.blob_path());
+            let ctx = |e| Error::io(format!("checking {}", path.display()), e);
+            let file = match local_file::open_regular_here(&path) {
+                Ok(Ok(file)) => file,
+                Ok(Err(_)) => return Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+                Err(e) => return Err(ctx(e)),
+            };
+            if file.metadata().map_err(ctx)?.len() != l.size {
+                return Ok(false);
+            }
+            if !deep {
+                return Ok(true);
+            }
+            let mut hashing = crate::digest::HashingReader::new(std::io::BufReader::with_capacity(1 << 20, file));
+            std::io::copy(&mut hashing, &mut std::io::sink()).map_err(ctx)?;
+            Ok(hashing.finish().0 == l.digest)
+        })?;
+        self.left_out = delta.left_out.iter().map(|l| l.digest.hex().to_string()).collect();
+        Ok(())
     }
 }
