@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 
 /// index.json annotation: the digests of the have-lists a delta was made against, comma-separated.
-pub use crate::bundle::layout::ANN_DELTA_BASE;
+pub const ANN_DELTA_BASE: &str = "dev.ferry.bundle.delta-base";
 /// index.json annotation: the left-out layers, a JSON array of [`LeftOut`] (as a string: annotations are strings).
 pub const ANN_LEFT_OUT: &str = "dev.ferry.bundle.left-out";
 

@@ -18,7 +18,7 @@ pub const ANN_FORMAT: &str = "dev.ferry.bundle.format";
 pub const ANN_CREATED: &str = "dev.ferry.bundle.created";
 pub const ANN_TOOL: &str = "dev.ferry.bundle.tool";
 pub const ANN_FLATTENED: &str = "dev.ferry.bundle.flattened";
-pub const ANN_DELTA_BASE: &str = "dev.ferry.bundle.delta-base";
+pub use crate::delta::ANN_DELTA_BASE;
 
 #[derive(Debug, Clone)]
 pub struct BundleMeta {
