@@ -173,6 +173,15 @@ fn layout_have(dir: &Path) -> std::path::PathBuf {
     have
 }
 
+/// `DIR/delta/app`: the fixture layout saved against its own have-list (every layer left out).
+fn layout_delta(dir: &Path) -> std::path::PathBuf {
+    let have = layout_have(dir);
+    let delta = dir.join("delta");
+    let layout = format!("oci:{}", fixture(LAYOUT).display());
+    ferry_ok(&["save", &layout, "--have", have.to_str().unwrap(), "-o", delta.to_str().unwrap(), "-n", "app", "-q"]);
+    delta
+}
+
 /// The fixture's layer digests and sizes, from its manifest.
 fn layout_layers() -> Vec<(String, u64)> {
     let dir = fixture(LAYOUT);
@@ -283,19 +292,7 @@ fn save_with_a_have_list_leaves_out_the_layers_it_proves_and_standard_tools_acce
 fn a_delta_into_an_archive_target_is_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let have = layout_have(d);
-    let delta = d.join("delta");
-    ferry_ok(&[
-        "save",
-        &format!("oci:{}", fixture(LAYOUT).display()),
-        "--have",
-        have.to_str().unwrap(),
-        "-o",
-        delta.to_str().unwrap(),
-        "-n",
-        "app",
-        "-q",
-    ]);
+    let delta = layout_delta(d);
     for target in ["oci-archive", "docker-archive"] {
         let out = d.join(format!("{target}.tar"));
         let r = ferry(&["load", delta.to_str().unwrap(), "--allow-unsigned", "--into", &format!("{target}:{}", out.display())]);
@@ -611,19 +608,7 @@ fn delta_from_a_consumers_have_list_loads_into_docker_and_oci_and_fails_closed_e
 fn a_delta_into_an_oci_layout_missing_a_base_layer_or_with_a_wrong_size_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let have = layout_have(d);
-    let delta = d.join("delta");
-    ferry_ok(&[
-        "save",
-        &format!("oci:{}", fixture(LAYOUT).display()),
-        "--have",
-        have.to_str().unwrap(),
-        "-o",
-        delta.to_str().unwrap(),
-        "-n",
-        "app",
-        "-q",
-    ]);
+    let delta = layout_delta(d);
     // A copy of the fixture layout holds everything: the delta loads.
     let target = d.join("target");
     sh(&format!("cp -r {} {}", fixture(LAYOUT).display(), target.display()));
