@@ -63,7 +63,7 @@ impl Delta {
     }
 
     pub fn saved_bytes(&self) -> u64 {
-        self.left_out.iter().map(|l| l.size).sum()
+        self.left_out.iter().fold(0u64, |sum, l| sum.saturating_add(l.size))
     }
 
     /// The index.json annotations that record it.
@@ -196,6 +196,8 @@ pub fn plan(set: &ImageSet, bases: &[Base]) -> Result<Delta> {
         .filter_map(|(digest, p)| {
             Some(LeftOut { digest, size: p.size, diff_id: p.diff_id?, chain_ids: p.chain_ids, have: bases[p.proof?].digest.clone() })
         })
+        // A verifier refuses a record over the cap: past it, layers stay in.
+        .take(MAX_LEFT_OUT)
         .collect();
     let mut used: Vec<Digest> = Vec::new();
     for base in bases {
@@ -229,14 +231,18 @@ fn manifests_with_configs(set: &ImageSet) -> Result<Vec<(Manifest, Vec<u8>)>> {
     Ok(out)
 }
 
-/// An image config's `rootfs.diff_ids`.
+/// An image config's `rootfs.diff_ids`; none for configs that have no rootfs
+/// (OCI artifacts with an empty `{}` config, Helm charts): with no diff_ids there
+/// is no chain to prove, so such layers are never left out for Docker targets.
 pub fn config_diff_ids(config: &[u8], digest: &Digest) -> Result<Vec<Digest>> {
     #[derive(Deserialize)]
     struct Config {
+        #[serde(default)]
         rootfs: RootFs,
     }
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Default)]
     struct RootFs {
+        #[serde(default)]
         diff_ids: Vec<Digest>,
     }
     let config: Config = parse_json(config, &format!("the config {digest}"))?;
@@ -279,6 +285,16 @@ pub fn check_record<'a>(delta: &Delta, manifests: impl Iterator<Item = (&'a Mani
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn configs_without_rootfs_have_no_diff_ids() {
+        let d = crate::digest::Digest::from_hex(&"0".repeat(64)).unwrap();
+        assert!(super::config_diff_ids(b"{}", &d).unwrap().is_empty());
+        assert!(super::config_diff_ids(br#"{"rootfs":{"type":"layers"}}"#, &d).unwrap().is_empty());
+        let id = format!("sha256:{}", "a".repeat(64));
+        let one = super::config_diff_ids(format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{id}"]}}}}"#).as_bytes(), &d).unwrap();
+        assert_eq!(one.len(), 1);
+    }
+
     use super::*;
 
     fn d(c: char) -> Digest {

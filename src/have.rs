@@ -85,11 +85,14 @@ pub fn read_file(path: &Path) -> Result<HaveList> {
 /// [`read_file`], with the digest of the bytes parsed (hashed as they are read).
 pub fn read_file_hashed(path: &Path) -> Result<(HaveList, crate::digest::Digest)> {
     let name = path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening the have-list {name}"), e))?;
+    // Opened without blocking and checked before reading: a FIFO or device planted
+    // as a have-list is refused, not read for ever.
+    let file = match ferry_transports::local_file::open_regular(path) {
+        Ok(Ok(file)) => file,
+        Ok(Err(kind)) => return Err(refused(format!("{name}: a have-list must be a regular file (it is {kind})"))),
+        Err(e) => return Err(Error::io(format!("opening the have-list {name}"), e)),
+    };
     let meta = file.metadata().map_err(|e| Error::io(format!("reading the have-list {name}"), e))?;
-    if !meta.is_file() {
-        return Err(refused(format!("{name}: a have-list must be a regular file")));
-    }
     if meta.len() > MAX_HAVE_BYTES {
         return Err(too_large(&name));
     }

@@ -516,7 +516,7 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
         println!("flattened:   {}", if f { "yes" } else { "no" });
     }
     if !info.left_out.is_empty() {
-        let bytes: u64 = info.left_out.iter().map(|l| l.size).sum();
+        let bytes: u64 = info.left_out.iter().fold(0u64, |sum, l| sum.saturating_add(l.size));
         println!(
             "delta:       yes, against have-list(s) {}: {} layer(s) ({}) left out",
             info.delta_base.as_deref().unwrap_or("?"),

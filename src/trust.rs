@@ -172,8 +172,4 @@ impl TrustOptions {
             Ok(Box::new(input.decrypt_auto(&identities, prompt)?))
         }))
     }
-
-    pub fn can_decrypt(&self) -> bool {
-        !self.identities.is_empty() || std::env::var_os(seal::PASSPHRASE_ENV).is_some() || self.prompt_allowed
-    }
 }

@@ -477,6 +477,22 @@ fn a_have_list_over_16_mib_is_refused_before_it_is_read() {
     eprintln!("16 MiB of distinct digests: {kib} KiB");
 }
 
+/// A FIFO planted as a have-list is refused at once, not read for ever.
+#[test]
+fn a_fifo_as_a_have_list_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("site.have");
+    sh(&format!("mkfifo '{}'", fifo.display()));
+    let out = dir.path().join("out");
+    let (r, kib) = ferry_rss(
+        &["save", &format!("oci:{}", fixture(LAYOUT).display()), "--have", fifo.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("a have-list must be a regular file (it is a FIFO)"), "{}", r.stderr);
+    assert!(!out.exists() && kib < HOSTILE_RSS_LIMIT_KIB);
+}
+
 fn build(daemon: &Dockerd, name: &str, dockerfile: &str) {
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(ctx.path().join("Dockerfile"), dockerfile).unwrap();

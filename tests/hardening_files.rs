@@ -657,3 +657,39 @@ fn declared_sizes_that_overflow_are_refused_not_a_panic() {
     assert_eq!(names(parent.path()), ["usb"], "no target, no staging left");
     assert_bounded(kib);
 }
+
+/// A server whose directory index never ends: `ls` reads at most 16 MiB of it,
+/// then gives up with exit 4, in bounded memory (before: read until the memory ran out).
+#[test]
+fn ls_of_a_server_whose_index_never_ends_is_refused_within_bounds() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/drop/", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if conn.read(&mut byte)? == 0 {
+                        return Ok(());
+                    }
+                    head.push(byte[0]);
+                }
+                conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>\n")?;
+                let line = b"<a href=\"x.sha256\">x.sha256</a>   01-Jan-2026 00:00   64\n".repeat(1024);
+                // 256 MiB at most, so the test ends even if the bound were gone.
+                for _ in 0..(256 << 20) / line.len() {
+                    conn.write_all(&line)?;
+                }
+                Ok(())
+            });
+        }
+    });
+    let home = tempfile::tempdir().unwrap();
+    let (r, kib) = ferry_rss(&["ls", &url], &[("HOME", home.path().to_str().unwrap())]);
+    report("ls of an endless directory index", &r, kib);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains("the directory index is larger than 16 MiB"), "{}", r.stderr);
+    assert!(kib < HOSTILE_RSS_LIMIT_KIB, "peak RSS {kib} KiB");
+}

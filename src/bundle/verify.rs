@@ -256,7 +256,11 @@ fn verify_inner(reader: &mut dyn Read, sink: &mut dyn Sink, copy: Option<&mut dy
                     }
                     if !reserved && claim == Claim::Layer {
                         // Every document has been read: all sizes are known (left-out layers take no room).
-                        let left_out = verified.delta.as_ref().map_or(0, |d| d.saved_bytes());
+                        // Their sizes are the documents' own, not the delta record's: the record is
+                        // only checked at the end, and must not be able to switch this check off.
+                        let left_out: u64 = verified.delta.as_ref().map_or(0, |d| {
+                            d.left_out.iter().filter_map(|l| expected.blobs.get(&l.digest)).fold(0u64, |sum, (s, _)| sum.saturating_add(*s))
+                        });
                         sink.reserve(expected.declared.saturating_sub(seen_bytes).saturating_sub(left_out))?;
                         reserved = true;
                     }

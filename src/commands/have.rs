@@ -8,7 +8,6 @@
 //!   content is read, so it is checked first as `load` checks it.
 use super::Context;
 use crate::bundle::verify::{NullSink, Verified};
-use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::have::HaveList;
 use crate::image::{open_source, SourceOptions};
@@ -114,24 +113,10 @@ fn carried(v: &Verified) -> Result<HaveList> {
         list.blobs.insert(manifest.config.digest.clone());
         list.blobs.extend(manifest.layers.iter().map(|l| l.digest.clone()));
         if let Some(config) = v.configs.get(&manifest.config.digest) {
-            list.add_chains(&diff_ids(config, &manifest.config.digest)?);
+            list.add_chains(&crate::delta::config_diff_ids(config, &manifest.config.digest)?);
         }
     }
     Ok(list)
-}
-
-/// An image config's `rootfs.diff_ids` (already verified against its digest).
-fn diff_ids(config: &[u8], digest: &Digest) -> Result<Vec<Digest>> {
-    #[derive(serde::Deserialize)]
-    struct Config {
-        rootfs: RootFs,
-    }
-    #[derive(serde::Deserialize)]
-    struct RootFs {
-        diff_ids: Vec<Digest>,
-    }
-    let config: Config = crate::image::parse_json(config, &format!("the config {digest}"))?;
-    Ok(config.rootfs.diff_ids)
 }
 
 /// Write the list next to its final name and rename it into place, so a

@@ -48,12 +48,17 @@ impl DirHandle {
 
     /// Whether `name` here is a regular file itself (a symlink is not).
     pub fn has_regular_file(&self, name: &str) -> io::Result<bool> {
+        Ok(self.regular_file_size(name)?.is_some())
+    }
+
+    /// The size of `name` here if it is a regular file (not followed if a link).
+    pub fn regular_file_size(&self, name: &str) -> io::Result<Option<u64>> {
         let c = c_name(name.as_bytes())?;
         // SAFETY: a zeroed stat the call fills in; valid descriptor and name.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
         match check(unsafe { libc::fstatat(self.0.as_raw_fd(), c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) }) {
-            Ok(_) => Ok(st.st_mode & libc::S_IFMT == libc::S_IFREG),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+            Ok(_) => Ok((st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some(st.st_size as u64)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
             Err(e) => Err(e),
         }
     }

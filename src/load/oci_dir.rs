@@ -19,7 +19,8 @@ pub struct OciDirSink {
     reference: Option<String>,
     staging: Option<tempfile::TempDir>,
     /// A delta's left-out blobs (hex), which the layout must still hold at commit.
-    left_out: Vec<String>,
+    /// A delta's base blobs (hex digest, size), checked again at commit.
+    left_out: Vec<(String, u64)>,
     /// Hash those blobs when the load begins, not only check their sizes.
     deep: bool,
 }
@@ -189,10 +190,11 @@ impl Sink for OciDirSink {
             }
         }
         // A delta's base is still there (checked when the load began; not removed since).
-        for hex in &self.left_out {
-            if !blob_dir.has_regular_file(hex).map_err(|e| Error::io(format!("checking {}", blobs.join(hex).display()), e))? {
+        for (hex, size) in &self.left_out {
+            let there = blob_dir.regular_file_size(hex).map_err(|e| Error::io(format!("checking {}", blobs.join(hex).display()), e))?;
+            if there != Some(*size) {
                 return Err(Error::MissingBase(format!(
-                    "{} went missing from {} while the delta loaded; index.json was not changed",
+                    "{} went missing from {} (or changed size) while the delta loaded; index.json was not changed",
                     hex,
                     blobs.display()
                 )));
@@ -239,7 +241,7 @@ impl Sink for OciDirSink {
             std::io::copy(&mut hashing, &mut std::io::sink()).map_err(ctx)?;
             Ok(hashing.finish().0 == l.digest)
         })?;
-        self.left_out = delta.left_out.iter().map(|l| l.digest.hex().to_string()).collect();
+        self.left_out = delta.left_out.iter().map(|l| (l.digest.hex().to_string(), l.size)).collect();
         Ok(())
     }
 }

@@ -461,7 +461,16 @@ impl Transport for HttpTransport {
         }
         let is_html =
             resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.to_ascii_lowercase().contains("html"));
-        let body = resp.text().map_err(|e| send_error(&self.remote, context, &e))?;
+        // A directory index is read within a bound: a hostile server cannot make `ls`
+        // (or an unattended watcher) take unbounded memory.
+        let mut body = String::new();
+        let mut limited = crate::silence::SilenceLimited::wrap(resp, self.io_timeout, context.to_string())
+            .map_err(|e| TransportError::io(&self.remote.display, context, e))?
+            .take(MAX_INDEX_BYTES + 1);
+        limited.read_to_string(&mut body).map_err(|e| TransportError::io(&self.remote.display, context, e))?;
+        if body.len() as u64 > MAX_INDEX_BYTES {
+            return Err(self.remote.protocol_error(context, format!("the directory index is larger than {} MiB", MAX_INDEX_BYTES >> 20)));
+        }
         if !is_html {
             return Err(TransportError::Unsupported {
                 location: self.remote.display.clone(),
@@ -469,13 +478,24 @@ impl Transport for HttpTransport {
             });
         }
         let mut entries = Vec::new();
+        let mut asked = 0usize;
         for (name, size) in parse_index(&body) {
             let size = match size {
                 Some(s) => s,
-                None => match self.head_size(&name)? {
-                    Some(s) => s,
-                    None => continue,
-                },
+                // Each unsized link costs a request: bounded too.
+                None if asked >= MAX_INDEX_HEADS => {
+                    return Err(self.remote.protocol_error(
+                        context,
+                        format!("the directory index lists more than {MAX_INDEX_HEADS} files without their sizes"),
+                    ))
+                }
+                None => {
+                    asked += 1;
+                    match self.head_size(&name)? {
+                        Some(s) => s,
+                        None => continue,
+                    }
+                }
             };
             entries.push(Entry { name, size });
         }
@@ -494,6 +514,11 @@ impl Transport for HttpTransport {
         }
     }
 }
+
+/// Largest directory index page `list` reads.
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+/// Most files without a size on the page that `list` asks about with HEAD.
+const MAX_INDEX_HEADS: usize = 4096;
 
 /// File links of an autoindex page (nginx, Apache) with their sizes where the page
 /// gives exact byte counts (nginx's default); `None` means "ask with HEAD".
