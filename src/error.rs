@@ -200,11 +200,7 @@ impl Error {
 /// An I/O error's text without the raw errno ("No space left on device", not
 /// "No space left on device (os error 28)").
 pub fn plain_io(e: &io::Error) -> String {
-    let text = e.to_string();
-    match e.raw_os_error() {
-        Some(code) => text.strip_suffix(&format!(" (os error {code})")).map(str::to_string).unwrap_or(text),
-        None => text,
-    }
+    ferry_transports::without_errno(&e.to_string())
 }
 
 /// If `e` carries a ferry `Error`, return it; otherwise give `e` back.

@@ -277,10 +277,7 @@ fn http_webdav_save_load_ls_push_pull_verify() {
 /// Bytes a process has read through read(2) (files; socket send(2)s are not counted,
 /// so the source file's bytes are what tells how far a push got).
 fn read_by(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("rchar:").map(|v| v.trim().parse().unwrap_or(0))))
-        .unwrap_or(0)
+    io_counter(pid, "rchar:")
 }
 
 /// A local bundle whose artifact is `size` bytes of random data (push/pull only look
@@ -673,7 +670,7 @@ fn stalled_server_ends_with_exit_4(site: &Site, server: &servers::Proc) {
         cmd.arg(inner.get_program()).args(inner.get_args()).env("HOME", site.home.path()).stdin(Stdio::null());
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let time_pid = child.id();
-        let ferry_pid = || servers_descendant(time_pid);
+        let ferry_pid = || servers::descendants(time_pid).first().copied();
         let deadline = Instant::now() + Duration::from_secs(60);
         // Freeze once ferry has received 8 MiB (it writes them, or hashes them for load).
         loop {
@@ -751,12 +748,7 @@ fn stalling_artifact(path: &Path, size: u64) {
     f.set_len(size).unwrap();
 }
 
-/// The ferry process under `/usr/bin/time` (its only child).
-fn servers_descendant(pid: u32) -> Option<u32> {
-    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
-}
-
+/// A counter of /proc/PID/io (`rchar:`, `wchar:`): bytes a process has read or written.
 fn io_counter(pid: u32, key: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()

@@ -1,7 +1,6 @@
 //! `ferry load SOURCE --into TARGET`: the signature first, then one verified
 //! stream into the target, committed only when everything checked out.
 use super::Context;
-use crate::compress::Compression;
 use crate::error::Result;
 use crate::reference::ImageRef;
 use crate::trust::{Policy, TrustOptions};
@@ -42,11 +41,7 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         blobs: report.blobs,
         content_bytes: report.content_bytes,
         signature: bundle.signature().describe(),
-        compression: compression_name(report.compression),
+        compression: report.compression.name(),
         encrypted: report.encrypted,
     })
-}
-
-fn compression_name(c: Compression) -> &'static str {
-    c.name()
 }

@@ -464,9 +464,7 @@ impl Transport for HttpTransport {
         // A directory index is read within a bound: a hostile server cannot make `ls`
         // (or an unattended watcher) take unbounded memory.
         let mut body = String::new();
-        let mut limited = crate::silence::SilenceLimited::wrap(resp, self.io_timeout, context.to_string())
-            .map_err(|e| TransportError::io(&self.remote.display, context, e))?
-            .take(MAX_INDEX_BYTES + 1);
+        let mut limited = self.silence_limited(resp, context)?.take(MAX_INDEX_BYTES + 1);
         limited.read_to_string(&mut body).map_err(|e| TransportError::io(&self.remote.display, context, e))?;
         if body.len() as u64 > MAX_INDEX_BYTES {
             return Err(self.remote.protocol_error(context, format!("the directory index is larger than {} MiB", MAX_INDEX_BYTES >> 20)));

@@ -35,6 +35,8 @@ pub use memory::MemoryTransport;
 pub use options::{FtpPassive, SshAgent, TransportOptions};
 /// A location as it may be shown: any password in it replaced by `***`.
 pub use remote::redact as redact_location;
+/// A library's or the OS's text without raw errno numbers (` (os error 28)`).
+pub use remote::without_errno;
 pub use sftp::SftpTransport;
 
 use std::io::{Read, Write};

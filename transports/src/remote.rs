@@ -137,7 +137,7 @@ impl Remote {
 
 /// `Connection refused (os error 111)` → `Connection refused`: the errno number
 /// tells a user nothing the words do not.
-pub(crate) fn without_errno(text: &str) -> String {
+pub fn without_errno(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find(" (os error ") {

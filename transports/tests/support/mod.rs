@@ -101,7 +101,7 @@ pub fn chown(path: &Path, user: &str) {
 }
 
 /// Every descendant of `pid` (children first in the list is not needed: all get SIGKILL).
-fn descendants(pid: u32) -> Vec<u32> {
+pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parent_of = Vec::new();
     if let Ok(rd) = fs::read_dir("/proc") {
         for e in rd.flatten() {
