@@ -97,10 +97,6 @@ const MAX_TRAILING: u64 = 1 << 20;
 /// The end-of-archive marker: two zero blocks.
 const END_MARKER: usize = 1024;
 
-pub fn verify_stream(reader: &mut dyn Read, sink: &mut dyn Sink) -> Result<Verified> {
-    verify_stream_copying(reader, sink, None)
-}
-
 /// Verify, and write the verified tar to `copy` as it streams: its entries
 /// as they were read and then ferry's own end-of-archive marker, nothing of
 /// what came after the artifact's (an archive target is exactly the entries
