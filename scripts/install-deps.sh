@@ -9,6 +9,7 @@ PACKAGES=(
   vsftpd openssh-server openssh-client nginx-light
   age minisign lftp busybox-static curl zstd gzip
   uidmap iptables python3 bsdutils pkg-config libssl-dev openssl time
+  docker-registry apache2-utils protobuf-compiler
 )
 # Commands that must resolve afterwards (absolute paths where a PATH lookup could
 # find something else, e.g. a newer docker client in /usr/local/bin).
@@ -16,6 +17,7 @@ COMMANDS=(
   /usr/bin/docker /usr/sbin/dockerd podman buildah skopeo umoci containerd ctr
   /usr/sbin/vsftpd /usr/sbin/sshd ssh sftp ssh-keygen /usr/sbin/nginx
   age age-keygen minisign lftp /bin/busybox curl zstd gzip
+  docker-registry htpasswd protoc
   newuidmap iptables python3 sha256sum /usr/bin/openssl /usr/sbin/useradd /usr/sbin/chpasswd ssh-agent ssh-add /usr/bin/time script
 )
 

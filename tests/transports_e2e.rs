@@ -309,7 +309,11 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
         .unwrap();
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while read_by(pid) < 8 * MIB {
+    let partial = site.data_dir.join(format!("{artifact}.partial"));
+    let on_server = || fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    // Wait for bytes on the server's disk too, not only for ferry's reads: on a busy
+    // machine 8 MiB can sit in loopback socket buffers before the server writes any.
+    while read_by(pid) < 8 * MIB || (can_resume && on_server() < MIB) {
         if child.try_wait().unwrap().is_some() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -336,8 +340,7 @@ fn killed_then_push_resumes(site: &Site, server: &mut servers::Proc, can_resume:
     let names = site.names();
     assert!(!names.contains(&artifact.to_string()), "[{label}] the artifact appeared under its final name: {names:?}");
     assert!(!names.contains(&"big.sha256".to_string()), "[{label}] {names:?}");
-    let partial = site.data_dir.join(format!("{artifact}.partial"));
-    let left = fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    let left = on_server();
 
     server.restart();
     let report = json(&site.ok(&["push", sums.to_str().unwrap(), &site.url, "--json"]).stdout);
