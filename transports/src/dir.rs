@@ -143,6 +143,32 @@ impl Transport for DirTransport {
             }
         })
     }
+
+    fn move_to(&self, name: &str, dir: &str) -> Result<()> {
+        self.move_file(name, dir)
+    }
+}
+
+impl DirTransport {
+    fn move_file(&self, name: &str, dir: &str) -> Result<()> {
+        let from = self.path(name)?;
+        let to_dir = crate::subdir_parts(dir)?.iter().fold(self.root.clone(), |p, part| p.join(part));
+        fs::create_dir_all(&to_dir).map_err(|e| self.err(format!("creating directory {}", to_dir.display()), e))?;
+        fs::rename(&from, to_dir.join(name)).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                TransportError::NotFound { location: self.describe(), name: name.to_string() }
+            } else {
+                self.err(format!("moving {name} into {dir}"), e)
+            }
+        })?;
+        // Both directories changed: make the move durable.
+        for d in [&to_dir, &self.root] {
+            if let Ok(d) = File::open(d) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
 }
 
 struct DirUpload {

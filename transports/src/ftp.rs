@@ -351,6 +351,35 @@ impl Transport for FtpTransport {
             Err(e) => Err(self.err(format!("deleting {name} (DELE)"), e)),
         }
     }
+
+    /// `MKD` each folder component (an existing one answers 550: fine), then `RNFR`/`RNTO`.
+    /// An anonymous incoming folder may allow the rename, never onto an existing file.
+    fn move_to(&self, name: &str, dir: &str) -> Result<()> {
+        check_name(name)?;
+        let parts = crate::subdir_parts(dir)?;
+        let folder = parts.join("/");
+        let to = format!("{folder}/{name}");
+        let result = self.with_conn(|ftp| {
+            for i in 1..=parts.len() {
+                let _ = ftp.mkdir(parts[..i].join("/"));
+            }
+            if self.anonymous && ftp.size(&to).is_ok() {
+                return Ok(false);
+            }
+            ftp.rename(name, &to).map(|()| true)
+        })?;
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(TransportError::Unsupported {
+                location: self.remote.display.clone(),
+                operation: "overwriting files (anonymous FTP incoming folder)",
+            }),
+            Err(e) if is_missing(&e) && self.stat(name)?.is_none() => {
+                Err(TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() })
+            }
+            Err(e) => Err(self.err(format!("moving {name} to {to} (RNFR/RNTO)"), e)),
+        }
+    }
 }
 
 struct FtpUpload {

@@ -511,6 +511,34 @@ impl Transport for HttpTransport {
             s => Err(self.status_error(&context, Some(name), s)),
         }
     }
+
+    /// WebDAV: `MKCOL` each folder component (405 when it exists), then `MOVE` with a
+    /// `Destination:` header.
+    fn move_to(&self, name: &str, dir: &str) -> Result<()> {
+        check_name(name)?;
+        let mut folder = self.base.clone();
+        for part in crate::subdir_parts(dir)? {
+            folder.path_segments_mut().expect("http URLs have paths").pop_if_empty().push(part).push("");
+            let context = format!("creating folder {part} (MKCOL)");
+            let resp = self.send(self.small(Method::from_bytes(b"MKCOL").expect("a valid method"), folder.clone()), &context)?;
+            match resp.status() {
+                s if s.is_success() || s == StatusCode::METHOD_NOT_ALLOWED => {}
+                s => return Err(self.status_error(&context, None, s)),
+            }
+        }
+        let mut to = folder;
+        to.path_segments_mut().expect("http URLs have paths").pop_if_empty().push(name);
+        let context = format!("moving {name} into {dir} (MOVE)");
+        let rb = self
+            .small(Method::from_bytes(b"MOVE").expect("a valid method"), self.url_for(name))
+            .header("Destination", to.as_str())
+            .header("Overwrite", "T");
+        let resp = self.send(rb, &context)?;
+        match resp.status() {
+            s if s.is_success() => Ok(()),
+            s => Err(self.status_error(&context, Some(name), s)),
+        }
+    }
 }
 
 /// Largest directory index page `list` reads.

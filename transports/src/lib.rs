@@ -109,6 +109,13 @@ pub trait Transport: Send + Sync {
     /// Files at the location (temporary upload names included; callers filter).
     fn list(&self) -> Result<Vec<Entry>>;
     fn delete(&self, name: &str) -> Result<()>;
+    /// Move `name` into the sub-folder `dir` of the location (a relative
+    /// `/`-separated path, created when missing), keeping its name: how a
+    /// consumer sets a file aside (`ferry watch --after move:DIR`).
+    fn move_to(&self, name: &str, dir: &str) -> Result<()> {
+        let _ = (name, dir);
+        Err(TransportError::Unsupported { location: self.describe(), operation: "moving files" })
+    }
     /// The local directory this location is, if it is one: a caller may then
     /// build a file there itself and publish it with [`Transport::adopt`].
     fn local_dir(&self) -> Option<&std::path::Path> {
@@ -120,6 +127,16 @@ pub trait Transport: Send + Sync {
         let _ = (file, name);
         Err(TransportError::Unsupported { location: self.describe(), operation: "publishing a local file" })
     }
+}
+
+/// The components of a sub-folder path for [`Transport::move_to`]: relative,
+/// none of them empty, `.` or `..`, so the folder stays inside the location.
+pub fn subdir_parts(dir: &str) -> Result<Vec<&str>> {
+    let parts: Vec<&str> = dir.trim_end_matches('/').split('/').collect();
+    if dir.starts_with('/') || parts.iter().any(|p| check_name(p).is_err()) {
+        return Err(TransportError::InvalidName(dir.to_string()));
+    }
+    Ok(parts)
 }
 
 /// Refuse names that could leave the location.

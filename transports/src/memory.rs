@@ -90,6 +90,20 @@ impl Transport for MemoryTransport {
             .map(|_| ())
             .ok_or_else(|| TransportError::NotFound { location: self.describe(), name: name.to_string() })
     }
+
+    /// The folder is the store named `NAME/DIR`.
+    fn move_to(&self, name: &str, dir: &str) -> Result<()> {
+        check_name(name)?;
+        let folder = MemoryTransport::named(&format!("{}/{}", self.name, crate::subdir_parts(dir)?.join("/")));
+        let data = self
+            .store
+            .lock()
+            .unwrap()
+            .remove(name)
+            .ok_or_else(|| TransportError::NotFound { location: self.describe(), name: name.to_string() })?;
+        folder.store.lock().unwrap().insert(name.to_string(), data);
+        Ok(())
+    }
 }
 
 struct MemoryUpload {

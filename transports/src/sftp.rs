@@ -511,6 +511,36 @@ impl Transport for SftpTransport {
             Err(e) => Err(self.ssh_err(format!("deleting {}", path.display()), e)),
         }
     }
+
+    /// mkdir of each folder component, then a rename; onto an existing file (SFTP v3
+    /// refuses) with `posix-rename@openssh.com`.
+    fn move_to(&self, name: &str, dir: &str) -> Result<()> {
+        check_name(name)?;
+        let from = self.path(name);
+        let folder = crate::subdir_parts(dir)?.iter().fold(self.dir.clone(), |p, part| p.join(part));
+        let to = folder.join(name);
+        let result = self.with_conn(|c| {
+            let mut current = self.dir.clone();
+            for part in folder.strip_prefix(&self.dir).expect("folder is below the location").components() {
+                current.push(part);
+                if c.sftp.stat(&current).is_err() {
+                    c.sftp.mkdir(&current, 0o755)?;
+                }
+            }
+            match c.sftp.rename(&from, &to, None) {
+                Err(e) if c.sftp.stat(&to).is_ok() => match posix_rename(&c.session, &from, &to) {
+                    Ok(true) => Ok(()),
+                    _ => Err(e),
+                },
+                other => other,
+            }
+        })?;
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if is_missing(&e) => Err(TransportError::NotFound { location: self.remote.display.clone(), name: name.to_string() }),
+            Err(e) => Err(self.ssh_err(format!("moving {} to {}", from.display(), to.display()), e)),
+        }
+    }
 }
 
 struct SftpUpload {

@@ -30,7 +30,8 @@ fn memory() {
 fn dir() {
     let d = tempdir("ferry-dir-");
     let location = d.path().join("usb key").display().to_string();
-    run(&backend("dir", location, isolated_options()));
+    run(&backend("dir", location.clone(), isolated_options()));
+    assert_moved(&std::path::Path::new(&location).join("done/set aside"));
 }
 
 #[test]
@@ -40,12 +41,14 @@ fn ftp_anonymous_incoming() {
     let caps = (b.open)().capabilities();
     assert!(!caps.overwrite && !caps.delete, "anonymous FTP must declare no overwrite/delete: {caps:?}");
     run(&b);
+    assert_moved(&server.data_dir.join("done/set aside"));
 }
 
 #[test]
 fn ftp_local_user() {
     let server = Vsftpd::local_user();
     run(&backend("ftp-user", server.url(), isolated_options()));
+    assert_moved(&server.data_dir.join("done/set aside"));
     assert!(server.data_dir.join("hello.txt").exists() || server.data_dir.join("binary.bin").exists());
 }
 
@@ -62,6 +65,7 @@ fn sftp_key_file() {
     let opts =
         TransportOptions { known_hosts: Some(server.known_hosts.clone()), identity_files: vec![server.key.clone()], ..isolated_options() };
     run(&backend("sftp-keyfile", server.url(), opts));
+    assert_moved(&server.data_dir.join("done/set aside"));
     assert!(server.data_dir.join("binary.bin").exists());
 }
 
@@ -83,5 +87,14 @@ fn sftp_agent_second_key() {
 fn http_webdav() {
     let server = Nginx::start();
     run(&backend("http-webdav", server.url("drop/"), isolated_options()));
+    assert_moved(&server.www.join("drop/done/set aside"));
     assert!(server.www.join("drop").join("binary.bin").exists());
+}
+
+/// What the suite's move step set aside, on the server's disk.
+fn assert_moved(folder: &std::path::Path) {
+    for name in ["moved-1.txt", "moved 2.txt"] {
+        let got = std::fs::read(folder.join(name)).unwrap_or_else(|e| panic!("{}: {e}", folder.join(name).display()));
+        assert_eq!(got, b"set aside");
+    }
 }

@@ -60,6 +60,7 @@ pub fn run(b: &Backend) {
     step(b.label, "fresh upload over a stale partial; resume without a partial", || fresh_over_partial(&*t));
     step(b.label, "overwrite (or its refusal)", || overwrite(&*t));
     step(b.label, "delete (or its refusal)", || delete(&*t));
+    step(b.label, "move into a sub-folder (twice: the folder exists the second time)", || move_into(&*t));
     step(b.label, "large round trip", || big(b, &*t));
     step(b.label, "no temporary files left behind", || {
         let left: Vec<String> = t
@@ -299,6 +300,24 @@ fn delete(t: &dyn Transport) {
             other => panic!("delete without the capability: expected Unsupported, got {other:?}"),
         }
         assert!(t.stat("hello.txt").unwrap().is_some());
+    }
+}
+
+/// `move_to`: the file leaves the location's listing and lands in `done/set aside/`
+/// (callers check the server's disk); a missing file and an escaping folder are refused.
+fn move_into(t: &dyn Transport) {
+    for name in ["moved-1.txt", "moved 2.txt"] {
+        put_all(t, name, b"set aside").unwrap();
+        t.move_to(name, "done/set aside").unwrap_or_else(|e| panic!("moving {name}: {e}"));
+        assert_eq!(t.stat(name).unwrap(), None, "{name} is still at the location after the move");
+        assert!(!names(&t.list().unwrap()).contains(&name), "{name} still listed after the move");
+    }
+    let missing = t.move_to("never-there.txt", "done").unwrap_err();
+    assert!(missing.is_not_found() || matches!(missing, TransportError::Protocol { .. }), "moving a missing file: {missing}");
+    put_all(t, "stay.txt", b"x").unwrap();
+    for bad in ["../out", "/abs", "a/../../b", ""] {
+        let e = t.move_to("stay.txt", bad).expect_err(bad);
+        assert!(matches!(e, TransportError::InvalidName(_)), "folder {bad:?}: {e}");
     }
 }
 
