@@ -31,3 +31,4 @@ pub mod transfer;
 pub mod trust;
 pub mod untrusted;
 pub mod verified;
+pub mod watch;

@@ -77,6 +77,31 @@ enum Command {
     Flatten(FlattenArgs),
     /// Write a have-list of what a consumer holds, for `ferry save --have` (SPEC §6).
     Have(HaveArgs),
+    /// Poll a location; verify and load each new bundle once (see docs/WATCH.md).
+    Watch(WatchArgs),
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// The drop to poll: a directory or a URL (ftp://, ftps://, sftp://, http://, https://).
+    location: String,
+    /// Target: oci:DIR[:REF], oci-archive:PATH, docker-archive:PATH, docker-daemon:, ...
+    #[arg(long)]
+    into: String,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Time between polls, e.g. 30s, 5m.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    interval: std::time::Duration,
+    /// Process what is there, then exit: 0 all new loaded, 3 one refused, 4 transport failure.
+    #[arg(long)]
+    once: bool,
+    /// State directory (journal, lock, incoming/); default /var/lib/ferry/watch/HASH (root) or ~/.local/state/ferry/watch/HASH.
+    #[arg(long, value_name = "DIR")]
+    state: Option<std::path::PathBuf>,
+    /// What to do with a loaded bundle at the location: keep, delete or move:DIR (DIR relative to the location).
+    #[arg(long, default_value = "keep", value_name = "keep|delete|move:DIR")]
+    after: String,
 }
 
 #[derive(Args)]
@@ -372,6 +397,18 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                 p.say(&format!("wrote {}: {} blob(s), {} layer chain(s) from {} target(s)", r.output, r.blobs, r.chains, r.targets.len()));
             });
         }
+        Command::Watch(a) => {
+            let opts = commands::watch::WatchOptions {
+                location: a.location,
+                into: a.into,
+                trust: a.trust.options(false),
+                interval: a.interval,
+                once: a.once,
+                state: a.state,
+                after: a.after,
+            };
+            commands::watch::run(&opts, cx, &mut |event| print_watch_event(event, out))?;
+        }
         Command::Push(a) => {
             let opts = commands::push::PushOptions { bundle: a.bundle, location: a.location };
             out.show(&commands::push::run(&opts, cx)?, print_copy);
@@ -479,6 +516,47 @@ fn print_left_out(left_out: &[ferry::delta::LeftOut], progress: &CliProgress) {
             human(l.size),
             l.chain_ids.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(",")
         ));
+    }
+}
+
+/// One line per event: a JSON object with `--json`, text otherwise (both on stdout, for the service's log).
+fn print_watch_event(event: &ferry::watch::Event, out: &Output) {
+    use ferry::watch::Event;
+    if out.json {
+        println!("{}", serde_json::to_string(event).expect("events serialize"));
+        return;
+    }
+    out.progress.clear();
+    match event {
+        Event::Started { location, target, state, pid, once } => {
+            println!("watching {} into {} (state {}, pid {pid}{})", shown(location), shown(target), shown(state), if *once { ", once" } else { "" })
+        }
+        Event::Pulling { stem, size, .. } => {
+            println!("pulling {}{}", shown(stem), size.map(|s| format!(" ({})", human(s))).unwrap_or_default())
+        }
+        Event::Bundle(e) => {
+            let outcome = match e.outcome {
+                ferry::watch::journal::Outcome::Loaded => format!("loaded {}", shown_list(&e.images)),
+                ferry::watch::journal::Outcome::Refused => "refused".into(),
+                ferry::watch::journal::Outcome::Failed => "failed".into(),
+            };
+            let reason = e.reason.as_deref().map(|r| format!(": {}", shown(r))).unwrap_or_default();
+            println!("{} {} {outcome}{reason}", e.time, shown(&e.stem));
+        }
+        Event::Loading { stem } => println!("loading {}", shown(stem)),
+        Event::After { stem, action } => println!("{} {}", shown(stem), shown(action)),
+        Event::AfterFailed { stem, reason } => println!("{}: --after failed: {}", shown(stem), shown(reason)),
+        Event::PollFailed { reason, .. } => println!("poll failed: {}", shown(reason)),
+        Event::Backoff { stem, seconds } => println!("{}: next attempt in {seconds} s", shown(stem)),
+        Event::Stopped { reason } => println!("stopped ({reason})"),
+        Event::Done(s) => println!(
+            "done: {} poll(s), {} loaded, {} refused, {} failed{}",
+            s.polls,
+            s.loaded,
+            s.refused,
+            s.failed,
+            if s.stopped { ", stopped by a signal" } else { "" }
+        ),
     }
 }
 

@@ -112,7 +112,8 @@ fn read_small(transport: &dyn Transport, name: &str) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<BundleSource> {
+/// The bundle `stem` at an open location: its `STEM.sha256` and signature read.
+pub fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<BundleSource> {
     let checksum_name = names::checksum_name(&stem);
     let checksum_bytes = match read_small(&*transport, &checksum_name) {
         Ok(b) => b,

@@ -11,6 +11,7 @@ pub mod pull;
 pub mod push;
 pub mod save;
 pub mod verify;
+pub mod watch;
 
 use crate::bundle::{self, BundleSource, Progress};
 use crate::error::Result;
