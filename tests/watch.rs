@@ -564,3 +564,101 @@ fn torn_journal_line_is_tolerated_and_text_output_is_one_line_per_event() {
     assert!(lines.last().unwrap().starts_with("done: 1 poll(s), 1 loaded"), "{lines:?}");
     assert_eq!(site.outcomes(), map(&[("a", &["loaded"]), ("b", &["loaded"])]));
 }
+
+/// Every location kind: an SFTP drop (moved aside with rename) and a WebDAV drop
+/// (moved aside with MKCOL + MOVE), each loaded once.
+#[test]
+fn sftp_and_webdav_drops_with_after_move() {
+    let sshd = servers::Sshd::start();
+    let nginx = servers::Nginx::start();
+    let site = Site::new();
+    let ssh = ["--ssh-key", sshd.key.to_str().unwrap(), "--known-hosts", sshd.known_hosts.to_str().unwrap()];
+    let sftp_url = format!("{}/", sshd.url());
+    let http_url = nginx.url("drop/");
+    for (label, url, disk) in [("sftp", &sftp_url, sshd.data_dir.clone()), ("http", &http_url, nginx.www.join("drop"))] {
+        let img = synthetic_image(&site.path(&format!("img/{label}")), &format!("ferry-test/{label}:{label}"), 32 * 1024, 51);
+        let made = site.make(&img, label, true);
+        site.ok(&[&["push", "-q", made.to_str().unwrap(), url][..], &ssh[..]].concat());
+        let into = format!("oci:{}", site.path(&format!("oci-{label}")).display());
+        let state = site.path(&format!("state-{label}")).display().to_string();
+        let key = site.pubkey();
+        let args = [&["watch", url, "--into", &into, "-k", &key, "--state", &state, "--json", "--once", "--after", "move:old"][..], &ssh[..]].concat();
+        let out = site.run(&args);
+        assert_eq!(out.code, 0, "[{label}] {}{}", out.stdout, out.stderr);
+        let events = parse_events(&out.stdout);
+        assert_eq!(bundle_events(&events, "loaded"), [label], "[{label}] {events:?}");
+        assert!(disk.join(format!("old/{label}.sha256")).is_file() && disk.join(format!("old/{label}.tar")).is_file(), "[{label}] not moved");
+        assert!(!disk.join(format!("{label}.sha256")).exists(), "[{label}] still in the drop");
+        // A second run finds nothing (the bundle is gone from the drop) and exits 0.
+        let out = site.run(&args);
+        assert_eq!(out.code, 0, "[{label}] {}", out.stderr);
+        assert!(bundle_events(&parse_events(&out.stdout), "loaded").is_empty());
+    }
+}
+
+/// A target that is down fails the bundle (exit 1, journaled `failed`, what was pulled
+/// kept); the next run retries it and loads it. A server that is down is exit 4.
+#[test]
+fn failed_bundles_are_retried_and_exit_codes_say_why() {
+    let mut server = Vsftpd::local_user();
+    let mut site = Site::new();
+    let url = server.url();
+    let img = synthetic_image(&site.path("img/a"), "ferry-test/a:a", 32 * 1024, 61);
+    site.publish(&img, "a", true, &url);
+    site.env.push(("DOCKER_HOST".into(), format!("unix://{}", site.path("no-docker.sock").display())));
+    let (out, events) = site.watch(&url, "docker-daemon:", &["--once"]);
+    assert_eq!(out.code, 1, "target down: exit 1\n{}{}", out.stdout, out.stderr);
+    assert_eq!(bundle_events(&events, "failed"), ["a"]);
+    assert_eq!(site.incoming(), ["a.sha256", "a.sha256.minisig", "a.tar"], "what was pulled stays for the retry");
+
+    // The target is back (here: another one under the same state): retried and loaded.
+    let into = format!("oci:{}", site.path("oci-out").display());
+    let (out, events) = site.watch(&url, &into, &["--once"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(bundle_events(&events, "loaded"), ["a"]);
+    assert_eq!(site.outcomes(), map(&[("a", &["failed", "loaded"])]));
+    assert!(site.incoming().is_empty());
+
+    // The server is down: exit 4, nothing journaled.
+    server.proc.kill();
+    let (out, events) = site.watch(&url, &into, &["--once", "--timeout", "5s"]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(events.iter().any(|e| e["event"] == "poll-failed" && e["exit"] == 4), "{events:?}");
+    assert_eq!(site.journal().len(), 2);
+}
+
+/// SIGTERM while a big bundle is being pulled: the pull stops at once (it resumes
+/// later), nothing is journaled, exit 0; the next run finishes it.
+#[test]
+fn sigterm_during_a_pull_stops_at_once_and_the_next_run_resumes() {
+    let server = Vsftpd::local_user();
+    let site = Site::new();
+    let url = server.url();
+    let into = format!("oci:{}", site.path("oci-out").display());
+    let img = synthetic_image(&site.path("img/big"), "ferry-test/big:big", 96 * MIB, 71);
+    site.publish(&img, "big", true, &url);
+    let mut child = site.spawn_watch(&url, &into, &["--interval", "1h"]);
+    let partial = site.state().join("incoming/big.tar.partial");
+    let started = Instant::now();
+    while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 * MIB as u64 {
+        assert!(child.try_wait().unwrap().is_none(), "ferry exited before the signal");
+        assert!(started.elapsed() < Duration::from_secs(60), "the pull never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let events = parse_events(&stdout);
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["started", "pulling", "stopped", "done"], "{events:?}");
+    let kept = fs::metadata(&partial).unwrap().len();
+    assert!(kept > 0 && kept < 96 * MIB as u64, "the partial pull stays to resume from ({kept} bytes)");
+    assert!(site.journal().is_empty());
+
+    let (out, events) = site.watch(&url, &into, &["--once"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(bundle_events(&events, "loaded"), ["big"]);
+}
