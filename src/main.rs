@@ -529,7 +529,13 @@ fn print_watch_event(event: &ferry::watch::Event, out: &Output) {
     out.progress.clear();
     match event {
         Event::Started { location, target, state, pid, once } => {
-            println!("watching {} into {} (state {}, pid {pid}{})", shown(location), shown(target), shown(state), if *once { ", once" } else { "" })
+            println!(
+                "watching {} into {} (state {}, pid {pid}{})",
+                shown(location),
+                shown(target),
+                shown(state),
+                if *once { ", once" } else { "" }
+            )
         }
         Event::Pulling { stem, size, .. } => {
             println!("pulling {}{}", shown(stem), size.map(|s| format!(" ({})", human(s))).unwrap_or_default())

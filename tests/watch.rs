@@ -108,10 +108,8 @@ impl Site {
     }
 
     fn watch_args(&self, location: &str, target: &str, extra: &[&str]) -> Vec<String> {
-        let mut args: Vec<String> = ["watch", location, "--into", target, "-k", &self.pubkey(), "--state"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> =
+            ["watch", location, "--into", target, "-k", &self.pubkey(), "--state"].iter().map(|s| s.to_string()).collect();
         args.push(self.state().display().to_string());
         args.push("--json".into());
         args.extend(extra.iter().map(|s| s.to_string()));
@@ -299,7 +297,13 @@ fn ftp_incoming_loads_the_good_refuses_the_rest_and_never_twice() {
     assert_eq!(events.last().unwrap()["event"], "done");
     assert_eq!(
         site.outcomes(),
-        map(&[("forged", &["refused"]), ("multi", &["loaded"]), ("small", &["loaded"]), ("third", &["loaded"]), ("unsigned", &["refused"])])
+        map(&[
+            ("forged", &["refused"]),
+            ("multi", &["loaded"]),
+            ("small", &["loaded"]),
+            ("third", &["loaded"]),
+            ("unsigned", &["refused"])
+        ])
     );
     for e in site.journal() {
         assert!(e["digest"].as_str().unwrap().starts_with("sha256:") && e["time"].as_str().unwrap().ends_with('Z'), "{e}");
@@ -582,12 +586,17 @@ fn sftp_and_webdav_drops_with_after_move() {
         let into = format!("oci:{}", site.path(&format!("oci-{label}")).display());
         let state = site.path(&format!("state-{label}")).display().to_string();
         let key = site.pubkey();
-        let args = [&["watch", url, "--into", &into, "-k", &key, "--state", &state, "--json", "--once", "--after", "move:old"][..], &ssh[..]].concat();
+        let args =
+            [&["watch", url, "--into", &into, "-k", &key, "--state", &state, "--json", "--once", "--after", "move:old"][..], &ssh[..]]
+                .concat();
         let out = site.run(&args);
         assert_eq!(out.code, 0, "[{label}] {}{}", out.stdout, out.stderr);
         let events = parse_events(&out.stdout);
         assert_eq!(bundle_events(&events, "loaded"), [label], "[{label}] {events:?}");
-        assert!(disk.join(format!("old/{label}.sha256")).is_file() && disk.join(format!("old/{label}.tar")).is_file(), "[{label}] not moved");
+        assert!(
+            disk.join(format!("old/{label}.sha256")).is_file() && disk.join(format!("old/{label}.tar")).is_file(),
+            "[{label}] not moved"
+        );
         assert!(!disk.join(format!("{label}.sha256")).exists(), "[{label}] still in the drop");
         // A second run finds nothing (the bundle is gone from the drop) and exits 0.
         let out = site.run(&args);

@@ -28,7 +28,16 @@ pub fn run(opts: &WatchOptions, cx: &Context, on_event: &mut dyn FnMut(&Event)) 
     }
     let state = opts.state.clone().unwrap_or_else(|| crate::watch::default_state_dir(&opts.location, &opts.into));
     let transport = Arc::from(cx.open(&opts.location)?);
-    let watch = Watch { transport, into, target: opts.into.clone(), trust: opts.trust.clone(), state, interval: opts.interval, once: opts.once, after };
+    let watch = Watch {
+        transport,
+        into,
+        target: opts.into.clone(),
+        trust: opts.trust.clone(),
+        state,
+        interval: opts.interval,
+        once: opts.once,
+        after,
+    };
     let summary = crate::watch::run(&watch, cx.progress, on_event)?;
     if opts.once {
         return summary.into_result(&watch.state.join(crate::watch::journal::FILE_NAME));

@@ -5,7 +5,8 @@
 //! A crash mid-append leaves a torn last line (no newline): it is cut off when the
 //! journal is opened. Past [`ROTATE_BYTES`] the journal is rotated: the old file
 //! becomes `journal.jsonl.1` (replacing an older one) and the new file starts with
-//! the last decisive entry of every (stem, digest) pair, so no decision is lost.
+//! the last loaded/refused entry of every (stem, digest) pair whose stem is still
+//! at the location, so no decision that can still matter is lost.
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -55,6 +56,11 @@ pub struct Journal {
     last: HashMap<(String, String), Entry>,
     /// Lines that did not parse (a torn last line is not counted: it is cut off).
     pub damaged_lines: usize,
+    /// [`ROTATE_BYTES`]; tests make it small.
+    rotate_at: u64,
+    /// Stems at the location in the last listing (`None`: not listed yet): what a
+    /// rotation keeps decisions for.
+    present: Option<Vec<String>>,
 }
 
 impl Journal {
@@ -69,7 +75,15 @@ impl Journal {
         }
         let mut text = Vec::new();
         file.read_to_end(&mut text).map_err(|e| io("reading", e))?;
-        let mut journal = Journal { path: path.clone(), file, size: text.len() as u64, last: HashMap::new(), damaged_lines: 0 };
+        let mut journal = Journal {
+            path: path.clone(),
+            file,
+            size: text.len() as u64,
+            last: HashMap::new(),
+            damaged_lines: 0,
+            rotate_at: ROTATE_BYTES,
+            present: None,
+        };
         let complete = text.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
         if complete < text.len() {
             // A crash mid-append: the torn tail never was an outcome. Cut it off so the
@@ -95,6 +109,11 @@ impl Journal {
         self.last.insert((e.stem.clone(), e.digest.clone()), e);
     }
 
+    /// The stems the location holds now (from the poll's listing).
+    pub fn set_present(&mut self, stems: &[&str]) {
+        self.present = Some(stems.iter().map(|s| s.to_string()).collect());
+    }
+
     /// The outcome that settles `stem` at `digest` (loaded or refused), if any.
     pub fn settled(&self, stem: &str, digest: &str) -> Option<&Entry> {
         self.last.get(&(stem.to_string(), digest.to_string())).filter(|e| e.outcome != Outcome::Failed)
@@ -102,7 +121,7 @@ impl Journal {
 
     /// Append `entry` as one line and make it durable before returning.
     pub fn append(&mut self, entry: Entry) -> Result<()> {
-        if self.size >= ROTATE_BYTES {
+        if self.size >= self.rotate_at {
             self.rotate()?;
         }
         let mut line = serde_json::to_vec(&entry).expect("entries serialize");
@@ -127,7 +146,8 @@ impl Journal {
         let fresh = dir.join(format!("{FILE_NAME}.new"));
         let old = dir.join(format!("{FILE_NAME}.1"));
         let io = |what: String, e| Error::io(what, e);
-        let mut kept: Vec<&Entry> = self.last.values().filter(|e| e.outcome != Outcome::Failed).collect();
+        let present = |stem: &str| self.present.as_ref().is_none_or(|p| p.iter().any(|s| s == stem));
+        let mut kept: Vec<&Entry> = self.last.values().filter(|e| e.outcome != Outcome::Failed && present(&e.stem)).collect();
         kept.sort_by(|a, b| (&a.time, &a.stem).cmp(&(&b.time, &b.stem)));
         let mut out = File::create(&fresh).map_err(|e| io(format!("creating {}", fresh.display()), e))?;
         let mut size = 0u64;
@@ -143,6 +163,11 @@ impl Journal {
         sync_dir(&dir)?;
         self.file = OpenOptions::new().append(true).open(&self.path).map_err(|e| io(format!("opening {}", self.path.display()), e))?;
         self.size = size;
+        let forgotten: Vec<(String, String)> =
+            self.last.iter().filter(|(_, e)| e.outcome == Outcome::Failed || !present(&e.stem)).map(|(k, _)| k.clone()).collect();
+        for k in forgotten {
+            self.last.remove(&k);
+        }
         Ok(())
     }
 }
@@ -157,7 +182,15 @@ mod tests {
     use super::*;
 
     fn entry(stem: &str, digest: &str, outcome: Outcome) -> Entry {
-        Entry { time: "2026-01-01T00:00:00Z".into(), stem: stem.into(), digest: digest.into(), outcome, reason: None, images: vec![], exit: None }
+        Entry {
+            time: "2026-01-01T00:00:00Z".into(),
+            stem: stem.into(),
+            digest: digest.into(),
+            outcome,
+            reason: None,
+            images: vec![],
+            exit: None,
+        }
     }
 
     #[test]
@@ -197,19 +230,44 @@ mod tests {
     fn rotation_keeps_every_decision() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
+        j.rotate_at = 16 << 10;
         let mut i = 0;
-        while j.size < ROTATE_BYTES {
-            j.append(entry(&format!("s{}", i % 50), &format!("sha256:{i}"), if i % 3 == 0 { Outcome::Failed } else { Outcome::Loaded })).unwrap();
+        while j.size < j.rotate_at {
+            j.append(entry(&format!("s{}", i % 50), &format!("sha256:{i}"), if i % 3 == 0 { Outcome::Failed } else { Outcome::Loaded }))
+                .unwrap();
             i += 1;
         }
         j.append(entry("last", "sha256:x", Outcome::Loaded)).unwrap();
         assert!(dir.path().join(format!("{FILE_NAME}.1")).exists());
-        assert!(j.size < ROTATE_BYTES);
+        let rotated = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert!(rotated.lines().all(|l| serde_json::from_str::<Entry>(l).is_ok()));
+        assert!(j.size < j.rotate_at);
         let j = Journal::open(dir.path()).unwrap();
         for n in 0..i {
             let settled = j.settled(&format!("s{}", n % 50), &format!("sha256:{n}")).is_some();
             assert_eq!(settled, n % 3 != 0, "entry {n}");
         }
         assert!(j.settled("last", "sha256:x").is_some());
+    }
+
+    #[test]
+    fn rotation_forgets_bundles_that_left_the_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(dir.path()).unwrap();
+        j.rotate_at = 4 << 10;
+        j.append(entry("kept", "sha256:k", Outcome::Refused)).unwrap();
+        j.append(entry("gone", "sha256:g", Outcome::Loaded)).unwrap();
+        j.set_present(&["kept", "new"]);
+        let mut i = 0;
+        while j.size < j.rotate_at {
+            j.append(entry("new", &format!("sha256:{i}"), Outcome::Failed)).unwrap();
+            i += 1;
+        }
+        j.append(entry("new", "sha256:n", Outcome::Loaded)).unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        assert!(j.settled("kept", "sha256:k").is_some());
+        assert!(j.settled("new", "sha256:n").is_some());
+        assert!(j.settled("gone", "sha256:g").is_none());
+        assert!(j.size < 1024);
     }
 }

@@ -14,7 +14,13 @@ pub struct StateLock {
 impl StateLock {
     pub fn acquire(dir: &Path) -> Result<StateLock> {
         let path = dir.join("lock");
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
             let e = io::Error::from(e);
             if e.kind() != io::ErrorKind::WouldBlock {

@@ -63,21 +63,47 @@ pub struct Watch {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    Started { location: String, target: String, state: String, pid: u32, once: bool },
+    Started {
+        location: String,
+        target: String,
+        state: String,
+        pid: u32,
+        once: bool,
+    },
     /// A new bundle (or a retry), its signature checked, is being pulled.
-    Pulling { stem: String, digest: String, size: Option<u64> },
+    Pulling {
+        stem: String,
+        digest: String,
+        size: Option<u64>,
+    },
     /// Pulled and its checksums verified: now loading (a stop waits until this is done).
-    Loading { stem: String },
+    Loading {
+        stem: String,
+    },
     /// An outcome, exactly as journaled.
     Bundle(Entry),
     /// `--after` applied to a loaded bundle at the location.
-    After { stem: String, action: String },
-    AfterFailed { stem: String, reason: String },
+    After {
+        stem: String,
+        action: String,
+    },
+    AfterFailed {
+        stem: String,
+        reason: String,
+    },
     /// Listing the location (or reading a bundle's sidecars) failed; the next poll retries.
-    PollFailed { reason: String, exit: i32 },
+    PollFailed {
+        reason: String,
+        exit: i32,
+    },
     /// A failed bundle waits before its next attempt.
-    Backoff { stem: String, seconds: u64 },
-    Stopped { reason: String },
+    Backoff {
+        stem: String,
+        seconds: u64,
+    },
+    Stopped {
+        reason: String,
+    },
     /// The last line: what this run did.
     Done(WatchSummary),
 }
@@ -156,7 +182,8 @@ pub fn run(w: &Watch, progress: &dyn Progress, on_event: &mut dyn FnMut(&Event))
         pid: std::process::id(),
         once: w.once,
     });
-    let mut watcher = Watcher { w, journal: &mut journal, incoming, stop, progress, retries: HashMap::new(), summary: WatchSummary::default() };
+    let mut watcher =
+        Watcher { w, journal: &mut journal, incoming, stop, progress, retries: HashMap::new(), summary: WatchSummary::default() };
     loop {
         watcher.poll(on_event)?;
         if w.once || watcher.stop.requested() || watcher.stop.sleep(w.interval) {
@@ -194,6 +221,9 @@ impl Watcher<'_> {
             Ok(l) => l,
             Err(e) => return self.poll_failed(e, on_event),
         };
+        let listed: Vec<&str> = listing.bundles.iter().map(|b| b.stem.as_str()).collect();
+        forget_vanished(&self.incoming, &listed);
+        self.journal.set_present(&listed);
         for b in &listing.bundles {
             if self.stop.requested() {
                 return Ok(());
@@ -258,10 +288,7 @@ impl Watcher<'_> {
 
     /// Whether a bundle that failed before may be tried again now (`--once` always may).
     fn due(&self, stem: &str, digest: &str) -> bool {
-        match self.retries.get(stem) {
-            Some(r) if !self.w.once && r.digest == digest && Instant::now() < r.not_before => false,
-            _ => true,
-        }
+        !self.retries.get(stem).is_some_and(|r| !self.w.once && r.digest == digest && Instant::now() < r.not_before)
     }
 
     /// Pull, check, load. Returns the images loaded.
@@ -301,10 +328,18 @@ impl Watcher<'_> {
     }
 
     /// Journal the outcome (durably), then tell, then tidy up.
-    fn settle(&mut self, stem: &str, digest: &str, result: std::result::Result<Vec<String>, Error>, on_event: &mut dyn FnMut(&Event)) -> Result<()> {
+    fn settle(
+        &mut self,
+        stem: &str,
+        digest: &str,
+        result: std::result::Result<Vec<String>, Error>,
+        on_event: &mut dyn FnMut(&Event),
+    ) -> Result<()> {
         let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let entry = match result {
-            Ok(images) => Entry { time, stem: stem.into(), digest: digest.into(), outcome: Outcome::Loaded, reason: None, images, exit: None },
+            Ok(images) => {
+                Entry { time, stem: stem.into(), digest: digest.into(), outcome: Outcome::Loaded, reason: None, images, exit: None }
+            }
             Err(e) => {
                 let kind = e.kind();
                 let outcome = if kind == ErrorKind::Integrity { Outcome::Refused } else { Outcome::Failed };
@@ -312,7 +347,15 @@ impl Watcher<'_> {
                     Some(h) => format!("{e} (hint: {h})"),
                     None => e.to_string(),
                 };
-                Entry { time, stem: stem.into(), digest: digest.into(), outcome, reason: Some(reason), images: vec![], exit: Some(kind.exit_code()) }
+                Entry {
+                    time,
+                    stem: stem.into(),
+                    digest: digest.into(),
+                    outcome,
+                    reason: Some(reason),
+                    images: vec![],
+                    exit: Some(kind.exit_code()),
+                }
             }
         };
         self.journal.append(entry.clone())?;
@@ -385,12 +428,22 @@ fn sha256_of(bytes: &[u8]) -> String {
 
 /// Remove what was pulled of `stem` (done with: loaded or refused).
 fn remove_local(incoming: &Path, stem: &str) {
+    remove_pulled(incoming, |s| s == stem);
+}
+
+/// Remove what was pulled of bundles no longer at the location (a failed one the
+/// sender took back): `incoming/` holds only what a later poll may resume.
+fn forget_vanished(incoming: &Path, listed: &[&str]) {
+    remove_pulled(incoming, |s| !listed.contains(&s));
+}
+
+fn remove_pulled(incoming: &Path, of: impl Fn(&str) -> bool) {
     let Ok(entries) = std::fs::read_dir(incoming) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
         let base = name.strip_suffix(ferry_transports::PARTIAL_SUFFIX).unwrap_or(name);
-        if names::is_artifact_of(stem, base) || base == names::checksum_name(stem) || base == names::signature_name(stem) {
+        if of(names::stem_of(base).unwrap_or(base)) {
             let _ = std::fs::remove_file(e.path());
         }
     }
