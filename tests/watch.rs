@@ -336,8 +336,18 @@ fn ftp_incoming_loads_the_good_refuses_the_rest_and_never_twice() {
     assert_eq!(bundle_events(&events, "loaded"), ["fresh"]);
     assert_eq!(site.journal().len(), 6);
     assert_eq!(layout_names(&target).get("docker.io/ferry-test/fresh:fresh"), Some(&1));
-    // The anonymous incoming folder kept everything (--after keep is the default).
+    // The anonymous incoming folder kept everything (--after keep is the default);
+    // deleting there is refused up front.
     assert!(server.data_dir.join("multi.sha256").exists());
+    let (out, _) = site.watch(&url, &into, &["--once", "--after", "delete"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("does not allow deleting"), "{}", out.stderr);
+    // No trusted key: a usage error, before anything is read.
+    let state = site.state().display().to_string();
+    let out = site.run(&["watch", &url, "--into", &into, "--state", &state, "--once"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("-k"), "{}", out.stderr);
+    assert_eq!(site.journal().len(), 6);
 }
 
 #[test]

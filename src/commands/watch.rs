@@ -26,8 +26,17 @@ pub fn run(opts: &WatchOptions, cx: &Context, on_event: &mut dyn FnMut(&Event)) 
     if opts.interval.is_zero() && !opts.once {
         return Err(crate::Error::usage("--interval 0 would poll without a pause: give e.g. 30s or 5m (or --once)"));
     }
+    if opts.trust.keys.is_empty() {
+        return Err(crate::Error::usage("ferry watch loads only signed bundles: give the publisher's public key with -k ferry.pub"));
+    }
     let state = opts.state.clone().unwrap_or_else(|| crate::watch::default_state_dir(&opts.location, &opts.into));
-    let transport = Arc::from(cx.open(&opts.location)?);
+    let transport: Arc<dyn ferry_transports::Transport> = Arc::from(cx.open(&opts.location)?);
+    if after == After::Delete && !transport.capabilities().delete {
+        return Err(crate::Error::usage(format!(
+            "--after delete: {} does not allow deleting files (an anonymous FTP incoming folder): use --after keep or move:DIR, or a login that may delete",
+            transport.describe()
+        )));
+    }
     let watch = Watch {
         transport,
         into,
