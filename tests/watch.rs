@@ -681,3 +681,25 @@ fn sigterm_during_a_pull_stops_at_once_and_the_next_run_resumes() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(bundle_events(&events, "loaded"), ["big"]);
 }
+
+/// A bundle signed by a key the watcher does not trust is refused and stays refused
+/// run after run; once the operator adds that key, it is tried again and loaded.
+#[test]
+fn a_refusal_holds_until_the_trusted_keys_change() {
+    let site = Site::new();
+    let other = Site::new();
+    let usb = site.path("usb").display().to_string();
+    let into = format!("oci:{}", site.path("oci-out").display());
+    let img = synthetic_image(&site.path("img/x"), "ferry-test/x:x", 32 * 1024, 81);
+    other.publish(&img, "x", true, &usb);
+    let (out, events) = site.watch(&usb, &into, &["--once"]);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert_eq!(bundle_events(&events, "refused"), ["x"]);
+    let (out, events) = site.watch(&usb, &into, &["--once"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(bundle_events(&events, "refused").is_empty(), "not retried with the same keys: {events:?}");
+    let (out, events) = site.watch(&usb, &into, &["--once", "-k", &other.pubkey()]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(bundle_events(&events, "loaded"), ["x"]);
+    assert_eq!(site.outcomes(), map(&[("x", &["refused", "loaded"])]));
+}

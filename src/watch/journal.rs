@@ -46,6 +46,10 @@ pub struct Entry {
     /// The exit code this outcome would give `ferry load` (SPEC §3); absent when loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit: Option<i32>,
+    /// Which keys and identities decided (see `watch::trust_id`): a refusal holds only
+    /// for the trust it was made with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<String>,
 }
 
 pub struct Journal {
@@ -114,9 +118,14 @@ impl Journal {
         self.present = Some(stems.iter().map(|s| s.to_string()).collect());
     }
 
-    /// The outcome that settles `stem` at `digest` (loaded or refused), if any.
-    pub fn settled(&self, stem: &str, digest: &str) -> Option<&Entry> {
-        self.last.get(&(stem.to_string(), digest.to_string())).filter(|e| e.outcome != Outcome::Failed)
+    /// The outcome that settles `stem` at `digest`, if any: loaded, or refused under
+    /// the same `trust` (a key or identity added since may change the verdict).
+    pub fn settled(&self, stem: &str, digest: &str, trust: &str) -> Option<&Entry> {
+        self.last.get(&(stem.to_string(), digest.to_string())).filter(|e| match e.outcome {
+            Outcome::Loaded => true,
+            Outcome::Refused => e.trust.as_deref().is_none_or(|t| t == trust),
+            Outcome::Failed => false,
+        })
     }
 
     /// Append `entry` as one line and make it durable before returning.
@@ -204,8 +213,8 @@ mod tests {
         f.write_all(br#"{"time":"2026-01-01T00:00:01Z","stem":"b","dig"#).unwrap();
         drop(f);
         let mut j = Journal::open(dir.path()).unwrap();
-        assert!(j.settled("a", "sha256:1").is_some());
-        assert!(j.settled("b", "sha256:2").is_none());
+        assert!(j.settled("a", "sha256:1", "t1").is_some());
+        assert!(j.settled("b", "sha256:2", "t1").is_none());
         assert_eq!(j.damaged_lines, 0);
         j.append(entry("b", "sha256:2", Outcome::Refused)).unwrap();
         let text = fs::read_to_string(&path).unwrap();
@@ -220,10 +229,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(dir.path()).unwrap();
         j.append(entry("a", "sha256:1", Outcome::Failed)).unwrap();
-        assert!(j.settled("a", "sha256:1").is_none());
+        assert!(j.settled("a", "sha256:1", "t1").is_none());
         j.append(entry("a", "sha256:1", Outcome::Refused)).unwrap();
-        assert!(j.settled("a", "sha256:1").is_some());
-        assert!(j.settled("a", "sha256:2").is_none());
+        assert!(j.settled("a", "sha256:1", "t1").is_some());
+        assert!(j.settled("a", "sha256:2", "t1").is_none());
+        assert!(j.settled("a", "sha256:1", "t2").is_none(), "a refusal under other keys does not hold");
     }
 
     #[test]
@@ -244,10 +254,10 @@ mod tests {
         assert!(j.size < j.rotate_at);
         let j = Journal::open(dir.path()).unwrap();
         for n in 0..i {
-            let settled = j.settled(&format!("s{}", n % 50), &format!("sha256:{n}")).is_some();
+            let settled = j.settled(&format!("s{}", n % 50), &format!("sha256:{n}"), "t1").is_some();
             assert_eq!(settled, n % 3 != 0, "entry {n}");
         }
-        assert!(j.settled("last", "sha256:x").is_some());
+        assert!(j.settled("last", "sha256:x", "t1").is_some());
     }
 
     #[test]
@@ -265,9 +275,9 @@ mod tests {
         }
         j.append(entry("new", "sha256:n", Outcome::Loaded)).unwrap();
         let j = Journal::open(dir.path()).unwrap();
-        assert!(j.settled("kept", "sha256:k").is_some());
-        assert!(j.settled("new", "sha256:n").is_some());
-        assert!(j.settled("gone", "sha256:g").is_none());
+        assert!(j.settled("kept", "sha256:k", "t1").is_some());
+        assert!(j.settled("new", "sha256:n", "t1").is_some());
+        assert!(j.settled("gone", "sha256:g", "t1").is_none());
         assert!(j.size < 1024);
     }
 }

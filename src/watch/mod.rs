@@ -168,8 +168,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 pub fn run(w: &Watch, progress: &dyn Progress, on_event: &mut dyn FnMut(&Event)) -> Result<WatchSummary> {
     // Unreadable keys or identities are a mistake to report now, not per bundle.
-    w.trust.public_keys()?;
-    w.trust.load_identities()?;
+    let trust = trust_id(&w.trust)?;
     let incoming = w.state.join("incoming");
     std::fs::create_dir_all(&incoming).map_err(|e| Error::io(format!("creating {}", incoming.display()), e))?;
     let _lock = lock::StateLock::acquire(&w.state)?;
@@ -183,7 +182,7 @@ pub fn run(w: &Watch, progress: &dyn Progress, on_event: &mut dyn FnMut(&Event))
         once: w.once,
     });
     let mut watcher =
-        Watcher { w, journal: &mut journal, incoming, stop, progress, retries: HashMap::new(), summary: WatchSummary::default() };
+        Watcher { w, journal: &mut journal, incoming, stop, progress, trust, retries: HashMap::new(), summary: WatchSummary::default() };
     loop {
         watcher.poll(on_event)?;
         if w.once || watcher.stop.requested() || watcher.stop.sleep(w.interval) {
@@ -204,6 +203,8 @@ struct Watcher<'a> {
     incoming: PathBuf,
     stop: Stop,
     progress: &'a dyn Progress,
+    /// [`trust_id`] of this run's keys and identities.
+    trust: String,
     retries: HashMap<String, Retry>,
     summary: WatchSummary,
 }
@@ -244,7 +245,7 @@ impl Watcher<'_> {
                 }
             };
             let digest = sha256_of(&source.checksum_bytes);
-            if let Some(done) = self.journal.settled(&b.stem, &digest) {
+            if let Some(done) = self.journal.settled(&b.stem, &digest, &self.trust) {
                 if done.outcome == Outcome::Loaded {
                     self.after(&source, on_event);
                 }
@@ -337,9 +338,16 @@ impl Watcher<'_> {
     ) -> Result<()> {
         let time = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let entry = match result {
-            Ok(images) => {
-                Entry { time, stem: stem.into(), digest: digest.into(), outcome: Outcome::Loaded, reason: None, images, exit: None }
-            }
+            Ok(images) => Entry {
+                time,
+                stem: stem.into(),
+                digest: digest.into(),
+                outcome: Outcome::Loaded,
+                reason: None,
+                images,
+                exit: None,
+                trust: Some(self.trust.clone()),
+            },
             Err(e) => {
                 let kind = e.kind();
                 let outcome = if kind == ErrorKind::Integrity { Outcome::Refused } else { Outcome::Failed };
@@ -355,6 +363,7 @@ impl Watcher<'_> {
                     reason: Some(reason),
                     images: vec![],
                     exit: Some(kind.exit_code()),
+                    trust: Some(self.trust.clone()),
                 }
             }
         };
@@ -418,6 +427,18 @@ impl Watcher<'_> {
         };
         on_event(&Event::After { stem: source.stem.clone(), action });
     }
+}
+
+/// A short fingerprint of what decides a refusal: the trusted key ids and the
+/// identity files. A refusal journaled under another fingerprint is tried again,
+/// so adding the key or identity that was missing takes effect without republishing.
+fn trust_id(trust: &TrustOptions) -> Result<String> {
+    let mut parts: Vec<String> = trust.public_keys()?.iter().map(|k| format!("key {}", k.key_id())).collect();
+    trust.load_identities()?;
+    parts.extend(trust.identities.iter().map(|p| format!("identity {}", std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display())));
+    parts.sort();
+    parts.dedup();
+    Ok(sha256_of(parts.join("\n").as_bytes())["sha256:".len()..][..16].to_string())
 }
 
 fn sha256_of(bytes: &[u8]) -> String {
