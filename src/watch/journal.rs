@@ -199,6 +199,7 @@ mod tests {
             reason: None,
             images: vec![],
             exit: None,
+            trust: Some("t1".into()),
         }
     }
 
