@@ -98,6 +98,17 @@ impl Site {
         self.ok(&["push", "-q", made.to_str().unwrap(), location]);
     }
 
+    /// Publish a small synthetic image `ferry-test/STEM:STEM` as the signed bundle STEM.
+    fn publish_small(&self, stem: &str, seed: u64, location: &str) {
+        let img = synthetic_image(&self.path(&format!("img/{stem}")), &format!("ferry-test/{stem}:{stem}"), 32 * 1024, seed);
+        self.publish(&img, stem, true, location);
+    }
+
+    /// A directory drop (`WORK/usb`) and an `oci:` target (`WORK/oci-out`).
+    fn usb_and_layout(&self) -> (String, String) {
+        (self.path("usb").display().to_string(), format!("oci:{}", self.path("oci-out").display()))
+    }
+
     /// `ferry watch LOCATION --into TARGET --state STATE --json ARGS...`; every stdout
     /// line must be one JSON event.
     fn watch(&self, location: &str, target: &str, extra: &[&str]) -> (Out, Vec<Value>) {
@@ -220,6 +231,16 @@ fn flip_middle_byte(path: &Path) {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     fs::write(path, bytes).unwrap();
+}
+
+/// Wait until the pull of a running watcher has put `bytes` into `partial`.
+fn wait_for_bytes(child: &mut Child, partial: &Path, bytes: u64) {
+    let started = Instant::now();
+    while fs::metadata(partial).map(|m| m.len()).unwrap_or(0) < bytes {
+        assert!(child.try_wait().unwrap().is_none(), "ferry finished before {} held {bytes} bytes", partial.display());
+        assert!(started.elapsed() < Duration::from_secs(60), "the pull never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
@@ -408,12 +429,7 @@ fn kill_during_pull_and_during_load_then_each_bundle_loaded_exactly_once() {
     // Mid-pull: killed once a good part of the artifact is in incoming/.
     let mut child = site.spawn_watch(&url, &into, &["--once"]);
     let partial = site.state().join("incoming/big1.tar.partial");
-    let started = Instant::now();
-    while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 * MIB as u64 {
-        assert!(child.try_wait().unwrap().is_none(), "ferry finished before it could be killed mid-pull");
-        assert!(started.elapsed() < Duration::from_secs(60), "the pull never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_bytes(&mut child, &partial, 8 * MIB as u64);
     kill9(&mut child);
     let pulled = fs::metadata(&partial).unwrap().len();
     assert!(pulled < (big as u64), "killed mid-pull: {pulled} bytes there");
@@ -484,8 +500,7 @@ fn after_move_and_delete_on_ftp() {
     // What was moved is a complete bundle still: ferry verifies it there.
     site.ok(&["verify", &format!("{url}done/loaded/a"), "-k", &site.pubkey()]);
 
-    let img = synthetic_image(&site.path("img/c"), "ferry-test/c:c", 32 * 1024, 23);
-    site.publish(&img, "c", true, &url);
+    site.publish_small("c", 23, &url);
     let (out, events) = site.watch(&url, &into, &["--once", "--after", "delete"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert_eq!(bundle_events(&events, "loaded"), ["c"]);
@@ -502,10 +517,8 @@ fn after_move_and_delete_on_ftp() {
 #[test]
 fn lock_refuses_a_second_watcher_and_sigterm_stops_the_loop_cleanly() {
     let site = Site::new();
-    let usb = site.path("usb").display().to_string();
-    let into = format!("oci:{}", site.path("oci-out").display());
-    let img = synthetic_image(&site.path("img/a"), "ferry-test/a:a", 32 * 1024, 31);
-    site.publish(&img, "a", true, &usb);
+    let (usb, into) = site.usb_and_layout();
+    site.publish_small("a", 31, &usb);
 
     let mut child = site.spawn_watch(&usb, &into, &["--interval", "1s"]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -529,8 +542,7 @@ fn lock_refuses_a_second_watcher_and_sigterm_stops_the_loop_cleanly() {
     assert!(err["hint"].as_str().unwrap().contains("--state"), "{err}");
 
     // A bundle published while the loop runs is picked up by a later poll.
-    let img = synthetic_image(&site.path("img/b"), "ferry-test/b:b", 32 * 1024, 32);
-    site.publish(&img, "b", true, &usb);
+    site.publish_small("b", 32, &usb);
     loop {
         let e = next_event();
         if e["event"] == "bundle" {
@@ -559,17 +571,14 @@ fn lock_refuses_a_second_watcher_and_sigterm_stops_the_loop_cleanly() {
 #[test]
 fn torn_journal_line_is_tolerated_and_text_output_is_one_line_per_event() {
     let site = Site::new();
-    let usb = site.path("usb").display().to_string();
-    let into = format!("oci:{}", site.path("oci-out").display());
-    let img = synthetic_image(&site.path("img/a"), "ferry-test/a:a", 32 * 1024, 41);
-    site.publish(&img, "a", true, &usb);
+    let (usb, into) = site.usb_and_layout();
+    site.publish_small("a", 41, &usb);
     let (out, _) = site.watch(&usb, &into, &["--once"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let mut f = fs::OpenOptions::new().append(true).open(site.state().join("journal.jsonl")).unwrap();
     f.write_all(br#"{"time":"2026-01-01T00:00:00Z","stem":"b","outco"#).unwrap();
     drop(f);
-    let img = synthetic_image(&site.path("img/b"), "ferry-test/b:b", 32 * 1024, 42);
-    site.publish(&img, "b", true, &usb);
+    site.publish_small("b", 42, &usb);
     let state = site.state().display().to_string();
     let out = site.ok(&["watch", &usb, "--into", &into, "-k", &site.pubkey(), "--state", &state, "--once"]);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -622,8 +631,7 @@ fn failed_bundles_are_retried_and_exit_codes_say_why() {
     let mut server = Vsftpd::local_user();
     let mut site = Site::new();
     let url = server.url();
-    let img = synthetic_image(&site.path("img/a"), "ferry-test/a:a", 32 * 1024, 61);
-    site.publish(&img, "a", true, &url);
+    site.publish_small("a", 61, &url);
     site.env.push(("DOCKER_HOST".into(), format!("unix://{}", site.path("no-docker.sock").display())));
     let (out, events) = site.watch(&url, "docker-daemon:", &["--once"]);
     assert_eq!(out.code, 1, "target down: exit 1\n{}{}", out.stdout, out.stderr);
@@ -658,12 +666,7 @@ fn sigterm_during_a_pull_stops_at_once_and_the_next_run_resumes() {
     site.publish(&img, "big", true, &url);
     let mut child = site.spawn_watch(&url, &into, &["--interval", "1h"]);
     let partial = site.state().join("incoming/big.tar.partial");
-    let started = Instant::now();
-    while fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < 8 * MIB as u64 {
-        assert!(child.try_wait().unwrap().is_none(), "ferry exited before the signal");
-        assert!(started.elapsed() < Duration::from_secs(60), "the pull never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_bytes(&mut child, &partial, 8 * MIB as u64);
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = wait_exit(&mut child, Duration::from_secs(10));
@@ -688,10 +691,8 @@ fn sigterm_during_a_pull_stops_at_once_and_the_next_run_resumes() {
 fn a_refusal_holds_until_the_trusted_keys_change() {
     let site = Site::new();
     let other = Site::new();
-    let usb = site.path("usb").display().to_string();
-    let into = format!("oci:{}", site.path("oci-out").display());
-    let img = synthetic_image(&site.path("img/x"), "ferry-test/x:x", 32 * 1024, 81);
-    other.publish(&img, "x", true, &usb);
+    let (usb, into) = site.usb_and_layout();
+    other.publish_small("x", 81, &usb);
     let (out, events) = site.watch(&usb, &into, &["--once"]);
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert_eq!(bundle_events(&events, "refused"), ["x"]);
