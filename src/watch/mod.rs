@@ -303,7 +303,28 @@ impl Watcher<'_> {
         let trust = &self.w.trust;
         // The signature first, before a byte of the artifact is pulled.
         trust.check(source, Policy::RequireSignature).map_err(Unfinished::Outcome)?;
-        on_event(&Event::Pulling { stem: source.stem.clone(), digest: digest.into(), size: Some(size) });
+        // A directory drop is local already: loading from it directly spares a copy
+        // of the whole bundle (and a load that stops starts over, as a copy would).
+        let pulled;
+        let local = if self.w.transport.local_dir().is_some() {
+            source
+        } else {
+            on_event(&Event::Pulling { stem: source.stem.clone(), digest: digest.into(), size: Some(size) });
+            pulled = self.pull(source)?;
+            &pulled
+        };
+        let trusted = trust.check(local, Policy::RequireSignature).map_err(Unfinished::Outcome)?;
+        let decryptor = Some(trust.decryptor().map_err(Unfinished::Outcome)?);
+        // From here on no stop is honoured until the load committed or failed.
+        on_event(&Event::Loading { stem: source.stem.clone() });
+        let report = crate::targets::load_with(&trusted, &self.w.into, decryptor, &Default::default(), self.progress)
+            .map_err(Unfinished::Outcome)?;
+        Ok(report.images)
+    }
+
+    /// Copy `source` into `incoming/` (resuming what an earlier attempt left) and
+    /// open the copy.
+    fn pull(&self, source: &BundleSource) -> std::result::Result<BundleSource, Unfinished> {
         let dest = StoppableDir::new(&self.incoming, self.stop.clone());
         if let Err(e) = crate::transfer::copy_bundle(source, &dest, self.progress) {
             return Err(if self.stop.requested() { Unfinished::Stopped } else { Unfinished::Outcome(e) });
@@ -314,18 +335,11 @@ impl Watcher<'_> {
         let local: Arc<dyn Transport> = Arc::new(DirTransport::new(&self.incoming));
         let local = read_sidecars(local, source.stem.clone()).map_err(Unfinished::Outcome)?;
         if local.checksum_bytes != source.checksum_bytes {
-            return Err(Unfinished::Outcome(Error::integrity(format!(
-                "{}.sha256 changed while it was pulled: will try again",
-                source.stem
-            ))));
+            // Another writer in incoming/ (there should be none: the lock): try again.
+            let changed = std::io::Error::other("it is not the STEM.sha256 that was pulled");
+            return Err(Unfinished::Outcome(Error::io(format!("reading {}/{}.sha256", self.incoming.display(), source.stem), changed)));
         }
-        let trusted = trust.check(&local, Policy::RequireSignature).map_err(Unfinished::Outcome)?;
-        let decryptor = Some(trust.decryptor().map_err(Unfinished::Outcome)?);
-        // From here on no stop is honoured until the load committed or failed.
-        on_event(&Event::Loading { stem: source.stem.clone() });
-        let report = crate::targets::load_with(&trusted, &self.w.into, decryptor, &Default::default(), self.progress)
-            .map_err(Unfinished::Outcome)?;
-        Ok(report.images)
+        Ok(local)
     }
 
     /// Journal the outcome (durably), then tell, then tidy up.
