@@ -528,7 +528,10 @@ fn print_watch_event(event: &ferry::watch::Event, out: &Output) {
     }
     out.progress.clear();
     match event {
-        Event::Started { location, target, state, pid, once } => {
+        Event::Started { location, target, state, pid, once, damaged_journal_lines } => {
+            if *damaged_journal_lines > 0 {
+                println!("note: {damaged_journal_lines} journal line(s) did not parse and were skipped");
+            }
             println!(
                 "watching {} into {} (state {}, pid {pid}{})",
                 shown(location),

@@ -69,6 +69,8 @@ pub enum Event {
         state: String,
         pid: u32,
         once: bool,
+        /// Journal lines that did not parse (skipped); 0 normally.
+        damaged_journal_lines: usize,
     },
     /// A new bundle (or a retry), its signature checked, is being pulled.
     Pulling {
@@ -180,6 +182,7 @@ pub fn run(w: &Watch, progress: &dyn Progress, on_event: &mut dyn FnMut(&Event))
         state: w.state.display().to_string(),
         pid: std::process::id(),
         once: w.once,
+        damaged_journal_lines: journal.damaged_lines,
     });
     let mut watcher =
         Watcher { w, journal: &mut journal, incoming, stop, progress, trust, retries: HashMap::new(), summary: WatchSummary::default() };
@@ -498,4 +501,37 @@ pub fn default_state_dir(location: &str, target: &str) -> PathBuf {
     // The password (if any) is left out: changing it keeps the journal.
     let key = format!("{}\n{target}", ferry_transports::redact_location(location));
     base.join(&sha256_of(key.as_bytes())["sha256:".len()..][..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_parses_keep_delete_and_folders_inside_the_location() {
+        assert_eq!(After::parse("keep").unwrap(), After::Keep);
+        assert_eq!(After::parse("delete").unwrap(), After::Delete);
+        assert_eq!(After::parse("move:done/2026/").unwrap(), After::Move("done/2026".into()));
+        for bad in ["move:", "move:/abs", "move:../up", "move:a/../b", "moved", ""] {
+            assert_eq!(After::parse(bad).unwrap_err().kind(), ErrorKind::Usage, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_state_is_one_per_location_and_target_and_ignores_passwords() {
+        let a = default_state_dir("ftp://u:one@h/in/", "oci:/x");
+        assert_eq!(a, default_state_dir("ftp://u:two@h/in/", "oci:/x"));
+        assert_ne!(a, default_state_dir("ftp://u:one@h/in/", "oci:/y"));
+        assert_ne!(a, default_state_dir("ftp://u:one@h/other/", "oci:/x"));
+        assert_eq!(a.file_name().unwrap().len(), 16);
+    }
+
+    #[test]
+    fn once_exit_codes_put_refusals_first() {
+        let s = |refused, transport_failures, failed| WatchSummary { refused, transport_failures, failed, ..Default::default() };
+        assert_eq!(s(0, 0, 0).exit_code(), 0);
+        assert_eq!(s(1, 1, 2).exit_code(), 3);
+        assert_eq!(s(0, 1, 1).exit_code(), 4);
+        assert_eq!(s(0, 0, 1).exit_code(), 1);
+    }
 }
