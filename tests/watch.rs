@@ -704,3 +704,37 @@ fn a_refusal_holds_until_the_trusted_keys_change() {
     assert_eq!(bundle_events(&events, "loaded"), ["x"]);
     assert_eq!(site.outcomes(), map(&[("x", &["refused", "loaded"])]));
 }
+
+/// In the loop a bundle that keeps failing (target down) waits longer each time:
+/// interval × 2^(n−1).
+#[test]
+fn the_loop_backs_off_a_failing_bundle() {
+    let mut site = Site::new();
+    let (usb, _) = site.usb_and_layout();
+    site.publish_small("a", 91, &usb);
+    site.env.push(("DOCKER_HOST".into(), format!("unix://{}", site.path("no-docker.sock").display())));
+    let mut child = site.spawn_watch(&usb, "docker-daemon:", &["--interval", "1s"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut backoffs = vec![];
+    let mut failures = 0;
+    let started = Instant::now();
+    while backoffs.len() < 2 {
+        let e: Value = serde_json::from_str(&lines.next().expect("an event").unwrap()).unwrap();
+        match e["event"].as_str().unwrap() {
+            "bundle" => {
+                assert_eq!(e["outcome"], "failed", "{e}");
+                failures += 1;
+            }
+            "backoff" => backoffs.push((e["seconds"].as_u64().unwrap(), started.elapsed())),
+            _ => {}
+        }
+    }
+    assert_eq!(backoffs.iter().map(|b| b.0).collect::<Vec<_>>(), [2, 4]);
+    assert_eq!(failures, 3, "the first failure waits one interval, then 2 s, then 4 s");
+    // The second retry came no sooner than the first backoff said.
+    assert!(backoffs[1].1 - backoffs[0].1 >= Duration::from_secs(2), "{backoffs:?}");
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)).code(), Some(0));
+    assert_eq!(site.outcomes(), map(&[("a", &["failed", "failed", "failed"])]));
+}
