@@ -1,10 +1,18 @@
 //! `ferry watch`: the unattended consumer. Each poll lists the complete bundles
-//! at a location, pulls each new one into `STATE/incoming/` (resumable), checks
-//! and loads it through the one load dispatch, and journals the outcome
-//! (`journal.rs`) before anything else happens. See docs/WATCH.md.
+//! at a location, pulls each new one into `STATE/incoming/` (resumable; a
+//! directory drop is read in place), checks and loads it through the one load
+//! dispatch, and journals the outcome (`journal.rs`) before anything else
+//! happens. See docs/WATCH.md.
+pub mod after;
+pub mod event;
+mod incoming;
 pub mod journal;
 pub mod lock;
 pub mod stop;
+
+pub use after::After;
+pub use event::{Event, WatchSummary};
+use incoming::{forget_vanished, remove_local};
 
 use crate::bundle::locate::read_sidecars;
 use crate::bundle::{names, BundleSource, Progress};
@@ -14,38 +22,11 @@ use crate::reference::ImageRef;
 use crate::trust::{Policy, TrustOptions};
 use ferry_transports::{DirTransport, Transport};
 use journal::{Entry, Journal, Outcome};
-use serde::Serialize;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use stop::{Stop, StoppableDir};
-
-/// What happens to a bundle at the location once it is loaded (`--after`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum After {
-    Keep,
-    Delete,
-    /// Into this folder, relative to the location.
-    Move(String),
-}
-
-impl After {
-    pub fn parse(s: &str) -> Result<After> {
-        match s {
-            "keep" => Ok(After::Keep),
-            "delete" => Ok(After::Delete),
-            _ => match s.strip_prefix("move:") {
-                Some(dir) if ferry_transports::subdir_parts(dir).is_ok() => Ok(After::Move(dir.trim_end_matches('/').to_string())),
-                Some(dir) => Err(Error::usage(format!(
-                    "--after move:{dir}: the folder must be a relative path inside the location (no leading /, no ..)"
-                ))),
-                None => Err(Error::usage(format!("--after {s}: expected keep, delete or move:DIR"))),
-            },
-        }
-    }
-}
 
 pub struct Watch {
     pub transport: Arc<dyn Transport>,
@@ -57,106 +38,6 @@ pub struct Watch {
     pub interval: Duration,
     pub once: bool,
     pub after: After,
-}
-
-/// One line of `watch` output (`--json`: one object per line).
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum Event {
-    Started {
-        location: String,
-        target: String,
-        state: String,
-        pid: u32,
-        once: bool,
-        /// Journal lines that did not parse (skipped); 0 normally.
-        damaged_journal_lines: usize,
-    },
-    /// A new bundle (or a retry), its signature checked, is being pulled.
-    Pulling {
-        stem: String,
-        digest: String,
-        size: Option<u64>,
-    },
-    /// Pulled and its checksums verified: now loading (a stop waits until this is done).
-    Loading {
-        stem: String,
-    },
-    /// An outcome, exactly as journaled.
-    Bundle(Entry),
-    /// `--after` applied to a loaded bundle at the location.
-    After {
-        stem: String,
-        action: String,
-    },
-    AfterFailed {
-        stem: String,
-        reason: String,
-    },
-    /// Listing the location (or reading a bundle's sidecars) failed; the next poll retries.
-    PollFailed {
-        reason: String,
-        exit: i32,
-    },
-    /// A failed bundle waits before its next attempt.
-    Backoff {
-        stem: String,
-        seconds: u64,
-    },
-    Stopped {
-        reason: String,
-    },
-    /// The last line: what this run did.
-    Done(WatchSummary),
-}
-
-/// How a watch ended (`--once`, or a clean stop).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct WatchSummary {
-    pub polls: u64,
-    pub loaded: usize,
-    pub refused: usize,
-    pub failed: usize,
-    /// A poll (or a bundle) failed on the transport.
-    pub transport_failures: usize,
-    pub stopped: bool,
-}
-
-impl WatchSummary {
-    /// `--once` exit code (SPEC §6): 3 when one was refused, else 4 on a transport
-    /// failure, else 1 when another failure left a bundle unloaded, else 0.
-    pub fn exit_code(&self) -> i32 {
-        if self.refused > 0 {
-            3
-        } else if self.transport_failures > 0 {
-            4
-        } else if self.failed > 0 {
-            1
-        } else {
-            0
-        }
-    }
-}
-
-impl WatchSummary {
-    /// `--once`: the outcome as the error whose exit code [`WatchSummary::exit_code`] names.
-    pub fn into_result(self, journal: &Path) -> Result<WatchSummary> {
-        let see = format!("see {} for each bundle's reason", journal.display());
-        let failed = |what: String| format!("{what} this run; {see}");
-        match self.exit_code() {
-            0 => Ok(self),
-            3 => Err(Error::integrity(failed(format!("{} bundle(s) refused", self.refused)))
-                .with_hint("a refused bundle is not retried until its STEM.sha256 changes: ask the sender for a good copy")),
-            4 => Err(Error::Transport(ferry_transports::TransportError::protocol(
-                "watch",
-                "polling",
-                failed(format!("{} transport failure(s)", self.transport_failures)),
-            ))
-            .with_hint("check that the location is reachable; the next run resumes what was pulled")),
-            _ => Err(Error::format(failed(format!("{} bundle(s) failed", self.failed)))
-                .with_hint("a failed bundle (target down, missing delta base) is tried again by the next run")),
-        }
-    }
 }
 
 /// A failed bundle's next attempt: interval × 2^(failures−1), at most an hour.
@@ -410,39 +291,13 @@ impl Watcher<'_> {
         Ok(())
     }
 
-    /// `--after` on a loaded bundle still at the location: artifact files and the
-    /// signature first, `STEM.sha256` last (the order a bundle is published in).
-    fn after(&mut self, source: &BundleSource, on_event: &mut dyn FnMut(&Event)) {
-        if self.w.after == After::Keep {
-            return;
+    /// `--after` on a loaded bundle still at the location.
+    fn after(&self, source: &BundleSource, on_event: &mut dyn FnMut(&Event)) {
+        match after::apply(&self.w.after, &*self.w.transport, source) {
+            Ok(Some(action)) => on_event(&Event::After { stem: source.stem.clone(), action }),
+            Ok(None) => {}
+            Err(e) => on_event(&Event::AfterFailed { stem: source.stem.clone(), reason: e.to_string() }),
         }
-        let mut files: Vec<String> = source.artifact_names().iter().map(|s| s.to_string()).collect();
-        if source.signature.is_some() {
-            files.push(names::signature_name(&source.stem));
-        }
-        files.push(names::checksum_name(&source.stem));
-        let t = &*self.w.transport;
-        for name in &files {
-            let done = match &self.w.after {
-                After::Delete => t.delete(name),
-                After::Move(dir) => t.move_to(name, dir),
-                After::Keep => Ok(()),
-            };
-            match done {
-                // Already gone: an earlier run got this far before it stopped.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    on_event(&Event::AfterFailed { stem: source.stem.clone(), reason: Error::from(e).to_string() });
-                    return;
-                }
-                Ok(()) => {}
-            }
-        }
-        let action = match &self.w.after {
-            After::Move(dir) => format!("moved to {dir}"),
-            _ => "deleted".into(),
-        };
-        on_event(&Event::After { stem: source.stem.clone(), action });
     }
 }
 
@@ -462,29 +317,6 @@ fn sha256_of(bytes: &[u8]) -> String {
     let mut h = Hasher::new();
     h.update(bytes);
     format!("sha256:{}", h.finish().hex())
-}
-
-/// Remove what was pulled of `stem` (done with: loaded or refused).
-fn remove_local(incoming: &Path, stem: &str) {
-    remove_pulled(incoming, |s| s == stem);
-}
-
-/// Remove what was pulled of bundles no longer at the location (a failed one the
-/// sender took back): `incoming/` holds only what a later poll may resume.
-fn forget_vanished(incoming: &Path, listed: &[&str]) {
-    remove_pulled(incoming, |s| !listed.contains(&s));
-}
-
-fn remove_pulled(incoming: &Path, of: impl Fn(&str) -> bool) {
-    let Ok(entries) = std::fs::read_dir(incoming) else { return };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let base = name.strip_suffix(ferry_transports::PARTIAL_SUFFIX).unwrap_or(name);
-        if of(names::stem_of(base).unwrap_or(base)) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// The default state directory for a location and target: under
@@ -508,30 +340,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn after_parses_keep_delete_and_folders_inside_the_location() {
-        assert_eq!(After::parse("keep").unwrap(), After::Keep);
-        assert_eq!(After::parse("delete").unwrap(), After::Delete);
-        assert_eq!(After::parse("move:done/2026/").unwrap(), After::Move("done/2026".into()));
-        for bad in ["move:", "move:/abs", "move:../up", "move:a/../b", "moved", ""] {
-            assert_eq!(After::parse(bad).unwrap_err().kind(), ErrorKind::Usage, "{bad}");
-        }
-    }
-
-    #[test]
     fn the_default_state_is_one_per_location_and_target_and_ignores_passwords() {
         let a = default_state_dir("ftp://u:one@h/in/", "oci:/x");
         assert_eq!(a, default_state_dir("ftp://u:two@h/in/", "oci:/x"));
         assert_ne!(a, default_state_dir("ftp://u:one@h/in/", "oci:/y"));
         assert_ne!(a, default_state_dir("ftp://u:one@h/other/", "oci:/x"));
         assert_eq!(a.file_name().unwrap().len(), 16);
-    }
-
-    #[test]
-    fn once_exit_codes_put_refusals_first() {
-        let s = |refused, transport_failures, failed| WatchSummary { refused, transport_failures, failed, ..Default::default() };
-        assert_eq!(s(0, 0, 0).exit_code(), 0);
-        assert_eq!(s(1, 1, 2).exit_code(), 3);
-        assert_eq!(s(0, 1, 1).exit_code(), 4);
-        assert_eq!(s(0, 0, 1).exit_code(), 1);
     }
 }
