@@ -91,7 +91,7 @@ impl WatchSummary {
         match self.exit_code() {
             0 => Ok(self),
             3 => Err(Error::integrity(failed(format!("{} bundle(s) refused", self.refused)))
-                .with_hint("a refused bundle is not retried until its STEM.sha256 changes: ask the sender for a good copy")),
+                .with_hint("a refused bundle is tried again only when its STEM.sha256 (or this watcher's -k/-i) changes: ask the sender for a good, signed copy")),
             4 => Err(Error::Transport(ferry_transports::TransportError::protocol(
                 "watch",
                 "polling",

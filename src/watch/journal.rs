@@ -24,7 +24,7 @@ pub enum Outcome {
     /// Verified and loaded into the target.
     Loaded,
     /// An integrity or authenticity failure (exit-3 class): not retried until
-    /// `STEM.sha256` changes.
+    /// `STEM.sha256` (or the watcher's trust, see [`Entry::trust`]) changes.
     Refused,
     /// Anything else (transport, target down): retried at the next poll, with backoff.
     Failed,

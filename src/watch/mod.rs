@@ -250,8 +250,9 @@ impl Watcher<'_> {
                 let kind = e.kind();
                 let outcome = if kind == ErrorKind::Integrity { Outcome::Refused } else { Outcome::Failed };
                 let reason = match e.hint() {
-                    Some(h) => format!("{e} (hint: {h})"),
-                    None => e.to_string(),
+                    // `load`'s hint for an unsigned bundle offers --allow-unsigned, which watch has not.
+                    Some(h) if !matches!(e, Error::Authenticity(_)) => format!("{e} (hint: {h})"),
+                    _ => e.to_string(),
                 };
                 Entry {
                     time,
