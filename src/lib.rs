@@ -23,6 +23,7 @@ pub mod commands;
 pub mod disk;
 pub mod engine;
 pub mod inspect;
+pub mod parity;
 pub mod load;
 pub mod save;
 pub mod sources;
