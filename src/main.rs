@@ -119,6 +119,9 @@ struct SaveArgs {
     /// Split the artifact into parts of SIZE bytes (K, M, G, T suffixes) or `fat32`.
     #[arg(long)]
     split: Option<String>,
+    /// With --split: add N Reed-Solomon parity parts (STEM.parity.000...); any N lost or damaged parts can be rebuilt.
+    #[arg(long, value_name = "N")]
+    parity: Option<usize>,
     /// Sign STEM.sha256 with this minisign secret key (password: prompt or FERRY_KEY_PASSWORD).
     #[arg(long = "sign", value_name = "SECRET_KEY")]
     sign: Option<std::path::PathBuf>,
@@ -321,6 +324,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                 level: a.level,
                 platforms: a.platforms,
                 split: a.split,
+                parity: a.parity,
                 seal: ferry::save::SealOptions {
                     sign_key: a.sign,
                     recipients: a.recipients,
@@ -351,6 +355,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));
+                print_bad_parts(&r.bad_parts, p);
             });
         }
         Command::Verify(a) => {
@@ -441,6 +446,9 @@ fn print_save(r: &commands::save::SaveSummary, progress: &CliProgress) {
         if r.signed { ", signed" } else { "" },
         if r.encrypted { ", encrypted" } else { "" }
     ));
+    if let Some(g) = &r.parity {
+        progress.say(&format!("parity: {} data + {} parity parts; any {} may be lost or damaged", g.data, g.parity, g.parity));
+    }
     if r.have_lists > 0 {
         progress.say(&format!("delta: {} layers left out, {:.1} MiB saved", r.left_out, r.saved_bytes as f64 / (1024.0 * 1024.0)));
     }
@@ -463,6 +471,24 @@ fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
         ));
     }
     print_left_out(&r.left_out, progress);
+    print_bad_parts(&r.bad_parts, progress);
+}
+
+/// Parts a reader found missing or damaged: data parts were rebuilt from parity.
+fn print_bad_parts(bad: &[ferry::parity::BadPart], progress: &CliProgress) {
+    let list = |parity: bool| -> Vec<String> {
+        bad.iter().filter(|b| b.parity == parity).map(|b| format!("{} ({})", shown(&b.name), b.problem)).collect()
+    };
+    let (data, parity) = (list(false), list(true));
+    if !data.is_empty() {
+        progress.say(&format!("rebuilt from parity: {}", data.join(", ")));
+    }
+    if !parity.is_empty() {
+        progress.say(&format!("parity part(s) not usable: {}", parity.join(", ")));
+    }
+    if !bad.is_empty() {
+        progress.say("run `ferry repair SOURCE -o DIR` to write the bad parts back");
+    }
 }
 
 /// A delta's left-out layers: what the target must already hold.

@@ -108,7 +108,8 @@ impl ParityWriter {
     }
 
     fn send(&mut self) -> io::Result<()> {
-        let next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        let mut next = self.recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        next.clear();
         let chunk = std::mem::replace(&mut self.pending, Chunk { part: 0, offset: 0, data: next });
         let tx = self.tx.as_ref().expect("not finished");
         if tx.send(chunk).is_err() {
