@@ -64,6 +64,8 @@ enum Command {
     Pull(PullArgs),
     /// List the complete bundles at a location.
     Ls(LsArgs),
+    /// Rewrite the missing or damaged parts of a bundle saved with --parity (rebuilt from its good parts).
+    Repair(RepairArgs),
     /// Print a shell completion script (e.g. `ferry completions bash > /etc/bash_completion.d/ferry`).
     Completions {
         #[arg(value_enum)]
@@ -244,6 +246,18 @@ struct PullArgs {
 }
 
 #[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Directory to write the repaired bundle into (the bundle's own directory: only the bad parts are rewritten).
+    #[arg(short, long)]
+    output: std::path::PathBuf,
+    /// Trusted minisign public key (file or base64 string) to check the signature with first; repeatable.
+    #[arg(short = 'k', long = "key")]
+    keys: Vec<String>,
+}
+
+#[derive(Args)]
 struct LsArgs {
     location: String,
 }
@@ -355,7 +369,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));
-                print_bad_parts(&r.bad_parts, p);
+                print_bad_parts(&r.bad_parts, p, true);
             });
         }
         Command::Verify(a) => {
@@ -384,6 +398,17 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
         Command::Pull(a) => {
             let opts = commands::pull::PullOptions { source: a.source, output: a.output };
             out.show(&commands::pull::run(&opts, cx)?, print_copy);
+        }
+        Command::Repair(a) => {
+            let trust = TrustOptions { keys: a.keys, ..Default::default() };
+            let opts = commands::repair::RepairOptions { source: a.source.source, output: a.output, trust };
+            out.show(&commands::repair::run(&opts, cx)?, |r, p| {
+                let list: Vec<String> = r.rebuilt.iter().map(|b| format!("{} ({})", shown(&b.name), b.problem)).collect();
+                match list.is_empty() {
+                    true => p.say(&format!("{}: every part is good; nothing to rebuild ({})", r.bundle, r.signature)),
+                    false => p.say(&format!("repaired {} into {}: rebuilt {} ({})", r.bundle, r.output, list.join(", "), r.signature)),
+                }
+            });
         }
         Command::Keygen(a) => {
             let opts = commands::keygen::KeygenOptions { output: a.output, no_password: a.no_password };
@@ -471,11 +496,11 @@ fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
         ));
     }
     print_left_out(&r.left_out, progress);
-    print_bad_parts(&r.bad_parts, progress);
+    print_bad_parts(&r.bad_parts, progress, true);
 }
 
 /// Parts a reader found missing or damaged: data parts were rebuilt from parity.
-fn print_bad_parts(bad: &[ferry::parity::BadPart], progress: &CliProgress) {
+fn print_bad_parts(bad: &[ferry::parity::BadPart], progress: &CliProgress, left_bad: bool) {
     let list = |parity: bool| -> Vec<String> {
         bad.iter().filter(|b| b.parity == parity).map(|b| format!("{} ({})", shown(&b.name), b.problem)).collect()
     };
@@ -486,7 +511,7 @@ fn print_bad_parts(bad: &[ferry::parity::BadPart], progress: &CliProgress) {
     if !parity.is_empty() {
         progress.say(&format!("parity part(s) not usable: {}", parity.join(", ")));
     }
-    if !bad.is_empty() {
+    if left_bad && !bad.is_empty() {
         progress.say("run `ferry repair SOURCE -o DIR` to write the bad parts back");
     }
 }
@@ -519,6 +544,7 @@ fn print_copy(report: &ferry::transfer::CopyReport, progress: &CliProgress) {
         human(sent),
         if resumed > 0 { format!(", {resumed} resumed") } else { String::new() }
     ));
+    print_bad_parts(&report.rebuilt, progress, false);
 }
 fn print_info(info: &ferry::inspect::BundleInfo) {
     println!("bundle:      {}", shown(&info.bundle));

@@ -242,7 +242,7 @@ impl PartsReader {
         let Some(line) = self.parts.get(self.next) else { return Ok(false) };
         let rebuild = self.rebuild.as_ref().filter(|p| p.bad_data.contains(&self.next));
         let reader = match rebuild {
-            Some(plan) => plan.open(self.next).map(|c| Box::new(c) as Box<dyn Read + Send>).map_err(Error::into_io),
+            Some(plan) => plan.open(&*self.transport, self.next).map(|c| Box::new(c) as Box<dyn Read + Send>).map_err(Error::into_io),
             None => self.get_part(line),
         }?;
         let reader: Box<dyn BufRead + Send> = if self.read_ahead {

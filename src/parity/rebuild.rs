@@ -18,7 +18,6 @@ const CHUNK: usize = 1 << 20;
 
 /// How to rebuild the bad data parts of a bundle from its good parts.
 pub struct RebuildPlan {
-    transport: Arc<dyn Transport>,
     geometry: Geometry,
     names: Vec<String>,
     /// `data` good parts (indexes: data parts, then parity parts).
@@ -42,27 +41,28 @@ pub fn plan(bundle: &BundleSource, progress: &dyn Progress) -> Result<Option<Arc
         }
     };
     check_repairable(&bundle.describe(), g, &bad)?;
-    let plan = RebuildPlan::new(bundle.transport.clone(), g.clone(), &bundle.checksums.lines, &bad);
+    let plan = RebuildPlan::new(g.clone(), &bundle.checksums.lines, &bad);
     Ok((!plan.bad_data.is_empty()).then(|| Arc::new(plan)))
 }
 
 impl RebuildPlan {
-    pub fn new(transport: Arc<dyn Transport>, geometry: Geometry, lines: &[ChecksumLine], bad: &[BadPart]) -> RebuildPlan {
+    pub fn new(geometry: Geometry, lines: &[ChecksumLine], bad: &[BadPart]) -> RebuildPlan {
         let names: Vec<String> = lines.iter().map(|l| l.name.clone()).collect();
         let bad_index: BTreeSet<usize> = bad.iter().filter_map(|b| names.iter().position(|n| *n == b.name)).collect();
         let available = (0..geometry.parts()).filter(|i| !bad_index.contains(i)).take(geometry.data).collect();
         let bad_data = bad_index.into_iter().filter(|&i| i < geometry.data).collect();
-        RebuildPlan { transport, geometry, names, available, bad_data }
+        RebuildPlan { geometry, names, available, bad_data }
     }
 
-    /// Part `target` (data or parity), rebuilt, as a stream of its exact size.
-    pub fn open(&self, target: usize) -> Result<Combiner> {
+    /// Part `target` (data or parity), rebuilt from the good parts at `transport`,
+    /// as a stream of its exact size.
+    pub fn open(&self, transport: &dyn Transport, target: usize) -> Result<Combiner> {
         let weights = code::weights(self.geometry.data, &self.available, target)
-            .ok_or_else(|| Error::integrity(format!("{}: the parity parts cannot rebuild {}", self.transport.describe(), self.names[target])))?;
+            .ok_or_else(|| Error::integrity(format!("{}: the parity parts cannot rebuild {}", transport.describe(), self.names[target])))?;
         let mut inputs = Vec::new();
         for (&shard, &weight) in self.available.iter().zip(&weights) {
             if weight != 0 {
-                let reader = self.transport.get(&self.names[shard], 0)?;
+                let reader = transport.get(&self.names[shard], 0)?;
                 inputs.push(Input { reader, left: self.geometry.size_of(shard), weight, name: self.names[shard].clone() });
             }
         }
@@ -72,7 +72,7 @@ impl RebuildPlan {
             row: Vec::new(),
             scratch: vec![0u8; CHUNK],
             pos: 0,
-            at: self.transport.describe(),
+            at: transport.describe(),
         })
     }
 }
@@ -137,24 +137,18 @@ impl Read for Combiner {
 
 /// Write every bad part back at `dest`, rebuilt from the good parts there, each
 /// checked against `STEM.sha256` before it is committed.
-pub fn rebuild_into(
-    dest: Arc<dyn Transport>,
-    geometry: &Geometry,
-    lines: &[ChecksumLine],
-    bad: &[BadPart],
-    progress: &dyn Progress,
-) -> Result<()> {
-    let plan = RebuildPlan::new(dest.clone(), geometry.clone(), lines, bad);
+pub fn rebuild_into(dest: &dyn Transport, geometry: &Geometry, lines: &[ChecksumLine], bad: &[BadPart], progress: &dyn Progress) -> Result<()> {
+    let plan = RebuildPlan::new(geometry.clone(), lines, bad);
     for part in bad {
         let index = lines.iter().position(|l| l.name == part.name).expect("a bad part is one of the lines");
         let line = &lines[index];
-        let mut source = plan.open(index)?;
+        let mut source = plan.open(dest, index)?;
         let mut upload = dest.put(&line.name, PutMode::Fresh)?;
         progress.start(&format!("rebuilding {}", line.name), Some(geometry.size_of(index)));
         let mut h = Hasher::new();
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = source.read(&mut buf).map_err(|e| reading_error(&dest, &line.name, e))?;
+            let n = source.read(&mut buf).map_err(|e| reading_error(dest, &line.name, e))?;
             if n == 0 {
                 break;
             }
@@ -177,7 +171,7 @@ pub fn rebuild_into(
     Ok(())
 }
 
-fn reading_error(at: &Arc<dyn Transport>, name: &str, e: io::Error) -> Error {
+fn reading_error(at: &dyn Transport, name: &str, e: io::Error) -> Error {
     match crate::error::unwrap_io(e) {
         Ok(ours) => ours,
         Err(e) => Error::io(format!("rebuilding {name} at {}", at.describe()), e),
