@@ -580,6 +580,19 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
             println!("  {}  {}  (diff_id {})", l.digest, human(l.size), l.diff_id);
         }
     }
+    if let Some(p) = &info.parity {
+        println!(
+            "parity:      {} data + {} parity parts of {} ({}); any {} may be lost or damaged",
+            p.data_parts,
+            p.parity_parts,
+            human(p.part_size),
+            p.code,
+            p.may_lose
+        );
+        for b in &p.bad_parts {
+            println!("  bad now:   {} ({})", shown(&b.name), b.problem);
+        }
+    }
     println!("files:");
     for p in &info.parts {
         println!("  {}  {}", shown(&p.name), p.size.map(human).unwrap_or_else(|| "?".into()));
