@@ -122,7 +122,13 @@ pub fn inspect(bundle: &Trusted, decryptor: Option<Decryptor>) -> Result<BundleI
     };
     if let Some(g) = &bundle.parity {
         // Sizes only: inspect reads no more than the documents (verify hashes every part).
-        let bad = crate::parity::survey::survey(&*bundle.transport, g, &bundle.checksums.lines, crate::parity::survey::Depth::Sizes, &NoProgress)?;
+        let bad = crate::parity::survey::survey(
+            &*bundle.transport,
+            g,
+            &bundle.checksums.lines,
+            crate::parity::survey::Depth::Sizes,
+            &NoProgress,
+        )?;
         let _ = bundle.bad_parts.set(bad.clone());
         info.parity = Some(ParityInfo {
             data_parts: g.data,

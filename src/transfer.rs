@@ -55,7 +55,13 @@ pub fn copy_bundle(bundle: &BundleSource, dest: &dyn Transport, progress: &dyn P
         files.push(copy_bytes(dest, &names::signature_name(&bundle.stem), sig)?);
     }
     files.push(copy_bytes(dest, &names::checksum_name(&bundle.stem), &bundle.checksum_bytes)?);
-    Ok(CopyReport { destination: dest.describe(), stem: bundle.stem.clone(), resume_upload: dest.capabilities().resume_upload, files, rebuilt })
+    Ok(CopyReport {
+        destination: dest.describe(),
+        stem: bundle.stem.clone(),
+        resume_upload: dest.capabilities().resume_upload,
+        files,
+        rebuilt,
+    })
 }
 
 pub(crate) fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFile> {
@@ -355,7 +361,7 @@ pub fn list_bundles(transport: &dyn Transport) -> Result<Listing> {
             skipped.push(crate::untrusted::shown(&e.name).into_owned());
             continue;
         }
-        let parts: Vec<_> = entries.iter().filter(|p| names::is_artifact_of(stem, &p.name) && names::is_plain_name(&p.name)).collect();
+        let parts: Vec<_> = entries.iter().filter(|p| names::is_part_of(stem, &p.name) && names::is_plain_name(&p.name)).collect();
         out.push(ListedBundle {
             stem: stem.to_string(),
             files: parts.iter().map(|p| p.name.clone()).collect(),

@@ -32,13 +32,14 @@ pub fn verify_into(
     progress: &dyn Progress,
 ) -> Result<(Verified, Compression, bool)> {
     // A parity bundle: find its bad parts first, and rebuild the data parts among them as they come.
-    let stream = match crate::parity::rebuild::plan(bundle.bundle(), progress).and_then(|plan| open_artifact(bundle.bundle(), decryptor, plan)) {
-        Ok(s) => s,
-        Err(e) => {
-            sink.abort();
-            return Err(e);
-        }
-    };
+    let stream =
+        match crate::parity::rebuild::plan(bundle.bundle(), progress).and_then(|plan| open_artifact(bundle.bundle(), decryptor, plan)) {
+            Ok(s) => s,
+            Err(e) => {
+                sink.abort();
+                return Err(e);
+            }
+        };
     progress.start(&format!("verifying {}", bundle.describe()), bundle.artifact_size());
     let parts = stream.parts.clone();
     let mut counted = CountingReader { inner: stream.reader, progress, parts: parts.clone(), last: 0 };

@@ -121,7 +121,10 @@ fn one_part_deleted_and_one_damaged_verify_load_and_repair() {
     // Inspect shows the redundancy and the missing part (sizes only).
     let r = ferry_ok(&["inspect", usb.to_str().unwrap(), "--json"]);
     let info = json(&r.stdout);
-    assert_eq!((info["parity"]["data_parts"].as_u64(), info["parity"]["parity_parts"].as_u64(), info["parity"]["may_lose"].as_u64()), (Some(8), Some(2), Some(2)));
+    assert_eq!(
+        (info["parity"]["data_parts"].as_u64(), info["parity"]["parity_parts"].as_u64(), info["parity"]["may_lose"].as_u64()),
+        (Some(8), Some(2), Some(2))
+    );
     assert_eq!(bad_names(&info["parity"], "bad_parts"), vec![files[2].clone()]);
     let r = ferry_ok(&["inspect", usb.to_str().unwrap()]);
     assert!(r.stdout.contains("8 data + 2 parity parts") && r.stdout.contains("any 2 may be lost"), "{}", r.stdout);
@@ -141,7 +144,8 @@ fn one_part_deleted_and_one_damaged_verify_load_and_repair() {
     assert!(r.stderr.contains("rebuilt") && r.stderr.contains(&files[2]) && r.stderr.contains(&files[5]), "{}", r.stderr);
     assert!(sha256sum_c(&usb), "sha256sum -c passes after repair");
     assert_identical(&usb, &pristine, &files);
-    let leftovers: Vec<_> = fs::read_dir(&usb).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".partial")).collect();
+    let leftovers: Vec<_> =
+        fs::read_dir(&usb).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".partial")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     let r = ferry_ok(&["repair", usb.to_str().unwrap(), "-o", usb.to_str().unwrap()]);
     assert!(r.stderr.contains("nothing to rebuild"), "{}", r.stderr);

@@ -61,7 +61,8 @@ mod tests {
     use super::*;
     #[test]
     fn round_trip_and_hostile_names() {
-        let f = ChecksumFile { comments: vec!["# a note".into()], lines: vec![ChecksumLine { hex: "a".repeat(64), name: "x.tar.zst".into() }] };
+        let f =
+            ChecksumFile { comments: vec!["# a note".into()], lines: vec![ChecksumLine { hex: "a".repeat(64), name: "x.tar.zst".into() }] };
         assert_eq!(ChecksumFile::parse(f.render().as_bytes(), "x").unwrap(), f);
         let evil = format!("{}  ../etc/passwd\n", "a".repeat(64));
         assert!(ChecksumFile::parse(evil.as_bytes(), "x").is_err());

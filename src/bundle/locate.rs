@@ -169,7 +169,9 @@ fn check_part_names(checksums: &ChecksumFile, parity: Option<&crate::parity::Geo
     if lines.len() != g.parts() {
         return Err(bad(format!("lists {} files; its parity line says {} data and {} parity parts", lines.len(), g.data, g.parity)));
     }
-    let first = names::parse_artifact_name(&lines[0].name).filter(|a| a.part == Some(0)).ok_or_else(|| bad(format!("{} is not a first part", lines[0].name)))?;
+    let first = names::parse_artifact_name(&lines[0].name)
+        .filter(|a| a.part == Some(0))
+        .ok_or_else(|| bad(format!("{} is not a first part", lines[0].name)))?;
     for (i, l) in lines.iter().enumerate() {
         let ok = match i.checked_sub(g.data) {
             None => names::parse_artifact_name(&l.name) == Some(names::ArtifactName { part: Some(i), ..first }),

@@ -48,13 +48,7 @@ pub fn run(opts: &RepairOptions, cx: &Context) -> Result<RepairReport> {
         let copy = crate::transfer::copy_bundle(&bundle, &dest, cx.progress)?;
         (copy.rebuilt, copy.files.len())
     };
-    Ok(RepairReport {
-        bundle: bundle.describe(),
-        output: dest.describe(),
-        signature: bundle.signature().describe(),
-        rebuilt,
-        written,
-    })
+    Ok(RepairReport { bundle: bundle.describe(), output: dest.describe(), signature: bundle.signature().describe(), rebuilt, written })
 }
 
 fn same_dir(source: Option<&Path>, output: &Path) -> bool {

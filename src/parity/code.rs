@@ -36,11 +36,7 @@ pub fn weights(data: usize, available: &[usize], shard: usize) -> Option<Vec<u8>
     let inverse = invert(rows)?;
     let target = generator_row(data, shard);
     // target · inverse: the shard in terms of the available ones.
-    Some(
-        (0..data)
-            .map(|k| (0..data).fold(0u8, |acc, i| acc ^ mul(target[i], inverse[i][k])))
-            .collect(),
-    )
+    Some((0..data).map(|k| (0..data).fold(0u8, |acc, i| acc ^ mul(target[i], inverse[i][k]))).collect())
 }
 
 /// Gauss-Jordan inversion over GF(2^8); `None` when singular (never for this code).

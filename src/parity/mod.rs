@@ -39,7 +39,12 @@ impl Geometry {
 
     fn check(&self) -> std::result::Result<(), String> {
         if self.data == 0 || self.parity == 0 || self.data + self.parity > code::MAX_PARTS {
-            return Err(format!("data={} parity={} is out of range (1 or more each, {} parts at most)", self.data, self.parity, code::MAX_PARTS));
+            return Err(format!(
+                "data={} parity={} is out of range (1 or more each, {} parts at most)",
+                self.data,
+                self.parity,
+                code::MAX_PARTS
+            ));
         }
         if self.last_size == 0 || self.last_size > self.part_size || self.data == 1 && self.last_size != self.part_size {
             return Err(format!("part-size={} last-size={} do not fit together", self.part_size, self.last_size));

@@ -137,7 +137,13 @@ impl Read for Combiner {
 
 /// Write every bad part back at `dest`, rebuilt from the good parts there, each
 /// checked against `STEM.sha256` before it is committed.
-pub fn rebuild_into(dest: &dyn Transport, geometry: &Geometry, lines: &[ChecksumLine], bad: &[BadPart], progress: &dyn Progress) -> Result<()> {
+pub fn rebuild_into(
+    dest: &dyn Transport,
+    geometry: &Geometry,
+    lines: &[ChecksumLine],
+    bad: &[BadPart],
+    progress: &dyn Progress,
+) -> Result<()> {
     let plan = RebuildPlan::new(geometry.clone(), lines, bad);
     for part in bad {
         let index = lines.iter().position(|l| l.name == part.name).expect("a bad part is one of the lines");

@@ -19,7 +19,13 @@ pub enum Depth {
     Hashes,
 }
 
-pub fn survey(transport: &dyn Transport, geometry: &Geometry, lines: &[ChecksumLine], depth: Depth, progress: &dyn Progress) -> Result<Vec<BadPart>> {
+pub fn survey(
+    transport: &dyn Transport,
+    geometry: &Geometry,
+    lines: &[ChecksumLine],
+    depth: Depth,
+    progress: &dyn Progress,
+) -> Result<Vec<BadPart>> {
     let mut bad = Vec::new();
     if depth == Depth::Hashes {
         let total = (0..geometry.parts()).map(|i| geometry.size_of(i)).sum();
