@@ -7,7 +7,7 @@ mod common;
 #[path = "../transports/tests/support/mod.rs"]
 mod servers;
 
-use common::{ferry, ferry_ok, fixture, require, sh};
+use common::{ferry, ferry_ok, fixture, flip_byte, require, sh};
 use std::fs;
 use std::path::Path;
 
@@ -54,16 +54,6 @@ fn save_with_parity(dir: &Path, extra: &[&str]) -> Vec<String> {
 fn sha256sum_c(dir: &Path) -> bool {
     require("sha256sum");
     std::process::Command::new("sha256sum").args(["-c", "--strict", "--quiet", "p.sha256"]).current_dir(dir).status().unwrap().success()
-}
-
-fn flip_byte(path: &Path, at: u64) {
-    use std::io::{Read, Seek, SeekFrom, Write};
-    let mut f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.read_exact(&mut b).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&[b[0] ^ 0x5a]).unwrap();
 }
 
 fn copy_dir(from: &Path, to: &Path) {
