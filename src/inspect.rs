@@ -31,9 +31,23 @@ pub struct BundleInfo {
     pub delta_base: Option<String>,
     /// A delta bundle's left-out layers: what the target must already hold (empty for a full bundle).
     pub left_out: Vec<crate::delta::LeftOut>,
+    /// Parity parts (`save --parity`): the redundancy, and what is missing now.
+    pub parity: Option<ParityInfo>,
     /// `None` when the content could not be opened (encrypted, no identity).
     pub images: Option<Vec<ImageInfo>>,
     pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ParityInfo {
+    pub data_parts: usize,
+    pub parity_parts: usize,
+    /// How many parts may be lost or damaged with the bundle still readable.
+    pub may_lose: usize,
+    pub part_size: u64,
+    pub code: &'static str,
+    /// Parts missing or of the wrong size now (sizes only: `verify` hashes them).
+    pub bad_parts: Vec<crate::parity::BadPart>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,16 +116,36 @@ pub fn inspect(bundle: &Trusted, decryptor: Option<Decryptor>) -> Result<BundleI
         flattened: None,
         delta_base: None,
         left_out: Vec::new(),
+        parity: None,
         images: None,
         notes: Vec::new(),
     };
+    if let Some(g) = &bundle.parity {
+        // Sizes only: inspect reads no more than the documents (verify hashes every part).
+        let bad = crate::parity::survey::survey(
+            &*bundle.transport,
+            g,
+            &bundle.checksums.lines,
+            crate::parity::survey::Depth::Sizes,
+            &NoProgress,
+        )?;
+        let _ = bundle.bad_parts.set(bad.clone());
+        info.parity = Some(ParityInfo {
+            data_parts: g.data,
+            parity_parts: g.parity,
+            may_lose: g.parity,
+            part_size: g.part_size,
+            code: "Reed-Solomon (Cauchy, GF(2^8))",
+            bad_parts: bad,
+        });
+    }
     if let Some(sig) = &bundle.signature {
         if let Ok(u) = crate::seal::read_unverified(sig) {
             info.signer = Some(u.key_id.to_string());
             info.trusted_comment = Some(u.trusted_comment);
         }
     }
-    if let Some(first) = bundle.checksums.lines.first() {
+    if let Some(first) = bundle.data_lines().first().filter(|l| !bundle.rebuilt_parts().iter().any(|b| b.name == l.name)) {
         // The header is read within its bound (one byte more tells "too long").
         let mut head = Vec::new();
         if let Ok(r) = bundle.transport.get(&first.name, 0) {

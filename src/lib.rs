@@ -24,6 +24,7 @@ pub mod disk;
 pub mod engine;
 pub mod inspect;
 pub mod load;
+pub mod parity;
 pub mod save;
 pub mod sources;
 pub mod targets;

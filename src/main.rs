@@ -64,6 +64,8 @@ enum Command {
     Pull(PullArgs),
     /// List the complete bundles at a location.
     Ls(LsArgs),
+    /// Rewrite the missing or damaged parts of a bundle saved with --parity (rebuilt from its good parts).
+    Repair(RepairArgs),
     /// Print a shell completion script (e.g. `ferry completions bash > /etc/bash_completion.d/ferry`).
     Completions {
         #[arg(value_enum)]
@@ -144,6 +146,9 @@ struct SaveArgs {
     /// Split the artifact into parts of SIZE bytes (K, M, G, T suffixes) or `fat32`.
     #[arg(long)]
     split: Option<String>,
+    /// With --split: add N Reed-Solomon parity parts (STEM.parity.000...); any N lost or damaged parts can be rebuilt.
+    #[arg(long, value_name = "N")]
+    parity: Option<usize>,
     /// Sign STEM.sha256 with this minisign secret key (password: prompt or FERRY_KEY_PASSWORD).
     #[arg(long = "sign", value_name = "SECRET_KEY")]
     sign: Option<std::path::PathBuf>,
@@ -266,6 +271,18 @@ struct PullArgs {
 }
 
 #[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Directory to write the repaired bundle into (the bundle's own directory: only the bad parts are rewritten).
+    #[arg(short, long)]
+    output: std::path::PathBuf,
+    /// Trusted minisign public key (file or base64 string) to check the signature with first; repeatable.
+    #[arg(short = 'k', long = "key")]
+    keys: Vec<String>,
+}
+
+#[derive(Args)]
 struct LsArgs {
     location: String,
 }
@@ -346,6 +363,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                 level: a.level,
                 platforms: a.platforms,
                 split: a.split,
+                parity: a.parity,
                 seal: ferry::save::SealOptions {
                     sign_key: a.sign,
                     recipients: a.recipients,
@@ -376,6 +394,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
             };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));
+                print_bad_parts(&r.bad_parts, p, true);
             });
         }
         Command::Verify(a) => {
@@ -416,6 +435,17 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
         Command::Pull(a) => {
             let opts = commands::pull::PullOptions { source: a.source, output: a.output };
             out.show(&commands::pull::run(&opts, cx)?, print_copy);
+        }
+        Command::Repair(a) => {
+            let trust = TrustOptions { keys: a.keys, ..Default::default() };
+            let opts = commands::repair::RepairOptions { source: a.source.source, output: a.output, trust };
+            out.show(&commands::repair::run(&opts, cx)?, |r, p| {
+                let list: Vec<String> = r.rebuilt.iter().map(|b| format!("{} ({})", shown(&b.name), b.problem)).collect();
+                match list.is_empty() {
+                    true => p.say(&format!("{}: every part is good; nothing to rebuild ({})", r.bundle, r.signature)),
+                    false => p.say(&format!("repaired {} into {}: rebuilt {} ({})", r.bundle, r.output, list.join(", "), r.signature)),
+                }
+            });
         }
         Command::Keygen(a) => {
             let opts = commands::keygen::KeygenOptions { output: a.output, no_password: a.no_password };
@@ -478,6 +508,9 @@ fn print_save(r: &commands::save::SaveSummary, progress: &CliProgress) {
         if r.signed { ", signed" } else { "" },
         if r.encrypted { ", encrypted" } else { "" }
     ));
+    if let Some(g) = &r.parity {
+        progress.say(&format!("parity: {} data + {} parity parts; any {} may be lost or damaged", g.data, g.parity, g.parity));
+    }
     if r.have_lists > 0 {
         progress.say(&format!("delta: {} layers left out, {:.1} MiB saved", r.left_out, r.saved_bytes as f64 / (1024.0 * 1024.0)));
     }
@@ -500,6 +533,24 @@ fn print_verify(r: &commands::verify::VerifyReport, progress: &CliProgress) {
         ));
     }
     print_left_out(&r.left_out, progress);
+    print_bad_parts(&r.bad_parts, progress, true);
+}
+
+/// Parts a reader found missing or damaged: data parts were rebuilt from parity.
+fn print_bad_parts(bad: &[ferry::parity::BadPart], progress: &CliProgress, left_bad: bool) {
+    let list = |parity: bool| -> Vec<String> {
+        bad.iter().filter(|b| b.parity == parity).map(|b| format!("{} ({})", shown(&b.name), b.problem)).collect()
+    };
+    let (data, parity) = (list(false), list(true));
+    if !data.is_empty() {
+        progress.say(&format!("rebuilt from parity: {}", data.join(", ")));
+    }
+    if !parity.is_empty() {
+        progress.say(&format!("parity part(s) not usable: {}", parity.join(", ")));
+    }
+    if left_bad && !bad.is_empty() {
+        progress.say("run `ferry repair SOURCE -o DIR` to write the bad parts back");
+    }
 }
 
 /// A delta's left-out layers: what the target must already hold.
@@ -580,6 +631,7 @@ fn print_copy(report: &ferry::transfer::CopyReport, progress: &CliProgress) {
         human(sent),
         if resumed > 0 { format!(", {resumed} resumed") } else { String::new() }
     ));
+    print_bad_parts(&report.rebuilt, progress, false);
 }
 fn print_info(info: &ferry::inspect::BundleInfo) {
     println!("bundle:      {}", shown(&info.bundle));
@@ -613,6 +665,19 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
         println!("the target must hold:");
         for l in &info.left_out {
             println!("  {}  {}  (diff_id {})", l.digest, human(l.size), l.diff_id);
+        }
+    }
+    if let Some(p) = &info.parity {
+        println!(
+            "parity:      {} data + {} parity parts of {} ({}); any {} may be lost or damaged",
+            p.data_parts,
+            p.parity_parts,
+            human(p.part_size),
+            p.code,
+            p.may_lose
+        );
+        for b in &p.bad_parts {
+            println!("  bad now:   {} ({})", shown(&b.name), b.problem);
         }
     }
     println!("files:");

@@ -18,6 +18,8 @@ pub struct CopyReport {
     /// (HTTP/WebDAV has no append), a copy that was interrupted starts over.
     pub resume_upload: bool,
     pub files: Vec<CopiedFile>,
+    /// Parts missing or damaged at the source, rebuilt at the destination from parity.
+    pub rebuilt: Vec<crate::parity::BadPart>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,17 +34,37 @@ pub struct CopiedFile {
 /// Copy `bundle` to `dest`.
 pub fn copy_bundle(bundle: &BundleSource, dest: &dyn Transport, progress: &dyn Progress) -> Result<CopyReport> {
     let mut files = Vec::new();
-    for line in &bundle.checksums.lines {
-        files.push(copy_file(bundle, dest, &line.name, Some(&line.hex), progress)?);
+    let mut rebuilt = Vec::new();
+    for (i, line) in bundle.checksums.lines.iter().enumerate() {
+        match copy_file(bundle, dest, &line.name, Some(&line.hex), progress) {
+            Ok(f) => files.push(f),
+            // A parity bundle reads past a missing or damaged part: it is rebuilt below.
+            Err(Error::Integrity(why)) if bundle.parity.is_some() => {
+                let problem = if why.contains("is missing") { "missing" } else { "damaged" };
+                let parity = bundle.parity.as_ref().is_some_and(|g| i >= g.data);
+                rebuilt.push(crate::parity::BadPart { name: line.name.clone(), problem: problem.into(), parity });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Some(geometry) = &bundle.parity {
+        crate::parity::check_repairable(&bundle.describe(), geometry, &rebuilt)?;
+        crate::parity::rebuild::rebuild_into(dest, geometry, &bundle.checksums.lines, &rebuilt, progress)?;
     }
     if let Some(sig) = &bundle.signature {
         files.push(copy_bytes(dest, &names::signature_name(&bundle.stem), sig)?);
     }
     files.push(copy_bytes(dest, &names::checksum_name(&bundle.stem), &bundle.checksum_bytes)?);
-    Ok(CopyReport { destination: dest.describe(), stem: bundle.stem.clone(), resume_upload: dest.capabilities().resume_upload, files })
+    Ok(CopyReport {
+        destination: dest.describe(),
+        stem: bundle.stem.clone(),
+        resume_upload: dest.capabilities().resume_upload,
+        files,
+        rebuilt,
+    })
 }
 
-fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFile> {
+pub(crate) fn copy_bytes(dest: &dyn Transport, name: &str, data: &[u8]) -> Result<CopiedFile> {
     crate::bundle::write::put_small(dest, name, data)?;
     Ok(CopiedFile { name: name.to_string(), sent: data.len() as u64, size: data.len() as u64, resumed_from: 0 })
 }
@@ -339,7 +361,7 @@ pub fn list_bundles(transport: &dyn Transport) -> Result<Listing> {
             skipped.push(crate::untrusted::shown(&e.name).into_owned());
             continue;
         }
-        let parts: Vec<_> = entries.iter().filter(|p| names::is_artifact_of(stem, &p.name) && names::is_plain_name(&p.name)).collect();
+        let parts: Vec<_> = entries.iter().filter(|p| names::is_part_of(stem, &p.name) && names::is_plain_name(&p.name)).collect();
         out.push(ListedBundle {
             stem: stem.to_string(),
             files: parts.iter().map(|p| p.name.clone()).collect(),

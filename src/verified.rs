@@ -31,13 +31,15 @@ pub fn verify_into(
     copy: Option<&mut dyn io::Write>,
     progress: &dyn Progress,
 ) -> Result<(Verified, Compression, bool)> {
-    let stream = match open_artifact(bundle.bundle(), decryptor) {
-        Ok(s) => s,
-        Err(e) => {
-            sink.abort();
-            return Err(e);
-        }
-    };
+    // A parity bundle: find its bad parts first, and rebuild the data parts among them as they come.
+    let stream =
+        match crate::parity::rebuild::plan(bundle.bundle(), progress).and_then(|plan| open_artifact(bundle.bundle(), decryptor, plan)) {
+            Ok(s) => s,
+            Err(e) => {
+                sink.abort();
+                return Err(e);
+            }
+        };
     progress.start(&format!("verifying {}", bundle.describe()), bundle.artifact_size());
     let parts = stream.parts.clone();
     let mut counted = CountingReader { inner: stream.reader, progress, parts: parts.clone(), last: 0 };
@@ -52,7 +54,9 @@ pub fn verify_into(
 /// Checksums only (an encrypted bundle without an identity): reads every
 /// artifact file once.
 pub fn verify_checksums(bundle: &Trusted, progress: &dyn Progress) -> Result<u64> {
-    let mut parts = crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.checksums.lines.clone()).with_read_ahead();
+    let plan = crate::parity::rebuild::plan(bundle.bundle(), progress)?;
+    let mut parts =
+        crate::bundle::parts::PartsReader::new(bundle.transport.clone(), bundle.data_lines().to_vec()).with_read_ahead().with_rebuild(plan);
     progress.start(&format!("checking {}", bundle.describe()), bundle.artifact_size());
     parts.drain_and_check()?;
     progress.finish();

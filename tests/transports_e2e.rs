@@ -11,10 +11,10 @@ mod common;
 #[path = "../transports/tests/support/mod.rs"]
 mod servers;
 
-use common::{fixture, layout_blobs, sh, source_digests};
+use common::{fixture, flip_byte, layout_blobs, sh, source_digests};
 use servers::{free_port, Nginx, Sshd, Vsftpd, TEST_PASSWORD, TEST_USER};
 use std::fs;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -120,17 +120,6 @@ fn http_site(server: &Nginx) -> Site {
 
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
-}
-
-/// Flip one byte of a file in place (same size, so only a checksum can tell).
-fn flip_byte(path: &Path, at: u64) {
-    let mut f = fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
-    let mut b = [0u8; 1];
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.read_exact(&mut b).unwrap();
-    f.seek(SeekFrom::Start(at)).unwrap();
-    f.write_all(&[b[0] ^ 0x5a]).unwrap();
-    f.sync_all().unwrap();
 }
 
 fn files_in(dir: &Path) -> Vec<String> {

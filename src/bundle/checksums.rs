@@ -10,12 +10,15 @@ pub struct ChecksumLine {
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChecksumFile {
+    /// `#` comment lines (sha256sum -c skips them), written first: the parity geometry.
+    pub comments: Vec<String>,
     pub lines: Vec<ChecksumLine>,
 }
 
 impl ChecksumFile {
     pub fn render(&self) -> String {
-        self.lines.iter().map(|l| format!("{}  {}\n", l.hex, l.name)).collect()
+        let comments = self.comments.iter().map(|c| format!("{c}\n"));
+        comments.chain(self.lines.iter().map(|l| format!("{}  {}\n", l.hex, l.name))).collect()
     }
 
     /// Parse, refusing anything that could make ferry read outside the bundle.
@@ -23,8 +26,13 @@ impl ChecksumFile {
         let bad = |why: String| Error::integrity(format!("{file}: {why}"));
         let text = std::str::from_utf8(text).map_err(|_| bad("not UTF-8 text".into()))?;
         let mut lines = Vec::new();
+        let mut comments = Vec::new();
         for (n, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
+                continue;
+            }
+            if line.starts_with('#') {
+                comments.push(line.to_string());
                 continue;
             }
             let (hex, rest) = line.split_once(' ').ok_or_else(|| bad(format!("line {} is not \"<sha256>  <file>\"", n + 1)))?;
@@ -44,7 +52,7 @@ impl ChecksumFile {
         if lines.is_empty() {
             return Err(bad("lists no files".into()));
         }
-        Ok(ChecksumFile { lines })
+        Ok(ChecksumFile { comments, lines })
     }
 }
 
@@ -53,7 +61,8 @@ mod tests {
     use super::*;
     #[test]
     fn round_trip_and_hostile_names() {
-        let f = ChecksumFile { lines: vec![ChecksumLine { hex: "a".repeat(64), name: "x.tar.zst".into() }] };
+        let f =
+            ChecksumFile { comments: vec!["# a note".into()], lines: vec![ChecksumLine { hex: "a".repeat(64), name: "x.tar.zst".into() }] };
         assert_eq!(ChecksumFile::parse(f.render().as_bytes(), "x").unwrap(), f);
         let evil = format!("{}  ../etc/passwd\n", "a".repeat(64));
         assert!(ChecksumFile::parse(evil.as_bytes(), "x").is_err());

@@ -15,6 +15,10 @@ pub struct BundleSource {
     /// The exact bytes of `STEM.sha256` (what the signature covers).
     pub checksum_bytes: Vec<u8>,
     pub signature: Option<Vec<u8>>,
+    /// Parity parts (`save --parity`), as `STEM.sha256` records them.
+    pub parity: Option<crate::parity::Geometry>,
+    /// Which parts were found missing or damaged, once a reader looked (see [`crate::parity::survey`]).
+    pub bad_parts: std::sync::OnceLock<Vec<crate::parity::BadPart>>,
 }
 
 impl BundleSource {
@@ -22,15 +26,28 @@ impl BundleSource {
         format!("{}/{}", self.transport.describe().trim_end_matches('/'), self.stem)
     }
 
-    /// Artifact file names in order (one, or numbered parts).
+    /// Artifact file names in order (one, or numbered parts), parity parts last.
     pub fn artifact_names(&self) -> Vec<&str> {
         self.checksums.lines.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    /// The lines of the data parts: what joins into the artifact (no parity parts).
+    pub fn data_lines(&self) -> &[super::checksums::ChecksumLine] {
+        match &self.parity {
+            Some(g) => &self.checksums.lines[..g.data],
+            None => &self.checksums.lines,
+        }
+    }
+
+    /// Parts found missing or damaged and read past (rebuilt from parity), if any.
+    pub fn rebuilt_parts(&self) -> Vec<crate::parity::BadPart> {
+        self.bad_parts.get().cloned().unwrap_or_default()
     }
 
     /// Total size of the artifact's files, if the location can tell.
     pub fn artifact_size(&self) -> Option<u64> {
         let mut total = 0u64;
-        for line in &self.checksums.lines {
+        for line in self.data_lines() {
             // Sizes come from the location: a sum past u64 means "unknown", not a panic.
             total = total.checked_add(self.transport.stat(&line.name).ok()??)?;
         }
@@ -126,15 +143,46 @@ pub fn read_sidecars(transport: Arc<dyn Transport>, stem: String) -> Result<Bund
         Err(e) => return Err(e),
     };
     let checksums = ChecksumFile::parse(&checksum_bytes, &checksum_name)?;
-    if let Some(bad) = checksums.lines.iter().find(|l| !names::is_artifact_of(&stem, &l.name)) {
+    if let Some(bad) = checksums.lines.iter().find(|l| !names::is_part_of(&stem, &l.name)) {
         return Err(Error::integrity(format!("{checksum_name} lists {:?}, which is not an artifact of bundle {stem}", bad.name)));
     }
+    let parity = crate::parity::Geometry::from_comments(&checksums.comments, &checksum_name)?;
+    check_part_names(&checksums, parity.as_ref(), &stem, &checksum_name)?;
     refuse_special_parts(&*transport, &checksums)?;
     let signature = match transport.stat(&names::signature_name(&stem))? {
         Some(_) => Some(read_small(&*transport, &names::signature_name(&stem))?),
         None => None,
     };
-    Ok(BundleSource { transport, stem, checksums, checksum_bytes, signature })
+    Ok(BundleSource { transport, stem, checksums, checksum_bytes, signature, parity, bad_parts: Default::default() })
+}
+
+/// With parity: the data parts `ARTIFACT.000...` in order, then the parity parts
+/// `STEM.parity.000...` in order, as many as the geometry says. Without: no parity part.
+fn check_part_names(checksums: &ChecksumFile, parity: Option<&crate::parity::Geometry>, stem: &str, file: &str) -> Result<()> {
+    let lines = &checksums.lines;
+    let Some(g) = parity else {
+        if let Some(l) = lines.iter().find(|l| names::parse_parity_name(&l.name).is_some()) {
+            return Err(Error::integrity(format!("{file} lists the parity part {} but no parity line", l.name)));
+        }
+        return Ok(());
+    };
+    let bad = |why: String| Error::integrity(format!("{file}: {why}"));
+    if lines.len() != g.parts() {
+        return Err(bad(format!("lists {} files; its parity line says {} data and {} parity parts", lines.len(), g.data, g.parity)));
+    }
+    let first = names::parse_artifact_name(&lines[0].name)
+        .filter(|a| a.part == Some(0))
+        .ok_or_else(|| bad(format!("{} is not a first part", lines[0].name)))?;
+    for (i, l) in lines.iter().enumerate() {
+        let ok = match i.checked_sub(g.data) {
+            None => names::parse_artifact_name(&l.name) == Some(names::ArtifactName { part: Some(i), ..first }),
+            Some(j) => names::parse_parity_name(&l.name) == Some((stem, j)),
+        };
+        if !ok {
+            return Err(bad(format!("line {} names {}, not part {i} of the parity layout", i + 1, l.name)));
+        }
+    }
+    Ok(())
 }
 
 /// A FIFO, device or socket as an artifact file of a local bundle is refused

@@ -16,6 +16,28 @@ pub fn part_name(artifact: &str, index: usize) -> String {
     format!("{artifact}.{index:03}")
 }
 
+/// `STEM.parity.000`, `STEM.parity.001`, ...: not `ARTIFACT.*`, so that
+/// `cat ARTIFACT.*` still joins the data parts alone.
+pub fn parity_part_name(stem: &str, index: usize) -> String {
+    format!("{stem}{PARITY_INFIX}{index:03}")
+}
+
+pub const PARITY_INFIX: &str = ".parity.";
+
+/// The inverse of [`parity_part_name`]: `(stem, index)`.
+pub fn parse_parity_name(file_name: &str) -> Option<(&str, usize)> {
+    let (stem, digits) = file_name.rsplit_once(PARITY_INFIX)?;
+    if stem.is_empty() || digits.len() < 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem, digits.parse().ok()?))
+}
+
+/// Whether `file_name` is an artifact file, part or parity part of bundle `stem`.
+pub fn is_part_of(stem: &str, file_name: &str) -> bool {
+    is_artifact_of(stem, file_name) || parse_parity_name(file_name).is_some_and(|(s, _)| s == stem)
+}
+
 pub fn checksum_name(stem: &str) -> String {
     format!("{stem}{CHECKSUM_SUFFIX}")
 }
@@ -119,7 +141,7 @@ pub fn stem_of(file_name: &str) -> Option<&str> {
     if let Some(stem) = file_name.strip_suffix(CHECKSUM_SUFFIX) {
         return Some(stem);
     }
-    parse_artifact_name(file_name).map(|a| a.stem)
+    parse_artifact_name(file_name).map(|a| a.stem).or_else(|| parse_parity_name(file_name).map(|(stem, _)| stem))
 }
 
 #[cfg(test)]
@@ -132,6 +154,9 @@ mod tests {
         assert_eq!(default_stem(&["localhost/a/busybox:1.0".into()]), "busybox_1.0");
         assert_eq!(stem_of("x.sha256.minisig"), Some("x"));
         assert_eq!(stem_of("x.tar.gz.000"), Some("x"));
+        assert_eq!(stem_of("x.parity.001"), Some("x"));
+        assert_eq!(parse_parity_name(&parity_part_name("a.parity.b", 7)), Some(("a.parity.b", 7)));
+        assert!(is_part_of("x", "x.parity.000") && !is_part_of("x", "y.parity.000") && parse_parity_name("x.parity.1").is_none());
         assert!(check_stem("../x").is_err());
         assert!(check_stem("ok_1.2-3").is_ok());
     }

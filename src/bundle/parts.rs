@@ -30,6 +30,8 @@ struct PartState {
     split: Option<u64>,
     current: Option<OpenPart>,
     done: Vec<PartRecord>,
+    /// `--parity`: accumulates the parity parts as the data parts stream.
+    parity: Option<crate::parity::encode::ParityWriter>,
 }
 
 impl PartState {
@@ -55,7 +57,35 @@ pub struct PartWriter(Arc<Mutex<PartState>>);
 
 impl PartWriter {
     pub fn new(transport: Arc<dyn Transport>, artifact: String, split: Option<u64>) -> Self {
-        PartWriter(Arc::new(Mutex::new(PartState { transport, artifact, split, current: None, done: Vec::new() })))
+        PartWriter(Arc::new(Mutex::new(PartState { transport, artifact, split, current: None, done: Vec::new(), parity: None })))
+    }
+
+    /// Also write `parity` parity parts for bundle `stem` (with `split` only).
+    pub fn with_parity(self, stem: &str, parity: usize) -> Result<Self> {
+        {
+            let mut state = self.0.lock().unwrap();
+            let writer = crate::parity::encode::ParityWriter::start(&*state.transport, stem, parity)?;
+            state.parity = Some(writer);
+        }
+        Ok(self)
+    }
+
+    /// After [`PartWriter::finish`]: publish the parity parts, if any, with the geometry
+    /// of the data parts written. Fewer data parts than parity parts is refused.
+    pub fn finish_parity(&self) -> Result<Option<(crate::parity::Geometry, Vec<PartRecord>)>> {
+        let mut state = self.0.lock().unwrap();
+        let Some(writer) = state.parity.take() else { return Ok(None) };
+        let (data, first, last) = (state.done.len(), state.done[0].size, state.done[state.done.len() - 1].size);
+        let parity = writer.parity();
+        if parity > data {
+            writer.abort();
+            return Err(Error::usage(format!(
+                "--parity {parity} is more than the {data} data part(s) the artifact made: choose a smaller --split or fewer parity parts"
+            )));
+        }
+        let geometry = crate::parity::Geometry::new(data, parity, first, last)?;
+        let transport = state.transport.clone();
+        Ok(Some((geometry, writer.finish(&*transport, first)?)))
     }
 
     /// Commit the last part and return every part's record.
@@ -75,6 +105,9 @@ impl PartWriter {
         for part in std::mem::take(&mut state.done) {
             let _ = state.transport.delete(&part.name);
         }
+        if let Some(parity) = state.parity.take() {
+            parity.abort();
+        }
     }
 }
 
@@ -82,16 +115,31 @@ impl Write for PartWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut state = self.0.lock().unwrap();
         if state.current.is_none() {
+            if let Some(parity) = &state.parity {
+                let most = crate::parity::code::MAX_PARTS - parity.parity();
+                if state.done.len() == most {
+                    return Err(Error::usage(format!(
+                        "with --parity {} the artifact may have at most {most} data parts: choose a larger --split",
+                        parity.parity()
+                    ))
+                    .into_io());
+                }
+            }
             let name = state.next_name();
             let upload = state.transport.put(&name, PutMode::Fresh).map_err(|e| Error::from(e).into_io())?;
             state.current = Some(OpenPart { name, upload, hasher: BackgroundHasher::new()?, written: 0 });
         }
         let limit = state.split.unwrap_or(u64::MAX);
-        let part = state.current.as_mut().expect("opened above");
+        let index = state.done.len();
+        let PartState { current, parity, .. } = &mut *state;
+        let part = current.as_mut().expect("opened above");
         let room = limit - part.written;
         let n = (buf.len() as u64).min(room) as usize;
         part.upload.write_all(&buf[..n])?;
         part.hasher.update(&buf[..n]);
+        if let Some(parity) = parity {
+            parity.write(index, part.written, &buf[..n])?;
+        }
         part.written += n as u64;
         if part.written == limit {
             state.commit_current().map_err(Error::into_io)?;
@@ -119,6 +167,8 @@ pub struct PartsReader {
     read_ahead: bool,
     /// The first checksum mismatch found, kept for [`PartsReader::drain_and_check`].
     mismatch: Option<String>,
+    /// Data parts to rebuild from parity instead of reading them.
+    rebuild: Option<Arc<crate::parity::rebuild::RebuildPlan>>,
     /// Total bytes read so far.
     pub bytes: u64,
 }
@@ -128,7 +178,13 @@ const PART_BUFFER: usize = 64 << 10;
 
 impl PartsReader {
     pub fn new(transport: Arc<dyn Transport>, parts: Vec<ChecksumLine>) -> Self {
-        PartsReader { transport, parts, next: 0, current: None, read_ahead: false, mismatch: None, bytes: 0 }
+        PartsReader { transport, parts, next: 0, current: None, read_ahead: false, mismatch: None, rebuild: None, bytes: 0 }
+    }
+
+    /// Rebuild the plan's bad data parts from parity as they come.
+    pub fn with_rebuild(mut self, plan: Option<Arc<crate::parity::rebuild::RebuildPlan>>) -> Self {
+        self.rebuild = plan;
+        self
     }
 
     /// Read every part on a thread of its own, in large buffers.
@@ -184,13 +240,11 @@ impl PartsReader {
 
     fn open_next(&mut self) -> io::Result<bool> {
         let Some(line) = self.parts.get(self.next) else { return Ok(false) };
-        let reader = self.transport.get(&line.name, 0).map_err(|e| {
-            if e.is_not_found() {
-                Error::integrity(format!("{}: part {} is missing", self.transport.describe(), line.name)).into_io()
-            } else {
-                Error::from(e).into_io()
-            }
-        })?;
+        let rebuild = self.rebuild.as_ref().filter(|p| p.bad_data.contains(&self.next));
+        let reader = match rebuild {
+            Some(plan) => plan.open(&*self.transport, self.next).map(|c| Box::new(c) as Box<dyn Read + Send>).map_err(Error::into_io),
+            None => self.get_part(line),
+        }?;
         let reader: Box<dyn BufRead + Send> = if self.read_ahead {
             Box::new(super::pipeline::ReadAhead::spawn("ferry-read-part", reader)?)
         } else {
@@ -199,6 +253,16 @@ impl PartsReader {
         self.current = Some((reader, Hasher::new(), self.next));
         self.next += 1;
         Ok(true)
+    }
+
+    fn get_part(&self, line: &ChecksumLine) -> io::Result<Box<dyn Read + Send>> {
+        self.transport.get(&line.name, 0).map_err(|e| {
+            if e.is_not_found() {
+                Error::integrity(format!("{}: part {} is missing", self.transport.describe(), line.name)).into_io()
+            } else {
+                Error::from(e).into_io()
+            }
+        })
     }
 }
 

@@ -51,9 +51,14 @@ pub struct ArtifactStream {
     pub encrypted: bool,
 }
 
-pub fn open_artifact(bundle: &BundleSource, decryptor: Option<Decryptor>) -> Result<ArtifactStream> {
-    let lines = bundle.checksums.lines.clone();
-    let parts = SharedParts(Arc::new(Mutex::new(PartsReader::new(bundle.transport.clone(), lines))));
+/// `rebuild`: the data parts to rebuild from parity ([`crate::parity::rebuild::plan`]).
+pub fn open_artifact(
+    bundle: &BundleSource,
+    decryptor: Option<Decryptor>,
+    rebuild: Option<Arc<crate::parity::rebuild::RebuildPlan>>,
+) -> Result<ArtifactStream> {
+    let lines = bundle.data_lines().to_vec();
+    let parts = SharedParts(Arc::new(Mutex::new(PartsReader::new(bundle.transport.clone(), lines).with_rebuild(rebuild))));
     let mut raw = ReadAhead::spawn("ferry-read", parts.clone()).map_err(|e| Error::io("starting a reader thread", e))?;
     let head = raw.fill_buf().map_err(|e| parts.explain(Error::io(format!("reading {}", bundle.describe()), e)))?;
     let encrypted = seal::is_age(head);

@@ -27,6 +27,8 @@ pub struct SaveOptions {
     pub compression: Compression,
     pub level: i32,
     pub split: Option<u64>,
+    /// `--parity N` (with `split`): N Reed-Solomon parity parts.
+    pub parity: Option<usize>,
     pub created: SystemTime,
     pub flattened: bool,
     pub encryptor: Option<Encryptor>,
@@ -42,6 +44,7 @@ impl SaveOptions {
             compression: Compression::Zstd,
             level: Compression::Zstd.default_level(),
             split: None,
+            parity: None,
             created: SystemTime::now(),
             flattened: false,
             encryptor: None,
@@ -72,6 +75,8 @@ pub struct SaveReport {
     pub encrypted: bool,
     /// What a delta left out (`None` for a full bundle).
     pub delta: Option<crate::delta::Delta>,
+    /// The parity geometry (`--parity`); its parts are the last of `parts`.
+    pub parity: Option<crate::parity::Geometry>,
 }
 
 /// Counts bytes going into the compressor, for progress and the report.
@@ -111,10 +116,15 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
     // Not for a delta: the spool still holds the left-out layers, which would travel inside the artifact's padding.
     if let Some(plan) = in_place::plan(set, &order, &opts, &*transport).filter(|_| delta.is_none()) {
         if let Some((record, tar_bytes)) = in_place::write(plan, set, &meta, mtime, &artifact, &*transport, progress)? {
-            return publish(set, &*transport, opts, created, Written { records: vec![record], tar_bytes, encrypted, delta }, None);
+            let written = Written { records: vec![record], tar_bytes, encrypted, delta, parity: None };
+            return publish(set, &*transport, opts, created, written, None);
         }
     }
     let parts = PartWriter::new(transport.clone(), artifact.clone(), opts.split);
+    let parts = match opts.parity {
+        Some(n) => parts.with_parity(&opts.stem, n)?,
+        None => parts,
+    };
     let encryptor = opts.encryptor.take();
 
     let result = (|| -> Result<Written> {
@@ -163,7 +173,12 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
         let tar_bytes = counting.count;
         counting.inner.finish_box().map_err(io_err)?;
         progress.finish();
-        Ok(Written { records: parts.finish()?, tar_bytes, encrypted, delta: None })
+        let mut records = parts.finish()?;
+        let parity = parts.finish_parity()?.map(|(geometry, parity_records)| {
+            records.extend(parity_records);
+            geometry
+        });
+        Ok(Written { records, tar_bytes, encrypted, delta: None, parity })
     })();
 
     match result.map(|w| Written { delta, ..w }) {
@@ -191,6 +206,7 @@ struct Written {
     tar_bytes: u64,
     encrypted: bool,
     delta: Option<crate::delta::Delta>,
+    parity: Option<crate::parity::Geometry>,
 }
 
 /// After the artifact: the signature, then `STEM.sha256` (its presence means
@@ -200,12 +216,14 @@ fn publish(
     transport: &dyn Transport,
     opts: SaveOptions,
     created: String,
-    Written { records, tar_bytes, encrypted, delta }: Written,
+    Written { records, tar_bytes, encrypted, delta, parity }: Written,
     parts: Option<&PartWriter>,
 ) -> Result<SaveReport> {
     let images: Vec<String> = set.images.iter().map(|i| i.display_name()).collect();
-    let checksums =
-        ChecksumFile { lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect() };
+    let checksums = ChecksumFile {
+        comments: parity.iter().map(|g| g.render()).collect(),
+        lines: records.iter().map(|p| ChecksumLine { hex: p.digest.hex().to_string(), name: p.name.clone() }).collect(),
+    };
     let checksum_text = checksums.render();
     let summary = BundleSummary { stem: opts.stem.clone(), images: images.clone(), created };
     let signed = opts.signer.is_some();
@@ -218,10 +236,11 @@ fn publish(
         put_small(transport, &names::checksum_name(&opts.stem), checksum_text.as_bytes())
     };
     if let Err(e) = write_sidecars() {
-        match parts {
-            Some(parts) => parts.abort(),
-            None => records.iter().for_each(|r| drop(transport.delete(&r.name))),
+        if let Some(parts) = parts {
+            parts.abort();
         }
+        // The data parts again (when built in place) and the parity parts.
+        records.iter().for_each(|r| drop(transport.delete(&r.name)));
         return Err(e);
     }
     Ok(SaveReport {
@@ -234,6 +253,7 @@ fn publish(
         signed,
         encrypted,
         delta,
+        parity,
     })
 }
 

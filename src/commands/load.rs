@@ -24,6 +24,8 @@ pub struct LoadSummary {
     pub signature: String,
     pub compression: &'static str,
     pub encrypted: bool,
+    /// Parts found missing or damaged; data parts among them were rebuilt from parity.
+    pub bad_parts: Vec<crate::parity::BadPart>,
 }
 
 pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
@@ -43,5 +45,6 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         signature: bundle.signature().describe(),
         compression: report.compression.name(),
         encrypted: report.encrypted,
+        bad_parts: bundle.rebuilt_parts(),
     })
 }

@@ -9,6 +9,7 @@ pub mod load;
 pub mod ls;
 pub mod pull;
 pub mod push;
+pub mod repair;
 pub mod save;
 pub mod verify;
 pub mod watch;

@@ -23,6 +23,8 @@ pub struct SaveCommand {
     pub platforms: Vec<String>,
     /// `--split SIZE|fat32`.
     pub split: Option<String>,
+    /// `--parity N`: N Reed-Solomon parity parts (with `--split`).
+    pub parity: Option<usize>,
     pub seal: SealOptions,
     pub flatten: bool,
     /// `--have FILE`: have-lists of the target; what they prove it holds is left out.
@@ -51,6 +53,8 @@ pub struct SaveSummary {
     pub saved_bytes: u64,
     /// The left-out layers, as recorded in the bundle.
     pub left_out_layers: Vec<crate::delta::LeftOut>,
+    /// `--parity`: data and parity parts (the parity parts are the last of `files`).
+    pub parity: Option<crate::parity::Geometry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -79,6 +83,7 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
         return Err(Error::usage(format!("--level {level} is out of range for {}", compression.name())));
     }
     let split = cmd.split.as_deref().map(crate::size::parse_size).transpose()?;
+    check_parity(cmd.parity, split)?;
     // Before any long work: a have-list comes from another machine and is read strictly.
     let bases = crate::delta::read_bases(&cmd.have)?;
     let seal = SealOptions { prompt_allowed: cx.prompt_allowed, ..cmd.seal.clone() };
@@ -104,6 +109,7 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
             o.compression = compression;
             o.level = level;
             o.split = split;
+            o.parity = cmd.parity;
             o.encryptor = encryptor;
             o.signer = signer;
             o.flattened = flattened;
@@ -127,5 +133,19 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
         left_out: delta.left_out.len(),
         saved_bytes: delta.saved_bytes(),
         left_out_layers: delta.left_out,
+        parity: report.parity,
     })
+}
+
+/// `--parity N` needs `--split`, and N parity parts need N data parts at least (256 parts in all).
+fn check_parity(parity: Option<usize>, split: Option<u64>) -> Result<()> {
+    let Some(n) = parity else { return Ok(()) };
+    if split.is_none() {
+        return Err(Error::usage("--parity needs --split SIZE: parity parts protect the parts of a split artifact"));
+    }
+    let most = crate::parity::code::MAX_PARTS / 2;
+    if !(1..=most).contains(&n) {
+        return Err(Error::usage(format!("--parity {n} is out of range: 1 to {most}")));
+    }
+    Ok(())
 }

@@ -25,6 +25,8 @@ pub struct VerifyReport {
     pub images: Vec<String>,
     /// A delta bundle's left-out layers: what a target must hold to load it (empty for a full bundle).
     pub left_out: Vec<crate::delta::LeftOut>,
+    /// Parts found missing or damaged; data parts among them were rebuilt from parity.
+    pub bad_parts: Vec<crate::parity::BadPart>,
 }
 
 pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
@@ -43,6 +45,7 @@ pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
             blobs: 0,
             images: Vec::new(),
             left_out: Vec::new(),
+            bad_parts: bundle.rebuilt_parts(),
         });
     }
     let decryptor = if bundle.is_encrypted_by_name() { Some(opts.trust.decryptor()?) } else { None };
@@ -59,5 +62,6 @@ pub fn run(opts: &VerifyOptions, cx: &Context) -> Result<VerifyReport> {
         blobs: report.blobs,
         images: report.images,
         left_out,
+        bad_parts: bundle.rebuilt_parts(),
     })
 }

@@ -102,6 +102,18 @@ pub fn ferry_ok(args: &[&str]) -> Run {
     r
 }
 
+/// Flip one byte of a file in place (same size, so only a checksum can tell).
+pub fn flip_byte(path: &Path, at: u64) {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let mut b = [0u8; 1];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x5a]).unwrap();
+    f.sync_all().unwrap();
+}
+
 /// Run a shell command, insist it succeeds, return stdout.
 pub fn sh(script: &str) -> String {
     let out = Command::new("bash").arg("-c").arg(script).stdin(Stdio::null()).output().expect("run bash");
