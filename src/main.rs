@@ -20,6 +20,8 @@ struct Cli {
     json: bool,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    containerd: ContainerdArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +44,17 @@ struct NetArgs {
     /// Give up on a server that sends nothing for this long (FTP, SFTP, HTTP), e.g. 60s, 5m; 0 waits for ever.
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     timeout: std::time::Duration,
+}
+
+/// Options of `containerd:` sources and targets.
+#[derive(Args)]
+struct ContainerdArgs {
+    /// containerd's socket (default /run/containerd/containerd.sock).
+    #[arg(long, global = true, value_name = "SOCKET", env = "CONTAINERD_ADDRESS")]
+    containerd_address: Option<std::path::PathBuf>,
+    /// The snapshotter a containerd target unpacks into (overlayfs, native, ...).
+    #[arg(long, global = true, value_name = "NAME", default_value = ferry::containerd::DEFAULT_SNAPSHOTTER)]
+    snapshotter: String,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
@@ -181,9 +194,10 @@ struct SourceArgs {
 struct LoadArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// Target: oci:DIR[:REF], oci-archive:PATH, docker-archive:PATH (default docker-daemon:).
+    /// Target: oci:DIR[:REF], oci-archive:PATH, docker-archive:PATH, containerd:[NAMESPACE] (default docker-daemon:).
     #[arg(long, default_value = "docker-daemon:")]
     into: String,
+    /// For containerd:, keep and unpack only these platforms of multi-platform images (default: all kept, the host's unpacked).
     #[arg(long = "platform")]
     platforms: Vec<String>,
     #[command(flatten)]
@@ -259,7 +273,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // With --json, stderr carries only an error object: no progress or status lines.
     let progress = CliProgress::new(cli.quiet || cli.json);
-    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed() };
+    let containerd = ferry::containerd::Endpoint::new(cli.containerd.containerd_address.clone(), Some(cli.containerd.snapshotter.clone()));
+    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed(), containerd };
     let out = Output { json: cli.json, progress: &progress };
     match run(cli.command, &cx, &out) {
         Ok(()) => ExitCode::SUCCESS,
@@ -348,6 +363,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                 into: a.into,
                 trust: a.trust.options(a.allow_unsigned),
                 deep: a.deep,
+                platforms: a.platforms,
             };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));

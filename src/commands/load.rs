@@ -12,6 +12,8 @@ pub struct LoadOptions {
     pub trust: TrustOptions,
     /// `--deep`: a delta's left-out layers in an `oci:` target are hashed, not only sized.
     pub deep: bool,
+    /// `--platform`: what a containerd target keeps of multi-platform images.
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +26,8 @@ pub struct LoadSummary {
     pub signature: String,
     pub compression: &'static str,
     pub encrypted: bool,
+    /// Blobs the target held already, not written again (containerd).
+    pub skipped_blobs: usize,
 }
 
 pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
@@ -32,7 +36,11 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
     // The signature over STEM.sha256 is checked before any artifact byte is read.
     let bundle = opts.trust.check(&located, Policy::RequireSignature)?;
     let decryptor = Some(opts.trust.decryptor()?);
-    let options = crate::targets::TargetOptions { deep: opts.deep };
+    let options = crate::targets::TargetOptions {
+        deep: opts.deep,
+        platforms: crate::image::PlatformFilter::parse(&opts.platforms)?,
+        containerd: cx.containerd.clone(),
+    };
     let report = crate::targets::load_with(&bundle, &into, decryptor, &options, cx.progress)?;
     Ok(LoadSummary {
         bundle: bundle.describe(),
@@ -43,5 +51,6 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         signature: bundle.signature().describe(),
         compression: report.compression.name(),
         encrypted: report.encrypted,
+        skipped_blobs: report.skipped_blobs,
     })
 }
