@@ -8,12 +8,24 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
     DockerDaemon(String),
-    DockerArchive { path: PathBuf, reference: Option<String> },
-    OciArchive { path: PathBuf, reference: Option<String> },
-    OciDir { path: PathBuf, reference: Option<String> },
+    DockerArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciDir {
+        path: PathBuf,
+        reference: Option<String>,
+    },
     /// `containerd:NAME` (a source, in `$CONTAINERD_NAMESPACE`, default `k8s.io`)
     /// or `containerd:[NAMESPACE]` (a target: images keep their recorded names).
-    Containerd { namespace: String, name: Option<String> },
+    Containerd {
+        namespace: String,
+        name: Option<String>,
+    },
 }
 
 impl ImageRef {
@@ -90,8 +102,7 @@ impl ImageRef {
 pub fn containerd_namespace(given: Option<&str>) -> Result<String> {
     let env = std::env::var("CONTAINERD_NAMESPACE").ok();
     let ns = given.filter(|n| !n.is_empty()).or(env.as_deref().filter(|n| !n.is_empty())).unwrap_or("k8s.io");
-    let valid = ns.len() <= 76
-        && ns.split(['.', '_', '-']).all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+    let valid = ns.len() <= 76 && ns.split(['.', '_', '-']).all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
     if !valid {
         return Err(Error::usage(format!(
             "containerd:{}: not a containerd namespace (letters and digits joined by . _ -, e.g. containerd:k8s.io); images keep the names the bundle records",

@@ -60,8 +60,9 @@ impl SourceFiles for ContainerdFiles {
         }
         let digest = self.blob(path)?;
         let size = self.ctd.content_size(&digest)?.ok_or_else(|| {
-            Error::format(format!("{}: the content store lacks {digest}", self.describe()))
-                .with_hint("the image is not complete in containerd (only some platforms pulled?): pick one with --platform, or pull it again")
+            Error::format(format!("{}: the content store lacks {digest}", self.describe())).with_hint(
+                "the image is not complete in containerd (only some platforms pulled?): pick one with --platform, or pull it again",
+            )
         })?;
         Ok((BlobSource::Remote(Arc::new(ContentBlob { ctd: self.ctd.clone(), digest })), size))
     }

@@ -68,13 +68,7 @@ impl Containerd {
 
     /// `ctr -a SOCKET ARGS` (the namespace is an argument: `-n k8s.io`).
     pub fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
-            .arg("-a")
-            .arg(&self.socket)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("run ctr: {e}"))
+        Command::new("ctr").arg("-a").arg(&self.socket).args(args).stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run ctr: {e}"))
     }
 
     /// `ctr ARGS` that must succeed; its stdout.
