@@ -94,7 +94,7 @@ enum Command {
 
 #[derive(Args)]
 struct HaveArgs {
-    /// What the consumer holds: oci:DIR[:REF], docker-daemon:[NAME] (all images when no name), or a bundle (LOCATION/STEM, its .sha256, ...).
+    /// What the consumer holds: oci:DIR[:REF], docker-daemon:[NAME] (all images when no name), containerd:[NAMESPACE], or a bundle (LOCATION/STEM, its .sha256, ...).
     #[arg(required = true)]
     targets: Vec<String>,
     /// The have-list file to write (`-` for stdout).
@@ -109,7 +109,7 @@ struct HaveArgs {
 
 #[derive(Args)]
 struct SaveArgs {
-    /// Images: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG].
+    /// Images: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG], containerd:NAME.
     #[arg(required_unless_present = "images_from")]
     images: Vec<String>,
     /// Also save the images listed in FILE: one reference per line, `#` comments.
