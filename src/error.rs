@@ -56,6 +56,9 @@ pub enum Error {
     /// root, a hostile hard link): refused, like a failed integrity check.
     #[error("{0}")]
     UnsafeImage(String),
+    /// containerd could not be reached, or refused what ferry asked.
+    #[error("{0}")]
+    Containerd(String),
     /// A delta bundle whose left-out layers the target does not hold (or cannot be checked for).
     #[error("{0}")]
     MissingBase(String),
@@ -188,6 +191,7 @@ impl Error {
             Error::ImageNotFound(_) => {
                 "check the name and digest against what the source holds (`docker images --digests` for the daemon); a name without a tag means NAME:latest"
             }
+            Error::Containerd(_) => "check that containerd runs and that --containerd-address (or CONTAINERD_ADDRESS) names its socket",
             Error::UnsafeImage(_) => "nothing was written; do not use this image: get it again from a source you trust",
             Error::MissingBase(_) => {
                 "nothing was written: load the bundle the delta was made against first, or ask the sender for a full bundle (save without --have)"

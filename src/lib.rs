@@ -20,6 +20,7 @@ pub mod size;
 pub use error::{Error, ErrorKind, Result};
 pub mod bundle;
 pub mod commands;
+pub mod containerd;
 pub mod disk;
 pub mod engine;
 pub mod inspect;

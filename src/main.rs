@@ -20,6 +20,8 @@ struct Cli {
     json: bool,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    containerd: ContainerdArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -42,6 +44,17 @@ struct NetArgs {
     /// Give up on a server that sends nothing for this long (FTP, SFTP, HTTP), e.g. 60s, 5m; 0 waits for ever.
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     timeout: std::time::Duration,
+}
+
+/// Options of `containerd:` sources and targets.
+#[derive(Args)]
+struct ContainerdArgs {
+    /// containerd's socket (default /run/containerd/containerd.sock).
+    #[arg(long, global = true, value_name = "SOCKET", env = "CONTAINERD_ADDRESS")]
+    containerd_address: Option<std::path::PathBuf>,
+    /// The snapshotter a containerd target unpacks into (overlayfs, native, ...).
+    #[arg(long, global = true, value_name = "NAME", default_value = ferry::containerd::DEFAULT_SNAPSHOTTER)]
+    snapshotter: String,
 }
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
@@ -108,7 +121,7 @@ struct WatchArgs {
 
 #[derive(Args)]
 struct HaveArgs {
-    /// What the consumer holds: oci:DIR[:REF], docker-daemon:[NAME] (all images when no name), or a bundle (LOCATION/STEM, its .sha256, ...).
+    /// What the consumer holds: oci:DIR[:REF], docker-daemon:[NAME] (all images when no name), containerd:[NAMESPACE], or a bundle (LOCATION/STEM, its .sha256, ...).
     #[arg(required = true)]
     targets: Vec<String>,
     /// The have-list file to write (`-` for stdout).
@@ -123,7 +136,7 @@ struct HaveArgs {
 
 #[derive(Args)]
 struct SaveArgs {
-    /// Images: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG].
+    /// Images: docker-archive:PATH[:REF], oci-archive:PATH[:REF], oci:DIR[:REF], docker-daemon:NAME[:TAG], containerd:NAME.
     #[arg(required_unless_present = "images_from")]
     images: Vec<String>,
     /// Also save the images listed in FILE: one reference per line, `#` comments.
@@ -211,9 +224,10 @@ struct SourceArgs {
 struct LoadArgs {
     #[command(flatten)]
     source: SourceArgs,
-    /// Target: oci:DIR[:REF], oci-archive:PATH, docker-archive:PATH (default docker-daemon:).
+    /// Target: oci:DIR[:REF], oci-archive:PATH, docker-archive:PATH, containerd:[NAMESPACE] (default docker-daemon:).
     #[arg(long, default_value = "docker-daemon:")]
     into: String,
+    /// For containerd:, keep and unpack only these platforms of multi-platform images (default: all kept, the host's unpacked).
     #[arg(long = "platform")]
     platforms: Vec<String>,
     #[command(flatten)]
@@ -301,7 +315,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // With --json, stderr carries only an error object: no progress or status lines.
     let progress = CliProgress::new(cli.quiet || cli.json);
-    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed() };
+    let containerd = ferry::containerd::Endpoint::new(cli.containerd.containerd_address.clone(), Some(cli.containerd.snapshotter.clone()));
+    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed(), containerd };
     let out = Output { json: cli.json, progress: &progress };
     match run(cli.command, &cx, &out) {
         Ok(()) => ExitCode::SUCCESS,
@@ -391,6 +406,7 @@ fn run(command: Command, cx: &Context, out: &Output) -> Result<()> {
                 into: a.into,
                 trust: a.trust.options(a.allow_unsigned),
                 deep: a.deep,
+                platforms: a.platforms,
             };
             out.show(&commands::load::run(&opts, cx)?, |r, p| {
                 p.say(&format!("loaded {} into {} ({} blobs verified; {})", shown_list(&r.images), r.target, r.blobs, r.signature));

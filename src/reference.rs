@@ -8,9 +8,24 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
     DockerDaemon(String),
-    DockerArchive { path: PathBuf, reference: Option<String> },
-    OciArchive { path: PathBuf, reference: Option<String> },
-    OciDir { path: PathBuf, reference: Option<String> },
+    DockerArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciDir {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    /// `containerd:NAME` (a source, in `$CONTAINERD_NAMESPACE`, default `k8s.io`)
+    /// or `containerd:[NAMESPACE]` (a target: images keep their recorded names).
+    Containerd {
+        namespace: String,
+        name: Option<String>,
+    },
 }
 
 impl ImageRef {
@@ -39,6 +54,12 @@ impl ImageRef {
                 });
             }
         }
+        if let Some(name) = s.strip_prefix("containerd:") {
+            if name.is_empty() {
+                return Err(Error::usage("containerd: as a source needs an image name, e.g. containerd:docker.io/library/busybox:latest"));
+            }
+            return Ok(ImageRef::Containerd { namespace: containerd_namespace(None)?, name: Some(name.to_string()) });
+        }
         if s.starts_with("docker://") {
             return Err(Error::usage("docker:// (registries) is not supported yet; save from docker-daemon: or an archive"));
         }
@@ -55,8 +76,12 @@ impl ImageRef {
         if s == "docker-daemon:" || s == "docker-daemon" {
             return Ok(ImageRef::DockerDaemon(String::new()));
         }
+        if let Some(namespace) = s.strip_prefix("containerd:") {
+            return Ok(ImageRef::Containerd { namespace: containerd_namespace(Some(namespace))?, name: None });
+        }
         let target = ImageRef::parse(s)?;
         let named = match &target {
+            ImageRef::Containerd { name, .. } => name.as_deref(),
             ImageRef::DockerDaemon(name) => Some(name.as_str()),
             ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => {
                 reference.as_deref()
@@ -70,6 +95,21 @@ impl ImageRef {
         }
         Ok(target)
     }
+}
+
+/// A containerd namespace: the one given, else `$CONTAINERD_NAMESPACE`, else
+/// `k8s.io`; containerd's grammar (labels joined by `.`, `_` or `-`).
+pub fn containerd_namespace(given: Option<&str>) -> Result<String> {
+    let env = std::env::var("CONTAINERD_NAMESPACE").ok();
+    let ns = given.filter(|n| !n.is_empty()).or(env.as_deref().filter(|n| !n.is_empty())).unwrap_or("k8s.io");
+    let valid = ns.len() <= 76 && ns.split(['.', '_', '-']).all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric()));
+    if !valid {
+        return Err(Error::usage(format!(
+            "containerd:{}: not a containerd namespace (letters and digits joined by . _ -, e.g. containerd:k8s.io); images keep the names the bundle records",
+            crate::untrusted::shown(ns)
+        )));
+    }
+    Ok(ns.to_string())
 }
 
 /// `PATH[:REF]`: the reference is what follows the last `:` — unless that would

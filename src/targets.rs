@@ -14,6 +14,10 @@ use crate::verified::{report, verify_into, LoadReport};
 pub struct TargetOptions {
     /// Hash a delta's left-out layers in an `oci:` target (`load --deep`).
     pub deep: bool,
+    /// `load --platform`: the platforms a containerd target keeps and unpacks.
+    pub platforms: crate::image::PlatformFilter,
+    /// containerd's socket and snapshotter (`containerd:` targets).
+    pub containerd: crate::containerd::Endpoint,
 }
 
 /// `ferry load --into TARGET`: the verified stream into the target it names.
@@ -56,6 +60,9 @@ pub fn load_with(
                     Err(e)
                 }
             }
+        }
+        ImageRef::Containerd { namespace, .. } => {
+            crate::containerd::load_into_containerd(bundle, decryptor, &options.containerd, namespace, &options.platforms, progress)
         }
         ImageRef::DockerDaemon(name) if name.is_empty() => crate::engine::load_into_daemon(bundle, decryptor, progress),
         ImageRef::DockerDaemon(name) => Err(Error::usage(format!(

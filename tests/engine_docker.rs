@@ -240,33 +240,6 @@ fn podman_loads_a_decompressed_artifact() {
     assert!(names.contains("ferry-fixture/docker20:v1"), "{names}");
 }
 
-/// A blob entry of an artifact: name, data offset, size.
-type BlobEntry = (String, usize, usize);
-type Picker = Box<dyn Fn(&[BlobEntry]) -> usize>;
-
-/// Flip one byte in the middle of blob `pick` of a bundle's artifact and
-/// rewrite STEM.sha256 so that only the blob digest gives it away.
-fn corrupt_blob(dir: &Path, stem: &str, pick: impl Fn(&[BlobEntry]) -> usize) {
-    let artifact = dir.join(format!("{stem}.tar.zst"));
-    let mut tar = decompress(&std::fs::read(&artifact).unwrap());
-    let mut blobs = Vec::new();
-    {
-        let mut a = tar::Archive::new(&tar[..]);
-        for e in a.entries().unwrap() {
-            let e = e.unwrap();
-            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-            if name.starts_with("blobs/sha256/") {
-                blobs.push((name, e.raw_file_position() as usize, e.size() as usize));
-            }
-        }
-    }
-    let (_, offset, size) = blobs[pick(&blobs)].clone();
-    tar[offset + size / 2] ^= 0x01;
-    let packed = zstd_bytes(&tar);
-    std::fs::write(&artifact, &packed).unwrap();
-    std::fs::write(dir.join(format!("{stem}.sha256")), format!("{}  {stem}.tar.zst\n", sha256_hex(&packed))).unwrap();
-}
-
 #[test]
 fn corrupt_blob_is_refused_and_nothing_reaches_docker() {
     let daemon = Dockerd::start();

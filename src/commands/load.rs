@@ -12,6 +12,8 @@ pub struct LoadOptions {
     pub trust: TrustOptions,
     /// `--deep`: a delta's left-out layers in an `oci:` target are hashed, not only sized.
     pub deep: bool,
+    /// `--platform`: what a containerd target keeps of multi-platform images.
+    pub platforms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,6 +28,8 @@ pub struct LoadSummary {
     pub encrypted: bool,
     /// Parts found missing or damaged; data parts among them were rebuilt from parity.
     pub bad_parts: Vec<crate::parity::BadPart>,
+    /// Blobs the target held already, not written again (containerd).
+    pub skipped_blobs: usize,
 }
 
 pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
@@ -34,7 +38,11 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
     // The signature over STEM.sha256 is checked before any artifact byte is read.
     let bundle = opts.trust.check(&located, Policy::RequireSignature)?;
     let decryptor = Some(opts.trust.decryptor()?);
-    let options = crate::targets::TargetOptions { deep: opts.deep };
+    let options = crate::targets::TargetOptions {
+        deep: opts.deep,
+        platforms: crate::image::PlatformFilter::parse(&opts.platforms)?,
+        containerd: cx.containerd.clone(),
+    };
     let report = crate::targets::load_with(&bundle, &into, decryptor, &options, cx.progress)?;
     Ok(LoadSummary {
         bundle: bundle.describe(),
@@ -46,5 +54,6 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         compression: report.compression.name(),
         encrypted: report.encrypted,
         bad_parts: bundle.rebuilt_parts(),
+        skipped_blobs: report.skipped_blobs,
     })
 }

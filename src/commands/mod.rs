@@ -25,6 +25,8 @@ pub struct Context<'a> {
     pub progress: &'a dyn Progress,
     /// Whether secrets may be asked for on the terminal.
     pub prompt_allowed: bool,
+    /// containerd's socket and snapshotter (`containerd:` sources and targets).
+    pub containerd: crate::containerd::Endpoint,
 }
 
 impl Context<'_> {

@@ -21,6 +21,6 @@ pub mod held;
 mod load;
 mod tarw;
 
-pub use client::{Engine, EngineHost};
+pub use client::{chain, Engine, EngineHost};
 pub use export::export_images;
 pub use load::load_into_daemon;

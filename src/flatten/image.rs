@@ -561,7 +561,13 @@ pub fn flatten_command(
 ) -> Result<FlattenReport> {
     let tmp_dir = super::output::spool_dir_for_target(target);
     std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(format!("creating {}", tmp_dir.display()), e))?;
-    let opts = crate::image::SourceOptions { platforms, spool_dir: Some(tmp_dir.clone()), spool_zstd_level: None, spool_in_place: false };
+    let opts = crate::image::SourceOptions {
+        platforms,
+        spool_dir: Some(tmp_dir.clone()),
+        spool_zstd_level: None,
+        spool_in_place: false,
+        ..Default::default()
+    };
     let set = crate::sources::collect_images(std::slice::from_ref(source), &opts, progress)?;
     if set.images.is_empty() {
         return Err(Error::usage("the source holds no image"));
@@ -572,6 +578,7 @@ pub fn flatten_command(
             reference.clone()
         }
         ImageRef::DockerDaemon(name) => Some(name.clone()).filter(|n| !n.is_empty()),
+        ImageRef::Containerd { .. } => None,
     };
     if let (Some(n), true) = (named, set.images.len() > 1) {
         return Err(Error::usage(format!(

@@ -43,7 +43,7 @@ pub fn spool_dir_for_target(target: &ImageRef) -> PathBuf {
     };
     match target {
         ImageRef::DockerArchive { path, .. } | ImageRef::OciArchive { path, .. } | ImageRef::OciDir { path, .. } => parent_of(path),
-        ImageRef::DockerDaemon(_) => std::env::temp_dir(),
+        ImageRef::DockerDaemon(_) | ImageRef::Containerd { .. } => std::env::temp_dir(),
     }
 }
 
@@ -54,6 +54,7 @@ pub fn describe_target(target: &ImageRef) -> String {
         ImageRef::OciArchive { path, .. } => format!("oci-archive:{}", path.display()),
         ImageRef::OciDir { path, .. } => format!("oci:{}", path.display()),
         ImageRef::DockerDaemon(_) => "docker-daemon:".to_string(),
+        ImageRef::Containerd { namespace, .. } => format!("containerd:{namespace}"),
     }
 }
 
@@ -93,6 +94,9 @@ pub fn write_image_set(set: &mut ImageSet, target: &ImageRef, progress: &dyn Pro
                 rename_one(set, name, Some(parsed), None)?;
             }
             write_daemon(set, progress)
+        }
+        ImageRef::Containerd { .. } => {
+            Err(Error::usage("flatten cannot write to containerd: yet; flatten into oci-archive:FILE, save and load that"))
         }
     }
 }

@@ -84,6 +84,13 @@ pub enum BlobSource {
     /// spool file, `digest` taken of the uncompressed bytes on the way in. A
     /// zstd bundle of the same `level` takes the frames as they are.
     Zstd { path: PathBuf, offset: u64, stored: u64, level: i32, digest: Digest },
+    /// A blob streamed from a service when read (containerd's content store).
+    Remote(Arc<dyn OpenBlob>),
+}
+
+/// Opens a stream of a blob's bytes held by a service.
+pub trait OpenBlob: Send + Sync + std::fmt::Debug {
+    fn open(&self) -> io::Result<Box<dyn Read + Send>>;
 }
 
 impl BlobSource {
@@ -99,6 +106,7 @@ impl BlobSource {
                 let frames = io::BufReader::with_capacity(1 << 20, self.open_stored()?);
                 Ok(Box::new(zstd::stream::read::Decoder::with_buffer(frames)?))
             }
+            BlobSource::Remote(blob) => blob.open(),
         }
     }
 
@@ -118,7 +126,7 @@ impl BlobSource {
     /// The spool or archive file the bytes live in, if any.
     pub fn file(&self) -> Option<&PathBuf> {
         match self {
-            BlobSource::Bytes(_) => None,
+            BlobSource::Bytes(_) | BlobSource::Remote(_) => None,
             BlobSource::FileRange { path, .. } | BlobSource::Zstd { path, .. } => Some(path),
         }
     }

@@ -24,6 +24,8 @@ pub struct SourceOptions {
     /// as it comes (it must be on disk before it is published) and leave room
     /// for the tar bytes around its layers.
     pub spool_in_place: bool,
+    /// The containerd socket of `containerd:` sources.
+    pub containerd: crate::containerd::Endpoint,
 }
 
 pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
@@ -53,6 +55,10 @@ pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
             } else {
                 return Err(Error::format(format!("{} is not a docker-archive (no manifest.json)", path.display())));
             }
+        }
+        ImageRef::Containerd { namespace, name } => {
+            let files = crate::containerd::ContainerdFiles::open(&opts.containerd, namespace)?;
+            oci::read_layout(&files, name.as_deref(), &opts.platforms, &mut set)?;
         }
         ImageRef::DockerDaemon(_) => {
             return Err(Error::usage("docker-daemon: sources are handled by the engine module"));

@@ -321,3 +321,30 @@ pub fn write_bundle(dir: &Path, stem: &str, artifact: &[u8]) {
     let mut f = std::fs::File::create(dir.join(format!("{stem}.sha256"))).unwrap();
     writeln!(f, "{}  {name}", sha256_hex(artifact)).unwrap();
 }
+
+/// A blob entry of an artifact: name, data offset, size.
+pub type BlobEntry = (String, usize, usize);
+pub type Picker = Box<dyn Fn(&[BlobEntry]) -> usize>;
+
+/// Flip one byte in the middle of blob `pick` of a bundle's artifact and
+/// rewrite STEM.sha256 so that only the blob digest gives it away.
+pub fn corrupt_blob(dir: &Path, stem: &str, pick: impl Fn(&[BlobEntry]) -> usize) {
+    let artifact = dir.join(format!("{stem}.tar.zst"));
+    let mut tar = decompress(&std::fs::read(&artifact).unwrap());
+    let mut blobs = Vec::new();
+    {
+        let mut a = tar::Archive::new(&tar[..]);
+        for e in a.entries().unwrap() {
+            let e = e.unwrap();
+            let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+            if name.starts_with("blobs/sha256/") {
+                blobs.push((name, e.raw_file_position() as usize, e.size() as usize));
+            }
+        }
+    }
+    let (_, offset, size) = blobs[pick(&blobs)].clone();
+    tar[offset + size / 2] ^= 0x01;
+    let packed = zstd_bytes(&tar);
+    std::fs::write(&artifact, &packed).unwrap();
+    std::fs::write(dir.join(format!("{stem}.sha256")), format!("{}  {stem}.tar.zst\n", sha256_hex(&packed))).unwrap();
+}

@@ -2,6 +2,7 @@
 //! Use from a test crate with `mod support;`.
 #![allow(dead_code)]
 
+pub mod containerd;
 pub mod dockerd;
 pub mod podman;
 
