@@ -20,6 +20,8 @@ struct Cli {
     json: bool,
     #[command(flatten)]
     net: NetArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -33,7 +35,7 @@ struct NetArgs {
     /// Accept and record the host key of an SFTP server not yet in known_hosts (a changed key is always refused).
     #[arg(long, global = true)]
     accept_new_host_key: bool,
-    /// Extra CA certificate (PEM) to trust for FTPS and HTTPS.
+    /// Extra CA certificate (PEM) to trust for FTPS, HTTPS and registries.
     #[arg(long, global = true, value_name = "FILE")]
     ca_cert: Option<std::path::PathBuf>,
     /// SSH private key for SFTP (default: the agent, then ~/.ssh/id_*); repeatable.
@@ -42,6 +44,47 @@ struct NetArgs {
     /// Give up on a server that sends nothing for this long (FTP, SFTP, HTTP), e.g. 60s, 5m; 0 waits for ever.
     #[arg(long, global = true, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     timeout: std::time::Duration,
+}
+
+/// Options of `docker://` registries (SPEC §6); `--ca-cert` and `--timeout` apply too.
+#[derive(Args)]
+struct RegistryArgs {
+    /// Client certificate (PEM) for registries that ask for one (mTLS); may hold its key too.
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PKCS#8 PEM), if not in the --cert file.
+    #[arg(long = "cert-key", global = true, value_name = "FILE")]
+    cert_key: Option<std::path::PathBuf>,
+    /// Talk to registries over plain HTTP (no TLS): only for a registry that has none.
+    #[arg(long, global = true)]
+    plain_http: bool,
+    /// Registry credentials file (Docker config.json format); default $REGISTRY_AUTH_FILE, ~/.docker/config.json, $XDG_RUNTIME_DIR/containers/auth.json.
+    #[arg(long, global = true, value_name = "FILE")]
+    registry_auth: Option<std::path::PathBuf>,
+    /// Blobs moved at once to or from a registry.
+    #[arg(short = 'j', long, global = true, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Further tries of a failed registry request (connection lost, 5xx), with backoff.
+    #[arg(long, global = true, value_name = "N", default_value_t = 3)]
+    retries: u32,
+    /// Leave out signatures, attestations and SBOMs attached to images.
+    #[arg(long, global = true)]
+    no_referrers: bool,
+}
+
+fn registry_options(r: &RegistryArgs, net: &NetArgs) -> ferry::registry::RegistryOptions {
+    ferry::registry::RegistryOptions {
+        ca_cert: net.ca_cert.clone(),
+        cert: r.cert.clone(),
+        key: r.cert_key.clone(),
+        plain_http: r.plain_http,
+        auth_file: r.registry_auth.clone(),
+        jobs: r.jobs.into(),
+        retries: r.retries,
+        no_referrers: r.no_referrers,
+        io_timeout: net.timeout,
+        ..Default::default()
+    }
 }
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
@@ -259,7 +302,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // With --json, stderr carries only an error object: no progress or status lines.
     let progress = CliProgress::new(cli.quiet || cli.json);
-    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed() };
+    let cx = Context {
+        net: transport_options(&cli.net),
+        progress: &progress,
+        prompt_allowed: prompt_allowed(),
+        registry: registry_options(&cli.registry, &cli.net),
+    };
     let out = Output { json: cli.json, progress: &progress };
     match run(cli.command, &cx, &out) {
         Ok(()) => ExitCode::SUCCESS,

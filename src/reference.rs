@@ -8,9 +8,20 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRef {
     DockerDaemon(String),
-    DockerArchive { path: PathBuf, reference: Option<String> },
-    OciArchive { path: PathBuf, reference: Option<String> },
-    OciDir { path: PathBuf, reference: Option<String> },
+    DockerArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciArchive {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    OciDir {
+        path: PathBuf,
+        reference: Option<String>,
+    },
+    /// `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]` (or, as a target, `docker://HOST[:PORT][/PREFIX]`).
+    Registry(crate::registry::RegistryRef),
 }
 
 impl ImageRef {
@@ -39,8 +50,8 @@ impl ImageRef {
                 });
             }
         }
-        if s.starts_with("docker://") {
-            return Err(Error::usage("docker:// (registries) is not supported yet; save from docker-daemon: or an archive"));
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(crate::registry::RegistryRef::parse_source(rest)?));
         }
         if s.is_empty() {
             return Err(Error::usage("empty image reference"));
@@ -55,12 +66,16 @@ impl ImageRef {
         if s == "docker-daemon:" || s == "docker-daemon" {
             return Ok(ImageRef::DockerDaemon(String::new()));
         }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(crate::registry::RegistryRef::parse_target(rest)?));
+        }
         let target = ImageRef::parse(s)?;
         let named = match &target {
             ImageRef::DockerDaemon(name) => Some(name.as_str()),
             ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => {
                 reference.as_deref()
             }
+            ImageRef::Registry(_) => None,
         };
         if let Some(digest) = named.map(Selector::parse).transpose()?.and_then(|sel| sel.digest) {
             return Err(Error::usage(format!(

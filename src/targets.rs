@@ -58,6 +58,7 @@ pub fn load_with(
             }
         }
         ImageRef::DockerDaemon(name) if name.is_empty() => crate::engine::load_into_daemon(bundle, decryptor, progress),
+        ImageRef::Registry(r) => Err(Error::usage(format!("{}: loading into a registry is not supported yet", r.display()))),
         ImageRef::DockerDaemon(name) => Err(Error::usage(format!(
             "--into docker-daemon:{name}: the daemon target takes no name (images keep the names the bundle records); use --into docker-daemon:"
         ))),

@@ -23,6 +23,8 @@ pub struct Context<'a> {
     pub progress: &'a dyn Progress,
     /// Whether secrets may be asked for on the terminal.
     pub prompt_allowed: bool,
+    /// Options of `docker://` registries (SPEC §6).
+    pub registry: crate::registry::RegistryOptions,
 }
 
 impl Context<'_> {

@@ -572,6 +572,7 @@ pub fn flatten_command(
             reference.clone()
         }
         ImageRef::DockerDaemon(name) => Some(name.clone()).filter(|n| !n.is_empty()),
+        ImageRef::Registry(r) => r.tag.clone(),
     };
     if let (Some(n), true) = (named, set.images.len() > 1) {
         return Err(Error::usage(format!(

@@ -43,7 +43,7 @@ pub fn spool_dir_for_target(target: &ImageRef) -> PathBuf {
     };
     match target {
         ImageRef::DockerArchive { path, .. } | ImageRef::OciArchive { path, .. } | ImageRef::OciDir { path, .. } => parent_of(path),
-        ImageRef::DockerDaemon(_) => std::env::temp_dir(),
+        ImageRef::DockerDaemon(_) | ImageRef::Registry(_) => std::env::temp_dir(),
     }
 }
 
@@ -54,6 +54,7 @@ pub fn describe_target(target: &ImageRef) -> String {
         ImageRef::OciArchive { path, .. } => format!("oci-archive:{}", path.display()),
         ImageRef::OciDir { path, .. } => format!("oci:{}", path.display()),
         ImageRef::DockerDaemon(_) => "docker-daemon:".to_string(),
+        ImageRef::Registry(r) => r.display(),
     }
 }
 
@@ -94,6 +95,10 @@ pub fn write_image_set(set: &mut ImageSet, target: &ImageRef, progress: &dyn Pro
             }
             write_daemon(set, progress)
         }
+        ImageRef::Registry(r) => Err(Error::usage(format!(
+            "{}: flatten writes to oci:, oci-archive:, docker-archive: or docker-daemon:; load the result into a registry with `ferry save` + `ferry load --into docker://`",
+            crate::untrusted::shown(&r.display())
+        ))),
     }
 }
 

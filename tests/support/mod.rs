@@ -4,6 +4,7 @@
 
 pub mod dockerd;
 pub mod podman;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,10 @@
+//! Registries (SPEC §6, issue 16): `docker://` references, a client of the
+//! distribution API, and the registry as a load target (push).
+pub mod auth;
+pub mod client;
+mod error;
+pub mod reference;
+
+pub use client::{Client, FetchedManifest, RegistryOptions, Scope};
+pub use error::RegistryError;
+pub use reference::RegistryRef;
