@@ -14,6 +14,8 @@ use crate::verified::{report, verify_into, LoadReport};
 pub struct TargetOptions {
     /// Hash a delta's left-out layers in an `oci:` target (`load --deep`).
     pub deep: bool,
+    /// TLS, credentials, retries of a `docker://` target.
+    pub registry: crate::registry::RegistryOptions,
 }
 
 /// `ferry load --into TARGET`: the verified stream into the target it names.
@@ -58,7 +60,15 @@ pub fn load_with(
             }
         }
         ImageRef::DockerDaemon(name) if name.is_empty() => crate::engine::load_into_daemon(bundle, decryptor, progress),
-        ImageRef::Registry(r) => Err(Error::usage(format!("{}: loading into a registry is not supported yet", r.display()))),
+        ImageRef::Registry(r) => {
+            use crate::registry::push::{PushTarget, RegistryPush};
+            let to = PushTarget::connect(r, &options.registry)?;
+            let mut sink = RegistryPush::new(&to, r, &options.registry);
+            let (v, c, e) = verify_into(bundle, decryptor, &mut sink, None, progress)?;
+            let mut report = report(r.display(), &v, c, e);
+            report.registry = Some(sink.report);
+            Ok(report)
+        }
         ImageRef::DockerDaemon(name) => Err(Error::usage(format!(
             "--into docker-daemon:{name}: the daemon target takes no name (images keep the names the bundle records); use --into docker-daemon:"
         ))),

@@ -18,6 +18,8 @@ pub struct LoadReport {
     pub content_bytes: u64,
     pub compression: Compression,
     pub encrypted: bool,
+    /// What a push into a registry did.
+    pub registry: Option<crate::registry::push::PushReport>,
 }
 
 /// Verify `bundle` completely into `sink`, and write the verified tar to
@@ -66,7 +68,7 @@ pub fn verify(bundle: &Trusted, decryptor: Option<Decryptor>, progress: &dyn Pro
 }
 
 pub fn report(target: String, v: &Verified, compression: Compression, encrypted: bool) -> LoadReport {
-    LoadReport { target, images: image_names(v), blobs: v.blobs, content_bytes: v.content_bytes, compression, encrypted }
+    LoadReport { target, images: image_names(v), blobs: v.blobs, content_bytes: v.content_bytes, compression, encrypted, registry: None }
 }
 
 /// Image names recorded in a verified bundle's index.json.

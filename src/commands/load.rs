@@ -24,6 +24,9 @@ pub struct LoadSummary {
     pub signature: String,
     pub compression: &'static str,
     pub encrypted: bool,
+    /// A `docker://` target: what was uploaded, skipped, mounted and tagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::registry::push::PushReport>,
 }
 
 pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
@@ -32,7 +35,7 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
     // The signature over STEM.sha256 is checked before any artifact byte is read.
     let bundle = opts.trust.check(&located, Policy::RequireSignature)?;
     let decryptor = Some(opts.trust.decryptor()?);
-    let options = crate::targets::TargetOptions { deep: opts.deep };
+    let options = crate::targets::TargetOptions { deep: opts.deep, registry: cx.registry.clone() };
     let report = crate::targets::load_with(&bundle, &into, decryptor, &options, cx.progress)?;
     Ok(LoadSummary {
         bundle: bundle.describe(),
@@ -43,5 +46,6 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         signature: bundle.signature().describe(),
         compression: report.compression.name(),
         encrypted: report.encrypted,
+        registry: report.registry,
     })
 }

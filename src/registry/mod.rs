@@ -3,7 +3,9 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod push;
 pub mod reference;
+pub mod upload;
 
 pub use client::{Client, FetchedManifest, RegistryOptions, Scope};
 pub use error::RegistryError;

@@ -228,6 +228,16 @@ impl Registry {
         self.requests().iter().filter(|r| r.starts_with(&format!("{method} ")) && r.contains(part)).count()
     }
 
+    /// Bytes of the blobs the registry has stored (finished uploads).
+    pub fn stored_blob_bytes(&self) -> u64 {
+        walk(&self.dir.path().join("data/docker/registry/v2/blobs"))
+            .into_iter()
+            .filter(|p| p.ends_with("data"))
+            .filter_map(|p| p.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// Bytes of upload data the registry holds in unfinished uploads.
     pub fn pending_upload_bytes(&self) -> u64 {
         walk(&self.dir.path().join("data"))

@@ -1,0 +1,404 @@
+//! `load --into docker://HOST[:PORT][/PREFIX]` and `--into docker://HOST/REPO:TAG`:
+//! the verified stream pushed as it arrives. Blobs go up in bundle order (HEAD
+//! first to skip what the repository has; a cross-repository mount when the
+//! registry has the blob in another repository of this bundle; one PUT for a
+//! small blob, chunked PATCHes for a large one); manifests and indexes (held
+//! in memory: they are small and bounded by the verifier) go up only at
+//! `commit`, by digest, children before parents, and the tags last. A bundle
+//! that fails verification leaves no manifest and no tag, only blobs nothing
+//! refers to (harmless; a registry's garbage collection removes them).
+use super::client::{Client, RegistryOptions};
+use super::reference::RegistryRef;
+use super::upload::{ChunkedUpload, Sessions, CHUNK};
+use crate::bundle::verify::{Sink, Verified};
+use crate::delta::Delta;
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::media_types::{is_index, ANN_CONTAINERD_NAME, ANN_REF_NAME};
+use crate::image::{Descriptor, Index};
+use crate::reference::ImageName;
+use bytes::Bytes;
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::io::{self, Write};
+
+/// What a push did (`load --json` shows it as `registry`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PushReport {
+    /// Each image pushed.
+    pub pushed: Vec<PushedImage>,
+    /// Blobs uploaded (wholly or the rest of an earlier run's upload).
+    pub blobs_uploaded: usize,
+    /// Bytes sent in this run.
+    pub bytes_uploaded: u64,
+    /// Bytes an earlier run's unfinished upload held already (not sent again).
+    pub bytes_resumed: u64,
+    /// Blobs the repository had already.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository of the registry.
+    pub blobs_mounted: usize,
+    pub manifests_pushed: usize,
+    /// Manifests the repository had already.
+    pub manifests_skipped: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedImage {
+    /// `HOST/REPO:TAG` (or `HOST/REPO@DIGEST` for an image without a tag).
+    pub name: String,
+    /// Its manifest (or index) digest, as in the bundle.
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Manifest,
+    Index,
+    Blob,
+}
+
+/// A bundle image's place in the registry.
+struct Root {
+    descriptor: Descriptor,
+    repo: String,
+    tag: Option<String>,
+}
+
+/// The blob being received.
+enum Current<'a> {
+    /// Already in the repository (or mounted): its bytes pass by.
+    Skip,
+    /// Held whole: a document (pushed at commit) or a small blob (one PUT when verified).
+    Held {
+        role: Role,
+        bytes: Vec<u8>,
+    },
+    Chunked(ChunkedUpload<'a>),
+}
+
+pub struct RegistryPush<'a> {
+    client: &'a Client,
+    sessions: &'a Sessions,
+    target: RegistryRef,
+    retries: u32,
+    roots: Vec<Root>,
+    roles: HashMap<Digest, Role>,
+    /// The repositories each blob and document is pushed to, first one first.
+    repos: HashMap<Digest, Vec<String>>,
+    /// Documents with their media types, for commit.
+    documents: HashMap<Digest, (String, Bytes)>,
+    /// Children of each document (config and layers, or the index's entries).
+    children: HashMap<Digest, Vec<Digest>>,
+    /// Blobs known to be in a repository.
+    present: HashSet<(String, Digest)>,
+    delta: Option<Delta>,
+    current: Option<Current<'a>>,
+    pub report: PushReport,
+}
+
+/// A client and a session store for pushing to `target`.
+pub struct PushTarget {
+    pub client: Client,
+    pub sessions: Sessions,
+}
+
+impl PushTarget {
+    pub fn connect(target: &RegistryRef, opts: &RegistryOptions) -> Result<PushTarget> {
+        let client = Client::connect(&target.registry, opts)?;
+        // TLS and credentials checked before the bundle is read.
+        client.ping()?;
+        Ok(PushTarget { client, sessions: Sessions::new() })
+    }
+}
+
+impl<'a> RegistryPush<'a> {
+    pub fn new(to: &'a PushTarget, target: &RegistryRef, opts: &RegistryOptions) -> Self {
+        RegistryPush {
+            client: &to.client,
+            sessions: &to.sessions,
+            target: target.clone(),
+            retries: opts.retries,
+            roots: Vec::new(),
+            roles: HashMap::new(),
+            repos: HashMap::new(),
+            documents: HashMap::new(),
+            children: HashMap::new(),
+            present: HashSet::new(),
+            delta: None,
+            current: None,
+            report: PushReport::default(),
+        }
+    }
+
+    /// Where an index.json entry goes: `PREFIX/PATH:TAG`, or the one `REPO:TAG` named.
+    fn place(&self, d: &Descriptor, count: usize) -> Result<(String, Option<String>)> {
+        if self.target.is_single_image() {
+            if count != 1 {
+                return Err(Error::usage(format!(
+                    "{}: the bundle holds {count} images; a target naming one repository and tag takes one (use docker://{}[/PREFIX] to keep their names)",
+                    self.target.display(),
+                    self.target.registry
+                )));
+            }
+            return Ok((self.target.repository.clone(), self.target.tag.clone()));
+        }
+        let name = d.annotation(ANN_CONTAINERD_NAME).and_then(ImageName::parse).or_else(|| {
+            // A ref.name that is a whole image name (not just `v1`).
+            d.annotation(ANN_REF_NAME).filter(|n| n.contains('/') || n.contains(':')).and_then(ImageName::parse)
+        });
+        let Some(name) = name else {
+            return Err(Error::usage(format!(
+                "image {} of the bundle has no repository name to push it under: name it with --into docker://{}/REPO:TAG",
+                d.digest, self.target.registry
+            )));
+        };
+        let repo = if self.target.repository.is_empty() { name.path } else { format!("{}/{}", self.target.repository, name.path) };
+        Ok((repo, Some(name.tag)))
+    }
+
+    fn expect(&mut self, d: &Descriptor, role: Role, repos: &[String]) {
+        self.roles.entry(d.digest.clone()).or_insert(role);
+        let have = self.repos.entry(d.digest.clone()).or_default();
+        for r in repos {
+            if !have.contains(r) {
+                have.push(r.clone());
+            }
+        }
+    }
+
+    /// A document checked out: note what it refers to, and where that goes.
+    fn read_document(&mut self, digest: &Digest, role: Role, bytes: Vec<u8>) -> Result<()> {
+        let repos = self.repos.get(digest).cloned().unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::integrity(format!("document {digest}: {e}")))?;
+        let media_type = value.get("mediaType").and_then(|m| m.as_str()).map(str::to_string);
+        let mut kids = Vec::new();
+        if role == Role::Index {
+            let index: Index = serde_json::from_value(value).map_err(|e| Error::integrity(format!("index {digest}: {e}")))?;
+            for d in &index.manifests {
+                self.expect(d, if is_index(&d.media_type) { Role::Index } else { Role::Manifest }, &repos);
+                kids.push(d.digest.clone());
+            }
+        } else {
+            let m: crate::image::Manifest =
+                serde_json::from_value(value).map_err(|e| Error::integrity(format!("manifest {digest}: {e}")))?;
+            for d in std::iter::once(&m.config).chain(&m.layers) {
+                self.expect(d, Role::Blob, &repos);
+                kids.push(d.digest.clone());
+            }
+        }
+        let fallback = || {
+            if role == Role::Index {
+                crate::image::media_types::OCI_INDEX.to_string()
+            } else {
+                crate::image::media_types::OCI_MANIFEST.to_string()
+            }
+        };
+        self.children.insert(digest.clone(), kids);
+        self.documents.insert(digest.clone(), (media_type.unwrap_or_else(fallback), Bytes::from(bytes)));
+        Ok(())
+    }
+
+    /// Make `digest` present in `repo`: known, HEAD, or mounted from a repository that has it.
+    fn ensure_blob(&mut self, repo: &str, digest: &Digest) -> Result<bool> {
+        if self.present.contains(&(repo.to_string(), digest.clone())) {
+            return Ok(true);
+        }
+        if self.client.blob_exists(repo, digest)? {
+            self.present.insert((repo.to_string(), digest.clone()));
+            self.report.blobs_skipped += 1;
+            return Ok(true);
+        }
+        let from: Vec<String> = self.present.iter().filter(|(r, d)| d == digest && r != repo).map(|(r, _)| r.clone()).collect();
+        for source in from {
+            if self.client.mount_blob(repo, digest, &source)? {
+                self.present.insert((repo.to_string(), digest.clone()));
+                self.report.blobs_mounted += 1;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Every repository of a blob that was just verified (or skipped) gets it.
+    fn spread(&mut self, digest: &Digest) -> Result<()> {
+        for repo in self.repos.get(digest).cloned().unwrap_or_default() {
+            if !self.ensure_blob(&repo, digest)? {
+                return Err(Error::MissingBase(format!("blob {digest} could not be made present in {repo}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Documents below `digest` first, then `digest` itself, in every repository it goes to.
+    fn push_document(&mut self, digest: &Digest, done: &mut HashSet<Digest>) -> Result<()> {
+        if !done.insert(digest.clone()) {
+            return Ok(());
+        }
+        let kids = self.children.get(digest).cloned().unwrap_or_default();
+        for kid in &kids {
+            match self.roles.get(kid) {
+                Some(Role::Manifest | Role::Index) => self.push_document(kid, done)?,
+                _ => {
+                    for repo in self.repos.get(digest).cloned().unwrap_or_default() {
+                        if !self.ensure_blob(&repo, kid)? {
+                            return Err(Error::MissingBase(format!(
+                                "{}: blob {kid} is not in {repo} and could not be mounted there; nothing was tagged",
+                                self.target.registry
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        let (media_type, bytes) = self
+            .documents
+            .get(digest)
+            .cloned()
+            .ok_or_else(|| Error::MissingBase(format!("manifest {digest} is not in the bundle (a delta leaves out layers only)")))?;
+        for repo in self.repos.get(digest).cloned().unwrap_or_default() {
+            if self.client.manifest_digest(&repo, digest.as_str())?.is_some() {
+                self.report.manifests_skipped += 1;
+                continue;
+            }
+            self.client.put_manifest(&repo, digest.as_str(), &media_type, bytes.clone())?;
+            self.report.manifests_pushed += 1;
+        }
+        Ok(())
+    }
+
+    /// A delta loads when every left-out layer is in (or can be mounted into) the
+    /// repositories of the bundle's images: checked before any blob is sent.
+    fn check_delta(&mut self) -> Result<()> {
+        let Some(delta) = self.delta.clone() else { return Ok(()) };
+        let repos: Vec<String> = self.roots.iter().map(|r| r.repo.clone()).collect();
+        let target = self.target.display();
+        let client = self.client;
+        let mut found = Vec::new();
+        crate::delta::check_target(&delta, &target, |l| {
+            for repo in &repos {
+                if client.blob_exists(repo, &l.digest)? {
+                    found.push((repo.clone(), l.digest.clone()));
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })?;
+        self.present.extend(found);
+        Ok(())
+    }
+}
+
+impl<'a> Sink for RegistryPush<'a> {
+    fn document(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if name != "index.json" {
+            return Ok(());
+        }
+        let index: Index = serde_json::from_slice(bytes).map_err(|e| Error::integrity(format!("index.json: {e}")))?;
+        for d in &index.manifests {
+            let (repo, tag) = self.place(d, index.manifests.len())?;
+            self.expect(d, if is_index(&d.media_type) { Role::Index } else { Role::Manifest }, std::slice::from_ref(&repo));
+            self.roots.push(Root { descriptor: d.clone(), repo, tag });
+        }
+        self.check_delta()
+    }
+
+    fn begin_blob(&mut self, digest: &Digest, size: u64) -> Result<Box<dyn Write + '_>> {
+        let role = self.roles.get(digest).copied().unwrap_or(Role::Blob);
+        let current = if role != Role::Blob {
+            Current::Held { role, bytes: Vec::with_capacity(size as usize) }
+        } else {
+            let repo = self
+                .repos
+                .get(digest)
+                .and_then(|r| r.first())
+                .cloned()
+                .ok_or_else(|| Error::integrity(format!("blob {digest} belongs to no image of the bundle")))?;
+            if self.ensure_blob(&repo, digest)? {
+                Current::Skip
+            } else if size <= CHUNK as u64 {
+                Current::Held { role, bytes: Vec::with_capacity(size as usize) }
+            } else {
+                Current::Chunked(ChunkedUpload::open(self.client, self.sessions, &repo, digest, size, self.retries)?)
+            }
+        };
+        self.current = Some(current);
+        Ok(Box::new(CurrentWriter(self.current.as_mut().expect("just set"))))
+    }
+
+    fn blob_verified(&mut self, digest: &Digest) -> Result<()> {
+        match self.current.take() {
+            None | Some(Current::Skip) => {}
+            Some(Current::Held { role: Role::Blob, bytes }) => {
+                let repo = self.repos.get(digest).and_then(|r| r.first()).cloned().expect("placed in begin_blob");
+                let len = bytes.len() as u64;
+                self.client.upload_blob(&repo, digest, Bytes::from(bytes))?;
+                self.present.insert((repo, digest.clone()));
+                self.report.blobs_uploaded += 1;
+                self.report.bytes_uploaded += len;
+            }
+            Some(Current::Held { role, bytes }) => return self.read_document(digest, role, bytes),
+            Some(Current::Chunked(upload)) => {
+                let repo = self.repos.get(digest).and_then(|r| r.first()).cloned().expect("placed in begin_blob");
+                let sent = upload.finish()?;
+                self.present.insert((repo, digest.clone()));
+                self.report.blobs_uploaded += 1;
+                self.report.bytes_uploaded += sent.bytes;
+                self.report.bytes_resumed += sent.resumed;
+            }
+        }
+        self.spread(digest)
+    }
+
+    fn commit(&mut self, _verified: &Verified) -> Result<()> {
+        let mut done = HashSet::new();
+        let roots: Vec<(Digest, String, Option<String>)> =
+            self.roots.iter().map(|r| (r.descriptor.digest.clone(), r.repo.clone(), r.tag.clone())).collect();
+        for (digest, _, _) in &roots {
+            self.push_document(digest, &mut done)?;
+        }
+        // Tags last: until now no name in the registry pointed at anything new.
+        for (digest, repo, tag) in roots {
+            let name = format!("{}/{repo}", self.target.registry);
+            let Some(tag) = tag else {
+                self.report.pushed.push(PushedImage { name: format!("{name}@{digest}"), digest });
+                continue;
+            };
+            if self.client.manifest_digest(&repo, &tag)?.as_deref() != Some(digest.as_str()) {
+                let (media_type, bytes) = self.documents.get(&digest).cloned().expect("pushed by digest above");
+                self.client.put_manifest(&repo, &tag, &media_type, bytes)?;
+            }
+            self.report.pushed.push(PushedImage { name: format!("{name}:{tag}"), digest });
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {
+        // An unfinished upload stays open on the registry (and remembered): a rerun resumes it.
+        self.current = None;
+    }
+
+    fn delta(&mut self, delta: &Delta) -> Result<()> {
+        // Checked when index.json names the repositories (still before any blob).
+        self.delta = Some(delta.clone());
+        Ok(())
+    }
+}
+
+struct CurrentWriter<'b, 'a>(&'b mut Current<'a>);
+
+impl Write for CurrentWriter<'_, '_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self.0 {
+            Current::Skip => Ok(data.len()),
+            Current::Held { bytes, .. } => {
+                bytes.extend_from_slice(data);
+                Ok(data.len())
+            }
+            Current::Chunked(upload) => upload.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
