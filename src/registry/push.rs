@@ -9,7 +9,7 @@
 //! refers to (harmless; a registry's garbage collection removes them).
 use super::client::{Client, RegistryOptions};
 use super::reference::RegistryRef;
-use super::upload::{ChunkedUpload, Sessions, CHUNK};
+use super::upload::{ChunkWriter, ChunkedUpload, Sender, Sessions, CHUNK};
 use crate::bundle::verify::{Sink, Verified};
 use crate::delta::Delta;
 use crate::digest::Digest;
@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 /// What a push did (`load --json` shows it as `registry`).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -65,20 +66,19 @@ struct Root {
 }
 
 /// The blob being received.
-enum Current<'a> {
+enum Current {
     /// Already in the repository (or mounted): its bytes pass by.
     Skip,
     /// Held whole: a document (pushed at commit) or a small blob (one PUT when verified).
-    Held {
-        role: Role,
-        bytes: Vec<u8>,
-    },
-    Chunked(ChunkedUpload<'a>),
+    Held { role: Role, bytes: Vec<u8> },
+    /// Chunks going to the sending thread; `skip` bytes the registry holds already.
+    Chunked { skip: u64, buf: Vec<u8> },
 }
 
 pub struct RegistryPush<'a> {
-    client: &'a Client,
-    sessions: &'a Sessions,
+    client: &'a Arc<Client>,
+    sessions: &'a Arc<Sessions>,
+    sender: Sender,
     target: RegistryRef,
     retries: u32,
     roots: Vec<Root>,
@@ -92,14 +92,14 @@ pub struct RegistryPush<'a> {
     /// Blobs known to be in a repository.
     present: HashSet<(String, Digest)>,
     delta: Option<Delta>,
-    current: Option<Current<'a>>,
+    current: Option<Current>,
     pub report: PushReport,
 }
 
 /// A client and a session store for pushing to `target`.
 pub struct PushTarget {
-    pub client: Client,
-    pub sessions: Sessions,
+    pub client: Arc<Client>,
+    pub sessions: Arc<Sessions>,
 }
 
 impl PushTarget {
@@ -107,7 +107,7 @@ impl PushTarget {
         let client = Client::connect(&target.registry, opts)?;
         // TLS and credentials checked before the bundle is read.
         client.ping()?;
-        Ok(PushTarget { client, sessions: Sessions::new() })
+        Ok(PushTarget { client: Arc::new(client), sessions: Arc::new(Sessions::new()) })
     }
 }
 
@@ -116,6 +116,7 @@ impl<'a> RegistryPush<'a> {
         RegistryPush {
             client: &to.client,
             sessions: &to.sessions,
+            sender: Sender::spawn(to.client.clone()),
             target: target.clone(),
             retries: opts.retries,
             roots: Vec::new(),
@@ -219,16 +220,6 @@ impl<'a> RegistryPush<'a> {
         Ok(false)
     }
 
-    /// Every repository of a blob that was just verified (or skipped) gets it.
-    fn spread(&mut self, digest: &Digest) -> Result<()> {
-        for repo in self.repos.get(digest).cloned().unwrap_or_default() {
-            if !self.ensure_blob(&repo, digest)? {
-                return Err(Error::MissingBase(format!("blob {digest} could not be made present in {repo}")));
-            }
-        }
-        Ok(())
-    }
-
     /// Documents below `digest` first, then `digest` itself, in every repository it goes to.
     fn push_document(&mut self, digest: &Digest, done: &mut HashSet<Digest>) -> Result<()> {
         if !done.insert(digest.clone()) {
@@ -318,11 +309,17 @@ impl<'a> Sink for RegistryPush<'a> {
             } else if size <= CHUNK as u64 {
                 Current::Held { role, bytes: Vec::with_capacity(size as usize) }
             } else {
-                Current::Chunked(ChunkedUpload::open(self.client, self.sessions, &repo, digest, size, self.retries)?)
+                let upload = ChunkedUpload::open(self.client, self.sessions, &repo, digest, size, self.retries)?;
+                let skip = upload.offset();
+                self.sender.start(upload)?;
+                Current::Chunked { skip, buf: Vec::new() }
             }
         };
         self.current = Some(current);
-        Ok(Box::new(CurrentWriter(self.current.as_mut().expect("just set"))))
+        match self.current.as_mut().expect("just set") {
+            Current::Chunked { skip, buf } => Ok(Box::new(ChunkWriter { sender: &mut self.sender, skip, buf })),
+            other => Ok(Box::new(CurrentWriter(other))),
+        }
     }
 
     fn blob_verified(&mut self, digest: &Digest) -> Result<()> {
@@ -330,26 +327,22 @@ impl<'a> Sink for RegistryPush<'a> {
             None | Some(Current::Skip) => {}
             Some(Current::Held { role: Role::Blob, bytes }) => {
                 let repo = self.repos.get(digest).and_then(|r| r.first()).cloned().expect("placed in begin_blob");
-                let len = bytes.len() as u64;
-                self.client.upload_blob(&repo, digest, Bytes::from(bytes))?;
-                self.present.insert((repo, digest.clone()));
-                self.report.blobs_uploaded += 1;
-                self.report.bytes_uploaded += len;
+                self.sender.small(&repo, digest, Bytes::from(bytes))?;
             }
             Some(Current::Held { role, bytes }) => return self.read_document(digest, role, bytes),
-            Some(Current::Chunked(upload)) => {
-                let repo = self.repos.get(digest).and_then(|r| r.first()).cloned().expect("placed in begin_blob");
-                let sent = upload.finish()?;
-                self.present.insert((repo, digest.clone()));
-                self.report.blobs_uploaded += 1;
-                self.report.bytes_uploaded += sent.bytes;
-                self.report.bytes_resumed += sent.resumed;
-            }
+            // Finished by the sending thread; other repositories get it (mounted) at commit.
+            Some(Current::Chunked { buf, .. }) => self.sender.finish(Bytes::from(buf))?,
         }
-        self.spread(digest)
+        Ok(())
     }
 
     fn commit(&mut self, _verified: &Verified) -> Result<()> {
+        for up in self.sender.wait()? {
+            self.present.insert((up.repo, up.digest));
+            self.report.blobs_uploaded += 1;
+            self.report.bytes_uploaded += up.sent.bytes;
+            self.report.bytes_resumed += up.sent.resumed;
+        }
         let mut done = HashSet::new();
         let roots: Vec<(Digest, String, Option<String>)> =
             self.roots.iter().map(|r| (r.descriptor.digest.clone(), r.repo.clone(), r.tag.clone())).collect();
@@ -375,6 +368,7 @@ impl<'a> Sink for RegistryPush<'a> {
     fn abort(&mut self) {
         // An unfinished upload stays open on the registry (and remembered): a rerun resumes it.
         self.current = None;
+        let _ = self.sender.wait();
     }
 
     fn delta(&mut self, delta: &Delta) -> Result<()> {
@@ -384,18 +378,14 @@ impl<'a> Sink for RegistryPush<'a> {
     }
 }
 
-struct CurrentWriter<'b, 'a>(&'b mut Current<'a>);
+struct CurrentWriter<'b>(&'b mut Current);
 
-impl Write for CurrentWriter<'_, '_> {
+impl Write for CurrentWriter<'_> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        match self.0 {
-            Current::Skip => Ok(data.len()),
-            Current::Held { bytes, .. } => {
-                bytes.extend_from_slice(data);
-                Ok(data.len())
-            }
-            Current::Chunked(upload) => upload.write(data),
+        if let Current::Held { bytes, .. } = self.0 {
+            bytes.extend_from_slice(data);
         }
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {

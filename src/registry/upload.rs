@@ -1,9 +1,11 @@
-//! One blob's chunked upload as its verified bytes stream in: chunks of
-//! [`CHUNK`] bytes PATCHed in order, the session's location saved after each
-//! (so a later run resumes it), and the final PUT with `?digest=` only once
-//! the verifier has checked the blob. A dropped connection is answered by
-//! asking the registry how much arrived (`GET` on the session: `Range`) and
-//! sending the rest of the chunk from there, at most `retries` times.
+//! Blob uploads as the verified bytes stream in, sent by one background
+//! thread (so reading, decompressing and hashing the bundle overlap with the
+//! network): chunks of [`CHUNK`] bytes PATCHed in order, the session's
+//! location saved after each (so a later run resumes it), and the final PUT
+//! with `?digest=` only once the verifier has checked the blob. A dropped
+//! connection is answered by asking the registry how much arrived (`GET` on
+//! the session: `Range`) and sending the rest of the chunk from there, at
+//! most `retries` times. At most [`QUEUE`] chunks wait for the thread.
 use super::client::{backoff, Client};
 use super::error::RegistryError;
 use crate::digest::Digest;
@@ -12,9 +14,15 @@ use bytes::Bytes;
 use reqwest::Url;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
 /// Bytes per PATCH (and the size up to which a blob goes in one PUT).
-pub const CHUNK: usize = 16 << 20;
+pub const CHUNK: usize = 8 << 20;
+
+/// Chunks queued for the sending thread (memory: CHUNK × (QUEUE + 2)).
+pub const QUEUE: usize = 2;
 
 /// Where upload sessions are remembered between runs:
 /// `$XDG_CACHE_HOME/ferry/registry-uploads` (else `~/.cache/...`), one file
@@ -93,31 +101,37 @@ pub struct Sent {
     pub resumed: u64,
 }
 
-pub struct ChunkedUpload<'a> {
-    client: &'a Client,
-    sessions: &'a Sessions,
+/// A blob that went up.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub repo: String,
+    pub digest: Digest,
+    pub sent: Sent,
+}
+
+/// An open upload session and how far it got.
+pub struct ChunkedUpload {
+    client: Arc<Client>,
+    sessions: Arc<Sessions>,
     repo: String,
     digest: Digest,
     location: Url,
     /// Bytes the registry holds.
     offset: u64,
-    /// Bytes of the stream still to pass over (the registry has them from an earlier run).
-    skip: u64,
-    buf: Vec<u8>,
     retries: u32,
-    pub sent: Sent,
+    sent: Sent,
 }
 
-impl<'a> ChunkedUpload<'a> {
+impl ChunkedUpload {
     /// Resume the session an earlier run left for this blob, or open one.
-    pub fn open(client: &'a Client, sessions: &'a Sessions, repo: &str, digest: &Digest, size: u64, retries: u32) -> Result<Self> {
+    pub fn open(client: &Arc<Client>, sessions: &Arc<Sessions>, repo: &str, digest: &Digest, size: u64, retries: u32) -> Result<Self> {
         let mut resumed = None;
         if let Some(location) = sessions.load(&client.registry, repo, digest) {
             match client.upload_offset(repo, &location) {
                 Ok(Some((offset, next))) if offset <= size => resumed = Some((offset, next)),
                 Ok(_) => sessions.forget(&client.registry, repo, digest),
-                // A session that cannot be asked about is started afresh (the registry's answer
-                // to a stale one differs between implementations); a dead registry fails below.
+                // A session that cannot be asked about is started afresh (distribution 2.8
+                // cancels one whose data outgrew its state); a dead registry fails here.
                 Err(e) if e.is_retryable() => return Err(e.into()),
                 Err(_) => sessions.forget(&client.registry, repo, digest),
             }
@@ -131,17 +145,20 @@ impl<'a> ChunkedUpload<'a> {
             }
         };
         Ok(ChunkedUpload {
-            client,
-            sessions,
+            client: client.clone(),
+            sessions: sessions.clone(),
             repo: repo.to_string(),
             digest: digest.clone(),
             location,
             offset,
-            skip: offset,
-            buf: Vec::with_capacity(CHUNK),
             retries,
             sent: Sent { bytes: 0, resumed: offset },
         })
+    }
+
+    /// Bytes the registry already holds (the stream passes over them).
+    pub fn offset(&self) -> u64 {
+        self.offset
     }
 
     /// Send `chunk` at `self.offset`; after a lost connection, ask what arrived and send the rest.
@@ -192,8 +209,7 @@ impl<'a> ChunkedUpload<'a> {
     }
 
     /// The blob checked out: its last bytes and the digest (the registry checks it too).
-    pub fn finish(mut self) -> Result<Sent> {
-        let last = Bytes::from(std::mem::take(&mut self.buf));
+    fn finish(mut self, last: Bytes) -> Result<Uploaded> {
         let mut attempt = 0;
         loop {
             match self.client.finish_upload(&self.repo, &self.location, &self.digest, last.clone()) {
@@ -217,7 +233,7 @@ impl<'a> ChunkedUpload<'a> {
         }
         self.sent.bytes += last.len() as u64;
         self.sessions.forget(&self.client.registry, &self.repo, &self.digest);
-        Ok(self.sent)
+        Ok(Uploaded { repo: self.repo, digest: self.digest, sent: self.sent })
     }
 }
 
@@ -225,22 +241,122 @@ fn is_range_error(e: &RegistryError) -> bool {
     matches!(e, RegistryError::Status { status: 416, .. })
 }
 
-impl Write for ChunkedUpload<'_> {
+enum Job {
+    Start(Box<ChunkedUpload>),
+    Chunk(Bytes),
+    Finish(Bytes),
+    /// A small blob, whole: one POST + PUT.
+    Small {
+        repo: String,
+        digest: Digest,
+        bytes: Bytes,
+    },
+}
+
+/// The sending thread: jobs run in order; the first failure ends it.
+pub struct Sender {
+    tx: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<Result<Vec<Uploaded>>>>,
+}
+
+impl Sender {
+    pub fn spawn(client: Arc<Client>) -> Sender {
+        let (tx, rx) = sync_channel::<Job>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("ferry-registry-upload".into())
+            .spawn(move || {
+                let mut current: Option<Box<ChunkedUpload>> = None;
+                let mut done = Vec::new();
+                for job in rx {
+                    match job {
+                        Job::Start(upload) => current = Some(upload),
+                        Job::Chunk(bytes) => current.as_mut().expect("a chunk belongs to a started upload").send(bytes)?,
+                        Job::Finish(last) => done.push(current.take().expect("a finish belongs to a started upload").finish(last)?),
+                        Job::Small { repo, digest, bytes } => {
+                            let len = bytes.len() as u64;
+                            client.upload_blob(&repo, &digest, bytes)?;
+                            done.push(Uploaded { repo, digest, sent: Sent { bytes: len, resumed: 0 } });
+                        }
+                    }
+                }
+                Ok(done)
+            })
+            .expect("spawn the upload thread");
+        Sender { tx: Some(tx), thread: Some(thread) }
+    }
+
+    fn send(&mut self, job: Job) -> Result<()> {
+        let sent = self.tx.as_ref().map(|tx| tx.send(job).is_ok()).unwrap_or(false);
+        if sent {
+            return Ok(());
+        }
+        // The thread ended: its error is the cause.
+        match self.wait() {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::usage("the upload thread ended early")),
+        }
+    }
+
+    pub fn start(&mut self, upload: ChunkedUpload) -> Result<()> {
+        self.send(Job::Start(Box::new(upload)))
+    }
+
+    pub fn chunk(&mut self, bytes: Bytes) -> Result<()> {
+        self.send(Job::Chunk(bytes))
+    }
+
+    pub fn finish(&mut self, last: Bytes) -> Result<()> {
+        self.send(Job::Finish(last))
+    }
+
+    pub fn small(&mut self, repo: &str, digest: &Digest, bytes: Bytes) -> Result<()> {
+        self.send(Job::Small { repo: repo.to_string(), digest: digest.clone(), bytes })
+    }
+
+    /// Every job done (or the first failure): what went up.
+    pub fn wait(&mut self) -> Result<Vec<Uploaded>> {
+        self.tx.take();
+        match self.thread.take() {
+            Some(t) => t.join().unwrap_or_else(|_| Err(Error::usage("the upload thread panicked"))),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        let _ = self.wait();
+    }
+}
+
+/// The reader's side of a chunked upload: passes over what the registry
+/// holds already, cuts the rest into chunks for the [`Sender`].
+pub struct ChunkWriter<'s> {
+    pub sender: &'s mut Sender,
+    /// Bytes still to pass over.
+    pub skip: &'s mut u64,
+    /// The chunk being filled (what is left of it goes with the final PUT).
+    pub buf: &'s mut Vec<u8>,
+}
+
+impl Write for ChunkWriter<'_> {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let n = data.len();
-        if self.skip > 0 {
-            let skipped = (self.skip as usize).min(data.len());
-            self.skip -= skipped as u64;
+        if *self.skip > 0 {
+            let skipped = (*self.skip).min(data.len() as u64) as usize;
+            *self.skip -= skipped as u64;
             data = &data[skipped..];
         }
         while !data.is_empty() {
-            let room = CHUNK - self.buf.len();
-            let take = room.min(data.len());
+            if self.buf.capacity() == 0 {
+                self.buf.reserve_exact(CHUNK);
+            }
+            let take = (CHUNK - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == CHUNK {
-                let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-                self.send(chunk).map_err(|e| Error::from(e).into_io())?;
+                let chunk = Bytes::from(std::mem::take(self.buf));
+                self.sender.chunk(chunk).map_err(Error::into_io)?;
             }
         }
         Ok(n)
