@@ -367,3 +367,36 @@ fn an_upload_left_between_chunks_resumes_from_the_registrys_offset() {
     assert_eq!(reg.count("PATCH", "/blobs/uploads/") - patches, chunks, "the rest in whole chunks, the last part with the final PUT");
     raw_manifest(&reg, &format!("{}/r/ferry/big:v1", reg.host()));
 }
+
+#[test]
+fn a_delta_loads_only_where_its_base_is_and_mounts_it_from_there() {
+    let reg = Registry::start(Mode::TlsAuth);
+    let work = tempfile::tempdir().unwrap();
+    let src = format!("docker-archive:{}", fixture("multi.docker.tar.gz").display());
+    let base = save(&format!("{src}:ferry-fixture/docker20:v1"), &work.path().join("base"), "base", &[]);
+    let have = work.path().join("base.have");
+    ferry_ok(&["have", "--allow-unsigned", base.to_str().unwrap(), "-o", have.to_str().unwrap()]);
+    let delta =
+        save(&format!("{src}:ferry-fixture/docker20-child:v1"), &work.path().join("delta"), "delta", &["--have", have.to_str().unwrap()]);
+
+    // An empty registry lacks the base: refused with exit 1 before any upload.
+    let run = push(&reg, work.path(), &delta, &reg.url("site"), &[]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("lacks") && run.stderr.contains("nothing was written"), "{}", run.stderr);
+    assert_eq!(reg.upload_requests(), 0, "nothing was uploaded:\n{:#?}", reg.requests());
+
+    // With the base pushed (another repository under the same prefix) the delta loads,
+    // its left-out layers mounted across.
+    push_ok(&reg, work.path(), &base, &reg.url("site"));
+    let report = push_ok(&reg, work.path(), &delta, &reg.url("site"));
+    assert!(report["registry"]["blobs_mounted"].as_u64().unwrap() > 0, "{report}");
+    let (name, digest) = &pushed(&report)[0];
+    assert_eq!(name, &format!("{}/site/ferry-fixture/docker20-child:v1", reg.host()));
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw_manifest(&reg, name))), *digest);
+    let mut args = vec!["copy".to_string()];
+    args.extend(reg.skopeo_args("src"));
+    args.push(format!("docker://{name}"));
+    args.push(format!("oci:{}:child", work.path().join("child-oci").display()));
+    let out = skopeo(&args);
+    assert!(out.status.success(), "every layer of the delta's image is there: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -43,6 +43,9 @@ pub struct PushReport {
     pub manifests_skipped: usize,
 }
 
+/// Repositories searched for a delta's base layers outside the bundle's own.
+const MAX_CATALOG: usize = 1000;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct PushedImage {
     /// `HOST/REPO:TAG` (or `HOST/REPO@DIGEST` for an image without a tag).
@@ -265,8 +268,26 @@ impl<'a> RegistryPush<'a> {
         let target = self.target.display();
         let client = self.client;
         let mut found = Vec::new();
+        // Elsewhere in the registry (under the prefix): a base pushed as another repository mounts.
+        let mut elsewhere: Option<Vec<String>> = None;
+        let prefix = self.target.repository.clone();
         crate::delta::check_target(&delta, &target, |l| {
             for repo in &repos {
+                if client.blob_exists(repo, &l.digest)? {
+                    found.push((repo.clone(), l.digest.clone()));
+                    return Ok(true);
+                }
+            }
+            if elsewhere.is_none() {
+                let all = client.catalog(MAX_CATALOG)?;
+                elsewhere = Some(
+                    all.into_iter()
+                        .filter(|r| prefix.is_empty() || r.starts_with(&format!("{prefix}/")))
+                        .filter(|r| !repos.contains(r))
+                        .collect(),
+                );
+            }
+            for repo in elsewhere.as_deref().unwrap_or_default() {
                 if client.blob_exists(repo, &l.digest)? {
                     found.push((repo.clone(), l.digest.clone()));
                     return Ok(true);
