@@ -400,3 +400,86 @@ fn a_delta_loads_only_where_its_base_is_and_mounts_it_from_there() {
     let out = skopeo(&args);
     assert!(out.status.success(), "every layer of the delta's image is there: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A layout with an image (`docker.io/ferry/signed:v1`), a cosign-style
+/// signature tag beside it and an OCI 1.1 referrer (an SBOM whose subject is
+/// the image), as a registry-to-bundle save would hold them. Returns the
+/// image's and the referrer's manifest digests.
+fn signed_layout(dir: &Path) -> (String, String) {
+    random_image(dir, 1, 1);
+    let index_path = dir.join("index.json");
+    let mut index: serde_json::Value = serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let image = index["manifests"][0].clone();
+    let image_digest = image["digest"].as_str().unwrap().to_string();
+    let blobs = dir.join("blobs/sha256");
+    let put = |bytes: &[u8]| -> String {
+        let hex = sha256_hex(bytes);
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let empty = put(b"{}");
+    let payload =
+        format!(r#"{{"critical":{{"image":{{"docker-manifest-digest":"{image_digest}"}},"type":"cosign container image signature"}}}}"#);
+    let payload_digest = put(payload.as_bytes());
+    let sig = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":"{payload_digest}","size":{},"annotations":{{"dev.cosignproject.cosign/signature":"MEUCIQ=="}}}}]}}"#,
+        payload.len()
+    );
+    let sig_digest = put(sig.as_bytes());
+    let sbom = br#"{"spdxVersion":"SPDX-2.3","name":"ferry-test"}"#;
+    let sbom_digest = put(sbom);
+    let referrer = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/spdx+json","config":{{"mediaType":"application/vnd.oci.empty.v1+json","digest":"{empty}","size":2}},"layers":[{{"mediaType":"application/spdx+json","digest":"{sbom_digest}","size":{}}}],"subject":{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{image_digest}","size":{}}},"annotations":{{"org.opencontainers.image.created":"2026-01-01T00:00:00Z"}}}}"#,
+        sbom.len(),
+        image["size"]
+    );
+    let referrer_digest = put(referrer.as_bytes());
+    let entry = |digest: &str, size: usize, name: &str, ref_name: &str| {
+        serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size,
+            "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": ref_name}})
+    };
+    let sig_tag = format!("sha256-{}.sig", &image_digest[7..]);
+    index["manifests"][0]["annotations"]["io.containerd.image.name"] = "docker.io/ferry/signed:v1".into();
+    index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = "v1".into();
+    let manifests = index["manifests"].as_array_mut().unwrap();
+    manifests.push(entry(&sig_digest, sig.len(), &format!("docker.io/ferry/signed:{sig_tag}"), &sig_tag));
+    manifests.push(entry(&referrer_digest, referrer.len(), &format!("docker.io/ferry/signed@{referrer_digest}"), "sbom"));
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    (image_digest, referrer_digest)
+}
+
+#[test]
+fn signatures_and_referrers_travel_unless_left_out() {
+    let reg = Registry::start(Mode::TlsAuth);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("signed");
+    let (image, referrer) = signed_layout(&layout);
+    let bundle = save(&format!("oci:{}", layout.display()), &work.path().join("b"), "signed", &[]);
+
+    let report = push_ok(&reg, work.path(), &bundle, &reg.url("m"));
+    let repo = format!("{}/m/ferry/signed", reg.host());
+    let sig_tag = format!("sha256-{}.sig", &image[7..]);
+    let mut list = vec!["list-tags".to_string()];
+    list.extend(reg.skopeo_args(""));
+    list.push(format!("docker://{repo}"));
+    let tags = String::from_utf8(skopeo(&list).stdout).unwrap();
+    assert!(tags.contains("\"v1\"") && tags.contains(&sig_tag), "the signature tag went along: {tags}");
+    // distribution 2.8 has no referrers API: the referrer is listed in the tag-schema fallback.
+    assert_eq!(report["registry"]["referrers_indexed"], 1, "{report}");
+    let fallback: serde_json::Value = serde_json::from_slice(&raw_manifest(&reg, &format!("{repo}:sha256-{}", &image[7..]))).unwrap();
+    let listed = &fallback["manifests"][0];
+    assert_eq!(listed["digest"], referrer.as_str(), "{fallback}");
+    assert_eq!(listed["artifactType"], "application/spdx+json", "{fallback}");
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw_manifest(&reg, &format!("{repo}@{referrer}")))), referrer);
+
+    // --no-referrers: only the image.
+    let run = push(&reg, work.path(), &bundle, &reg.url("bare"), &["--no-referrers"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(report["registry"]["referrers_left_out"], 2, "{report}");
+    let mut list = vec!["list-tags".to_string()];
+    list.extend(reg.skopeo_args(""));
+    list.push(format!("docker://{}/bare/ferry/signed", reg.host()));
+    let tags: serde_json::Value = serde_json::from_slice(&skopeo(&list).stdout).unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!(["v1"]), "{tags}");
+}

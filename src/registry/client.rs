@@ -564,6 +564,21 @@ impl Client {
         Ok(repos)
     }
 
+    /// Whether the registry serves the OCI 1.1 referrers API (`GET /v2/<repo>/referrers/<digest>`).
+    pub fn has_referrers_api(&self, repo: &str, subject: &Digest) -> Result<bool, RegistryError> {
+        let context = format!("asking for the referrers of {subject} in {repo}");
+        let scope = Scope::pull(repo);
+        let url = self.url(&format!("v2/{repo}/referrers/{subject}"));
+        let resp = self
+            .retrying(|| self.send(&context, &scope, &|h| h.get(url.clone()).header(ACCEPT, "application/vnd.oci.image.index.v1+json")))?;
+        let is_index = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/vnd.oci.image.index.v1+json"));
+        Ok(resp.status() == StatusCode::OK && is_index)
+    }
+
     /// Every tag of `repo` (following `Link` pagination).
     pub fn list_tags(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
         let context = format!("listing the tags of {repo}");

@@ -5,6 +5,7 @@ pub mod client;
 mod error;
 pub mod push;
 pub mod reference;
+pub mod referrers;
 pub mod upload;
 
 pub use client::{Client, FetchedManifest, RegistryOptions, Scope};

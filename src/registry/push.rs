@@ -16,7 +16,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::media_types::{is_index, ANN_CONTAINERD_NAME, ANN_REF_NAME};
 use crate::image::{Descriptor, Index};
-use crate::reference::ImageName;
+use crate::reference::Reference;
 use bytes::Bytes;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -41,6 +41,19 @@ pub struct PushReport {
     pub manifests_pushed: usize,
     /// Manifests the repository had already.
     pub manifests_skipped: usize,
+    /// Referrers (manifests with a subject) listed in a fallback `sha256-<hex>` index.
+    pub referrers_indexed: usize,
+    /// Signatures, attestations, SBOMs and referrers left out (`--no-referrers`).
+    pub referrers_left_out: usize,
+}
+
+/// An index.json entry's repository path and tag (`REPO@DIGEST` has no tag):
+/// its full name, or a ref.name that is a whole image name (not just `v1`).
+fn entry_name(d: &Descriptor) -> Option<(String, Option<String>)> {
+    let parse = |n: &str| Reference::parse(n).ok().map(|r| (r.path, r.tag));
+    d.annotation(ANN_CONTAINERD_NAME)
+        .and_then(parse)
+        .or_else(|| d.annotation(ANN_REF_NAME).filter(|n| n.contains('/') || n.contains(':')).and_then(parse))
 }
 
 /// Repositories searched for a delta's base layers outside the bundle's own.
@@ -96,6 +109,11 @@ pub struct RegistryPush<'a> {
     present: HashSet<(String, Digest)>,
     delta: Option<Delta>,
     current: Option<Current>,
+    no_referrers: bool,
+    /// Manifests with a subject, pushed and then listed for their subjects.
+    referrers: Vec<super::referrers::Referrer>,
+    /// Documents not pushed (`--no-referrers`).
+    left_out: HashSet<Digest>,
     pub report: PushReport,
 }
 
@@ -130,34 +148,55 @@ impl<'a> RegistryPush<'a> {
             present: HashSet::new(),
             delta: None,
             current: None,
+            no_referrers: opts.no_referrers,
+            referrers: Vec::new(),
+            left_out: HashSet::new(),
             report: PushReport::default(),
         }
     }
 
-    /// Where an index.json entry goes: `PREFIX/PATH:TAG`, or the one `REPO:TAG` named.
-    fn place(&self, d: &Descriptor, count: usize) -> Result<(String, Option<String>)> {
-        if self.target.is_single_image() {
-            if count != 1 {
-                return Err(Error::usage(format!(
-                    "{}: the bundle holds {count} images; a target naming one repository and tag takes one (use docker://{}[/PREFIX] to keep their names)",
-                    self.target.display(),
-                    self.target.registry
-                )));
-            }
-            return Ok((self.target.repository.clone(), self.target.tag.clone()));
+    /// Where an index.json entry goes: `PREFIX/PATH[:TAG]`, or the one
+    /// `REPO:TAG` named; `None` for an entry without a repository name (a
+    /// referrer goes where its subject goes, found when its bytes arrive).
+    fn place(&self, d: &Descriptor, all: &[Descriptor]) -> Result<(Option<String>, Option<String>)> {
+        let named = entry_name(d);
+        if !self.target.is_single_image() {
+            let Some((path, tag)) = named else { return Ok((None, None)) };
+            let repo = if self.target.repository.is_empty() { path } else { format!("{}/{path}", self.target.repository) };
+            return Ok((Some(repo), tag));
         }
-        let name = d.annotation(ANN_CONTAINERD_NAME).and_then(ImageName::parse).or_else(|| {
-            // A ref.name that is a whole image name (not just `v1`).
-            d.annotation(ANN_REF_NAME).filter(|n| n.contains('/') || n.contains(':')).and_then(ImageName::parse)
-        });
-        let Some(name) = name else {
+        // One image: signatures and referrers beside it keep their own tags.
+        let repo = Some(self.target.repository.clone());
+        match named {
+            Some((_, Some(tag))) if super::referrers::is_referrer_tag(&tag) => return Ok((repo, Some(tag))),
+            None if all.len() > 1 => return Ok((None, None)),
+            _ => {}
+        }
+        let images =
+            all.iter().filter(|e| entry_name(e).is_some_and(|(_, t)| !t.as_deref().is_some_and(super::referrers::is_referrer_tag))).count();
+        if images > 1 {
             return Err(Error::usage(format!(
-                "image {} of the bundle has no repository name to push it under: name it with --into docker://{}/REPO:TAG",
-                d.digest, self.target.registry
+                "{}: the bundle holds {images} images; a target naming one repository and tag takes one (use docker://{}[/PREFIX] to keep their names)",
+                self.target.display(),
+                self.target.registry
+            )));
+        }
+        Ok((repo, self.target.tag.clone()))
+    }
+
+    /// An entry that named no repository and turned out to be a referrer: it goes with its subject.
+    fn place_unnamed(&mut self, digest: &Digest, subject: Option<&Digest>) -> Result<()> {
+        let Some(root) = self.roots.iter_mut().find(|r| r.repo.is_empty() && &r.descriptor.digest == digest) else { return Ok(()) };
+        let repos = subject.and_then(|s| self.repos.get(s)).cloned().unwrap_or_default();
+        let Some(first) = repos.first() else {
+            return Err(Error::usage(format!(
+                "image {digest} of the bundle has no repository name to push it under: name it with --into docker://{}/REPO:TAG",
+                self.target.registry
             )));
         };
-        let repo = if self.target.repository.is_empty() { name.path } else { format!("{}/{}", self.target.repository, name.path) };
-        Ok((repo, Some(name.tag)))
+        root.repo = first.clone();
+        self.repos.insert(digest.clone(), repos);
+        Ok(())
     }
 
     fn expect(&mut self, d: &Descriptor, role: Role, repos: &[String]) {
@@ -172,9 +211,25 @@ impl<'a> RegistryPush<'a> {
 
     /// A document checked out: note what it refers to, and where that goes.
     fn read_document(&mut self, digest: &Digest, role: Role, bytes: Vec<u8>) -> Result<()> {
-        let repos = self.repos.get(digest).cloned().unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| Error::integrity(format!("document {digest}: {e}")))?;
         let media_type = value.get("mediaType").and_then(|m| m.as_str()).map(str::to_string);
+        if self.left_out.contains(digest) {
+            return Ok(());
+        }
+        let subject = value.get("subject").and_then(|s| s.get("digest")).and_then(|d| d.as_str()).and_then(|d| Digest::parse(d).ok());
+        if !self.no_referrers || subject.is_none() {
+            self.place_unnamed(digest, subject.as_ref())?;
+        }
+        let repos = self.repos.get(digest).cloned().unwrap_or_default();
+        if value.get("subject").is_some() {
+            if self.no_referrers {
+                self.left_out.insert(digest.clone());
+                self.report.referrers_left_out += 1;
+                return Ok(());
+            }
+            let media = media_type.as_deref().unwrap_or(crate::image::media_types::OCI_MANIFEST);
+            self.referrers.extend(super::referrers::referrer_of(digest, media, &bytes));
+        }
         let mut kids = Vec::new();
         if role == Role::Index {
             let index: Index = serde_json::from_value(value).map_err(|e| Error::integrity(format!("index {digest}: {e}")))?;
@@ -307,9 +362,15 @@ impl<'a> Sink for RegistryPush<'a> {
         }
         let index: Index = serde_json::from_slice(bytes).map_err(|e| Error::integrity(format!("index.json: {e}")))?;
         for d in &index.manifests {
-            let (repo, tag) = self.place(d, index.manifests.len())?;
-            self.expect(d, if is_index(&d.media_type) { Role::Index } else { Role::Manifest }, std::slice::from_ref(&repo));
-            self.roots.push(Root { descriptor: d.clone(), repo, tag });
+            let (repo, tag) = self.place(d, &index.manifests)?;
+            if self.no_referrers && tag.as_deref().is_some_and(super::referrers::is_referrer_tag) {
+                self.report.referrers_left_out += 1;
+                self.left_out.insert(d.digest.clone());
+                continue;
+            }
+            let role = if is_index(&d.media_type) { Role::Index } else { Role::Manifest };
+            self.expect(d, role, repo.as_slice());
+            self.roots.push(Root { descriptor: d.clone(), repo: repo.unwrap_or_default(), tag });
         }
         self.check_delta()
     }
@@ -319,12 +380,12 @@ impl<'a> Sink for RegistryPush<'a> {
         let current = if role != Role::Blob {
             Current::Held { role, bytes: Vec::with_capacity(size as usize) }
         } else {
-            let repo = self
-                .repos
-                .get(digest)
-                .and_then(|r| r.first())
-                .cloned()
-                .ok_or_else(|| Error::integrity(format!("blob {digest} belongs to no image of the bundle")))?;
+            // No repository: it belongs only to what --no-referrers leaves out.
+            let repo = self.repos.get(digest).and_then(|r| r.first()).cloned();
+            let Some(repo) = repo else {
+                self.current = Some(Current::Skip);
+                return Ok(Box::new(io::sink()));
+            };
             if self.ensure_blob(&repo, digest)? {
                 Current::Skip
             } else if size <= CHUNK as u64 {
@@ -365,8 +426,9 @@ impl<'a> Sink for RegistryPush<'a> {
             self.report.bytes_resumed += up.sent.resumed;
         }
         let mut done = HashSet::new();
-        let roots: Vec<(Digest, String, Option<String>)> =
+        let mut roots: Vec<(Digest, String, Option<String>)> =
             self.roots.iter().map(|r| (r.descriptor.digest.clone(), r.repo.clone(), r.tag.clone())).collect();
+        roots.retain(|(d, _, _)| !self.left_out.contains(d));
         for (digest, _, _) in &roots {
             self.push_document(digest, &mut done)?;
         }
@@ -382,6 +444,13 @@ impl<'a> Sink for RegistryPush<'a> {
                 self.client.put_manifest(&repo, &tag, &media_type, bytes)?;
             }
             self.report.pushed.push(PushedImage { name: format!("{name}:{tag}"), digest });
+        }
+        for referrer in std::mem::take(&mut self.referrers) {
+            for repo in self.repos.get(&referrer.descriptor.digest).cloned().unwrap_or_default() {
+                if super::referrers::attach(self.client, &repo, &referrer)? {
+                    self.report.referrers_indexed += 1;
+                }
+            }
         }
         Ok(())
     }
