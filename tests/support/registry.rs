@@ -276,6 +276,28 @@ impl Drop for Registry {
 /// The test CA, the server certificate (localhost, 127.0.0.1) it signs, and a client certificate.
 fn make_certs(d: &Path) {
     let openssl = |args: &[&str]| run(Command::new("openssl").args(args).current_dir(d), &format!("openssl {}", args.join(" ")));
+    // A key and a request for `subject`, signed by the CA with the extensions in `ext`.
+    let issue = |key: &str, csr: &str, subject: &str, cert: &str, ext: &str, extensions: &str| {
+        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", subject]);
+        std::fs::write(d.join(ext), extensions).unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            cert,
+            "-days",
+            "3",
+            "-extfile",
+            ext,
+        ]);
+    };
     openssl(&[
         "req",
         "-x509",
@@ -291,48 +313,16 @@ fn make_certs(d: &Path) {
         "-subj",
         "/CN=ferry-test-ca",
     ]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "srv.csr", "-subj", "/CN=localhost"]);
-    std::fs::write(
-        d.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "cert.pem",
-        "-days",
-        "3",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=ferry-client"]);
-    std::fs::write(d.join("client.cnf"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
+    let server = "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
+    issue("key.pem", "srv.csr", "/CN=localhost", "cert.pem", "ext.cnf", server);
+    issue(
+        "client.key",
         "client.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
+        "/CN=ferry-client",
         "client.pem",
-        "-days",
-        "3",
-        "-extfile",
         "client.cnf",
-    ]);
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n",
+    );
     std::fs::copy(d.join("ca.crt"), d.join("certs/ca.crt")).unwrap();
     std::fs::copy(d.join("client.pem"), d.join("certs/client.cert")).unwrap();
     std::fs::copy(d.join("client.key"), d.join("certs/client.key")).unwrap();
