@@ -213,6 +213,18 @@ fn wrong_password_and_unknown_ca_are_clear_transport_errors() {
     assert_eq!(run.code, 4, "{}", run.stderr);
     assert!(run.stderr.contains("TLS") && run.stderr.contains("--ca-cert"), "{}", run.stderr);
 
+    // No registry there at all: exit 4, and --json says so on stderr.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = format!("docker://127.0.0.1:{free}/x");
+    let run = ferry_env(
+        &["--json", "load", "--allow-unsigned", bundle.to_str().unwrap(), "--into", &down, "--plain-http", "--retries", "0"],
+        &env,
+    );
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    let err: serde_json::Value = serde_json::from_str(run.stderr.trim()).unwrap_or_else(|e| panic!("{e}: {}", run.stderr));
+    assert_eq!(err["exit"], 4);
+    assert!(err["hint"].as_str().unwrap().contains("registry runs"), "{err}");
+
     // Credentials from $REGISTRY_AUTH_FILE work as --registry-auth does.
     let a = args(&["--ca-cert", reg.ca_cert().to_str().unwrap(), "-q"]);
     let run = ferry_env(&a.iter().map(String::as_str).collect::<Vec<_>>(), &[env[0], ("REGISTRY_AUTH_FILE", good.to_str().unwrap())]);
