@@ -495,3 +495,31 @@ fn signatures_and_referrers_travel_unless_left_out() {
     let tags: serde_json::Value = serde_json::from_slice(&skopeo(&list).stdout).unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["v1"]), "{tags}");
 }
+
+#[test]
+fn a_registry_that_asks_for_a_client_certificate_gets_one() {
+    let reg = Registry::start(Mode::MutualTls);
+    let work = tempfile::tempdir().unwrap();
+    let bundle =
+        save(&format!("docker-archive:{}", fixture("docker20-whiteout.docker.tar.gz").display()), &work.path().join("b"), "b", &[]);
+    // ferry_args() carries --cert and --cert-key for this mode.
+    let report = push_ok(&reg, work.path(), &bundle, &reg.url("mtls"));
+    let (name, digest) = &pushed(&report)[0];
+    assert_eq!(format!("sha256:{}", sha256_hex(&raw_manifest(&reg, name))), *digest);
+    let home = work.path().join("home");
+    let run = ferry_env(
+        &[
+            "load",
+            "--allow-unsigned",
+            bundle.to_str().unwrap(),
+            "--into",
+            &reg.url("mtls2"),
+            "--ca-cert",
+            reg.ca_cert().to_str().unwrap(),
+            "--registry-auth",
+            reg.auth_file(PASSWORD).to_str().unwrap(),
+        ],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(run.code, 4, "without a client certificate: {}", run.stderr);
+}
