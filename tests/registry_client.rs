@@ -117,3 +117,21 @@ fn plain_http_only_when_asked() {
     let err = Client::connect(&reg.host(), &tls).unwrap().ping().unwrap_err();
     assert_eq!(ferry::Error::from(err).kind(), ErrorKind::Transport, "no silent fallback to HTTP");
 }
+
+#[test]
+fn bearer_tokens_from_the_realm_the_registry_names() {
+    let reg = Registry::start(Mode::TlsToken);
+    let client = Client::connect(&reg.host(), &options(&reg, PASSWORD)).unwrap();
+    let blob = Bytes::from_static(b"token-flow");
+    let digest = Digest::of_bytes(&blob);
+    client.upload_blob("team/tok", &digest, blob).unwrap();
+    assert!(client.blob_exists("team/tok", &digest).unwrap());
+    assert!(client.mount_blob("team/other", &digest, "team/tok").unwrap());
+    let issued = reg.token.as_ref().unwrap().issued.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(issued >= 2, "tokens were fetched per scope ({issued})");
+
+    let wrong = Client::connect(&reg.host(), &options(&reg, "nope-nope")).unwrap();
+    let err = wrong.blob_exists("team/tok", &digest).unwrap_err();
+    assert!(matches!(err, RegistryError::Auth { .. }), "{err:?}");
+    assert!(!err.to_string().contains("nope-nope"));
+}

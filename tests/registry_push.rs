@@ -523,3 +523,21 @@ fn a_registry_that_asks_for_a_client_certificate_gets_one() {
     );
     assert_eq!(run.code, 4, "without a client certificate: {}", run.stderr);
 }
+
+#[test]
+fn a_registry_with_token_auth_takes_a_push() {
+    let reg = Registry::start(Mode::TlsToken);
+    let work = tempfile::tempdir().unwrap();
+    let src = format!("docker-archive:{}", fixture("multi.docker.tar.gz").display());
+    let bundle = save(&src, &work.path().join("b"), "b", &[]);
+    // Two repositories: uploads, a cross-repository mount (a token for both scopes), tags.
+    let report = push_ok(&reg, work.path(), &bundle, &reg.url("tok"));
+    assert!(report["registry"]["blobs_mounted"].as_u64().unwrap() > 0, "{report}");
+    for (name, digest) in pushed(&report) {
+        let mut args = vec!["inspect".to_string(), "--raw".into(), "--cert-dir".into(), reg.cert_dir().display().to_string()];
+        args.extend(["--creds".into(), format!("{}:{PASSWORD}", support::registry::USER), format!("docker://{name}")]);
+        let out = skopeo(&args);
+        assert!(out.status.success(), "skopeo inspect {name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(format!("sha256:{}", sha256_hex(&out.stdout)), digest);
+    }
+}

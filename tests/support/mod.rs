@@ -5,6 +5,7 @@
 pub mod dockerd;
 pub mod podman;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 

@@ -25,6 +25,8 @@ pub enum Mode {
     MutualTls,
     /// Plain HTTP, no auth.
     Plain,
+    /// TLS + Bearer tokens from a token issuer ([`super::token::TokenServer`]) that knows alice.
+    TlsToken,
 }
 
 pub struct Registry {
@@ -34,6 +36,7 @@ pub struct Registry {
     child: Option<Child>,
     /// Log files of earlier runs (before a restart), kept for counting.
     runs: usize,
+    pub token: Option<super::token::TokenServer>,
 }
 
 fn run(cmd: &mut Command, what: &str) {
@@ -59,7 +62,8 @@ impl Registry {
         assert!(htpasswd.status.success(), "htpasswd failed");
         std::fs::write(d.join("htpasswd"), htpasswd.stdout).unwrap();
         let port = free_port();
-        let mut reg = Registry { dir, port, mode, child: None, runs: 0 };
+        let token = (mode == Mode::TlsToken).then(|| super::token::TokenServer::start(dir.path()));
+        let mut reg = Registry { dir, port, mode, child: None, runs: 0, token };
         reg.write_config();
         reg.spawn();
         reg
@@ -69,12 +73,13 @@ impl Registry {
         let d = self.dir.path().display();
         let tls = match self.mode {
             Mode::Plain => String::new(),
-            Mode::TlsAuth => format!("\n  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem"),
+            Mode::TlsAuth | Mode::TlsToken => format!("\n  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem"),
             Mode::MutualTls => format!("\n  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\n    clientcas:\n      - {d}/ca.crt"),
         };
-        let auth = match self.mode {
-            Mode::Plain => String::new(),
-            _ => format!("auth:\n  htpasswd:\n    realm: test\n    path: {d}/htpasswd\n"),
+        let auth = match (&self.token, self.mode) {
+            (Some(t), _) => t.registry_auth_config(),
+            (None, Mode::Plain) => String::new(),
+            (None, _) => format!("auth:\n  htpasswd:\n    realm: test\n    path: {d}/htpasswd\n"),
         };
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:{}\n  secret: ferry-test-secret{tls}\n{auth}",
