@@ -39,7 +39,7 @@ fn b64std(data: &[u8]) -> String {
     b64url(data).replace('-', "+").replace('_', "/") + ["", "==", "="][data.len() % 3]
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Vec<String> {
+fn query_param(query: &str, name: &str) -> Vec<String> {
     query.split('&').filter_map(|kv| kv.split_once('=')).filter(|(k, _)| *k == name).map(|(_, v)| percent_decode(v)).collect()
 }
 
