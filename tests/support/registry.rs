@@ -164,7 +164,7 @@ impl Registry {
     /// A Docker config.json with alice's credentials (or `password` instead).
     pub fn auth_file(&self, password: &str) -> PathBuf {
         let path = self.dir.path().join(format!("auth-{}.json", password.len()));
-        let b64 = base64_encode(format!("{USER}:{password}").as_bytes());
+        let b64 = super::token::b64std(format!("{USER}:{password}").as_bytes());
         std::fs::write(&path, format!(r#"{{"auths": {{"{}": {{"auth": "{b64}"}}}}}}"#, self.host())).unwrap();
         path
     }
@@ -303,21 +303,7 @@ fn make_certs(d: &Path) {
             ext,
         ]);
     };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "3",
-        "-subj",
-        "/CN=ferry-test-ca",
-    ]);
+    self_signed(d, "ca.key", "ca.crt", "/CN=ferry-test-ca");
     let server = "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n";
     issue("key.pem", "srv.csr", "/CN=localhost", "cert.pem", "ext.cnf", server);
     issue(
@@ -333,18 +319,8 @@ fn make_certs(d: &Path) {
     std::fs::copy(d.join("client.key"), d.join("certs/client.key")).unwrap();
 }
 
-fn base64_encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// A fresh RSA key and a self-signed certificate for `subject` in `dir`.
+pub fn self_signed(dir: &Path, key: &str, cert: &str, subject: &str) {
+    let args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "3", "-subj", subject];
+    run(Command::new("openssl").args(args).current_dir(dir), &format!("openssl {}", args.join(" ")));
 }

@@ -35,7 +35,8 @@ fn b64url(data: &[u8]) -> String {
     out
 }
 
-fn b64std(data: &[u8]) -> String {
+/// Standard base64 with padding.
+pub fn b64std(data: &[u8]) -> String {
     b64url(data).replace('-', "+").replace('_', "/") + ["", "==", "="][data.len() % 3]
 }
 
@@ -69,26 +70,7 @@ fn percent_decode(s: &str) -> String {
 impl TokenServer {
     /// Key and certificate in `dir` (`token.key`, `token.crt`), then serve on a free port.
     pub fn start(dir: &Path) -> TokenServer {
-        let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "token.key",
-                "-out",
-                "token.crt",
-                "-days",
-                "3",
-                "-subj",
-                "/CN=ferry-token",
-            ])
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(ok.status.success(), "openssl: {}", String::from_utf8_lossy(&ok.stderr));
+        super::registry::self_signed(dir, "token.key", "token.crt", "/CN=ferry-token");
         let der = Command::new("openssl").args(["x509", "-in", "token.crt", "-outform", "DER"]).current_dir(dir).output().unwrap().stdout;
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
