@@ -62,6 +62,9 @@ pub enum Error {
     /// A delta bundle whose left-out layers the target does not hold (or cannot be checked for).
     #[error("{0}")]
     MissingBase(String),
+    /// Talking to a registry failed (TLS, auth, connection, a refused request).
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// What kind of failure, for exit codes.
@@ -146,6 +149,7 @@ impl Error {
             Error::Transport(TransportError::NotRegular { .. }) => ErrorKind::Integrity,
             Error::Transport(_) => ErrorKind::Transport,
             Error::Seal(e) | Error::SealIn { source: e, .. } if e.is_integrity_failure() => ErrorKind::Integrity,
+            Error::Registry(e) => e.kind(),
             _ => ErrorKind::Other,
         }
     }
@@ -193,6 +197,7 @@ impl Error {
             }
             Error::Containerd(_) => "check that containerd runs and that --containerd-address (or CONTAINERD_ADDRESS) names its socket",
             Error::UnsafeImage(_) => "nothing was written; do not use this image: get it again from a source you trust",
+            Error::Registry(e) => return Some(e.hint()),
             Error::MissingBase(_) => {
                 "nothing was written: load the bundle the delta was made against first, or ask the sender for a full bundle (save without --have)"
             }

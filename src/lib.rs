@@ -14,6 +14,7 @@ pub mod flatten;
 pub mod have;
 pub mod image;
 pub mod reference;
+pub mod registry;
 pub mod seal;
 pub mod size;
 

@@ -22,6 +22,7 @@ struct Cli {
     net: NetArgs,
     #[command(flatten)]
     containerd: ContainerdArgs,
+    registry: RegistryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -35,7 +36,7 @@ struct NetArgs {
     /// Accept and record the host key of an SFTP server not yet in known_hosts (a changed key is always refused).
     #[arg(long, global = true)]
     accept_new_host_key: bool,
-    /// Extra CA certificate (PEM) to trust for FTPS and HTTPS.
+    /// Extra CA certificate (PEM) to trust for FTPS, HTTPS and registries.
     #[arg(long, global = true, value_name = "FILE")]
     ca_cert: Option<std::path::PathBuf>,
     /// SSH private key for SFTP (default: the agent, then ~/.ssh/id_*); repeatable.
@@ -55,6 +56,47 @@ struct ContainerdArgs {
     /// The snapshotter a containerd target unpacks into (overlayfs, native, ...).
     #[arg(long, global = true, value_name = "NAME", default_value = ferry::containerd::DEFAULT_SNAPSHOTTER)]
     snapshotter: String,
+}
+
+/// Options of `docker://` registries (SPEC §6); `--ca-cert` and `--timeout` apply too.
+#[derive(Args)]
+struct RegistryArgs {
+    /// Client certificate (PEM) for registries that ask for one (mTLS); may hold its key too.
+    #[arg(long, global = true, value_name = "FILE")]
+    cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PKCS#8 PEM), if not in the --cert file.
+    #[arg(long = "cert-key", global = true, value_name = "FILE")]
+    cert_key: Option<std::path::PathBuf>,
+    /// Talk to registries over plain HTTP (no TLS): only for a registry that has none.
+    #[arg(long, global = true)]
+    plain_http: bool,
+    /// Registry credentials file (Docker config.json format); default $REGISTRY_AUTH_FILE, ~/.docker/config.json, $XDG_RUNTIME_DIR/containers/auth.json.
+    #[arg(long, global = true, value_name = "FILE")]
+    registry_auth: Option<std::path::PathBuf>,
+    /// Blobs moved at once to or from a registry.
+    #[arg(short = 'j', long, global = true, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jobs: u16,
+    /// Further tries of a failed registry request (connection lost, 5xx), with backoff.
+    #[arg(long, global = true, value_name = "N", default_value_t = 3)]
+    retries: u32,
+    /// Leave out signatures, attestations and SBOMs attached to images.
+    #[arg(long, global = true)]
+    no_referrers: bool,
+}
+
+fn registry_options(r: &RegistryArgs, net: &NetArgs) -> ferry::registry::RegistryOptions {
+    ferry::registry::RegistryOptions {
+        ca_cert: net.ca_cert.clone(),
+        cert: r.cert.clone(),
+        key: r.cert_key.clone(),
+        plain_http: r.plain_http,
+        auth_file: r.registry_auth.clone(),
+        jobs: r.jobs.into(),
+        retries: r.retries,
+        no_referrers: r.no_referrers,
+        io_timeout: net.timeout,
+        ..Default::default()
+    }
 }
 
 fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
@@ -316,7 +358,13 @@ fn main() -> ExitCode {
     // With --json, stderr carries only an error object: no progress or status lines.
     let progress = CliProgress::new(cli.quiet || cli.json);
     let containerd = ferry::containerd::Endpoint::new(cli.containerd.containerd_address.clone(), Some(cli.containerd.snapshotter.clone()));
-    let cx = Context { net: transport_options(&cli.net), progress: &progress, prompt_allowed: prompt_allowed(), containerd };
+    let cx = Context {
+        net: transport_options(&cli.net),
+        progress: &progress,
+        prompt_allowed: prompt_allowed(),
+        containerd,
+        registry: registry_options(&cli.registry, &cli.net),
+    };
     let out = Output { json: cli.json, progress: &progress };
     match run(cli.command, &cx, &out) {
         Ok(()) => ExitCode::SUCCESS,

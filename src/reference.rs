@@ -26,6 +26,8 @@ pub enum ImageRef {
         namespace: String,
         name: Option<String>,
     },
+    /// `docker://HOST[:PORT]/REPO[:TAG|@DIGEST]` (or, as a target, `docker://HOST[:PORT][/PREFIX]`).
+    Registry(crate::registry::RegistryRef),
 }
 
 impl ImageRef {
@@ -60,8 +62,8 @@ impl ImageRef {
             }
             return Ok(ImageRef::Containerd { namespace: containerd_namespace(None)?, name: Some(name.to_string()) });
         }
-        if s.starts_with("docker://") {
-            return Err(Error::usage("docker:// (registries) is not supported yet; save from docker-daemon: or an archive"));
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(crate::registry::RegistryRef::parse_source(rest)?));
         }
         if s.is_empty() {
             return Err(Error::usage("empty image reference"));
@@ -79,6 +81,9 @@ impl ImageRef {
         if let Some(namespace) = s.strip_prefix("containerd:") {
             return Ok(ImageRef::Containerd { namespace: containerd_namespace(Some(namespace))?, name: None });
         }
+        if let Some(rest) = s.strip_prefix("docker://") {
+            return Ok(ImageRef::Registry(crate::registry::RegistryRef::parse_target(rest)?));
+        }
         let target = ImageRef::parse(s)?;
         let named = match &target {
             ImageRef::Containerd { name, .. } => name.as_deref(),
@@ -86,6 +91,7 @@ impl ImageRef {
             ImageRef::DockerArchive { reference, .. } | ImageRef::OciArchive { reference, .. } | ImageRef::OciDir { reference, .. } => {
                 reference.as_deref()
             }
+            ImageRef::Registry(_) => None,
         };
         if let Some(digest) = named.map(Selector::parse).transpose()?.and_then(|sel| sel.digest) {
             return Err(Error::usage(format!(

@@ -18,6 +18,8 @@ pub struct TargetOptions {
     pub platforms: crate::image::PlatformFilter,
     /// containerd's socket and snapshotter (`containerd:` targets).
     pub containerd: crate::containerd::Endpoint,
+    /// TLS, credentials, retries of a `docker://` target.
+    pub registry: crate::registry::RegistryOptions,
 }
 
 /// `ferry load --into TARGET`: the verified stream into the target it names.
@@ -65,6 +67,15 @@ pub fn load_with(
             crate::containerd::load_into_containerd(bundle, decryptor, &options.containerd, namespace, &options.platforms, progress)
         }
         ImageRef::DockerDaemon(name) if name.is_empty() => crate::engine::load_into_daemon(bundle, decryptor, progress),
+        ImageRef::Registry(r) => {
+            use crate::registry::push::{PushTarget, RegistryPush};
+            let to = PushTarget::connect(r, &options.registry)?;
+            let mut sink = RegistryPush::new(&to, r, &options.registry);
+            let (v, c, e) = verify_into(bundle, decryptor, &mut sink, None, progress)?;
+            let mut report = report(r.display(), &v, c, e);
+            report.registry = Some(sink.report);
+            Ok(report)
+        }
         ImageRef::DockerDaemon(name) => Err(Error::usage(format!(
             "--into docker-daemon:{name}: the daemon target takes no name (images keep the names the bundle records); use --into docker-daemon:"
         ))),

@@ -20,6 +20,8 @@ pub struct LoadReport {
     pub encrypted: bool,
     /// Blobs the target held already and was not sent again (containerd).
     pub skipped_blobs: usize,
+    /// What a push into a registry did.
+    pub registry: Option<crate::registry::push::PushReport>,
 }
 
 /// Verify `bundle` completely into `sink`, and write the verified tar to
@@ -72,7 +74,16 @@ pub fn verify(bundle: &Trusted, decryptor: Option<Decryptor>, progress: &dyn Pro
 }
 
 pub fn report(target: String, v: &Verified, compression: Compression, encrypted: bool) -> LoadReport {
-    LoadReport { target, images: image_names(v), blobs: v.blobs, content_bytes: v.content_bytes, compression, encrypted, skipped_blobs: 0 }
+    LoadReport {
+        target,
+        images: image_names(v),
+        blobs: v.blobs,
+        content_bytes: v.content_bytes,
+        compression,
+        encrypted,
+        skipped_blobs: 0,
+        registry: None,
+    }
 }
 
 /// Image names recorded in a verified bundle's index.json.

@@ -30,6 +30,9 @@ pub struct LoadSummary {
     pub bad_parts: Vec<crate::parity::BadPart>,
     /// Blobs the target held already, not written again (containerd).
     pub skipped_blobs: usize,
+    /// A `docker://` target: what was uploaded, skipped, mounted and tagged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::registry::push::PushReport>,
 }
 
 pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
@@ -42,6 +45,7 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         deep: opts.deep,
         platforms: crate::image::PlatformFilter::parse(&opts.platforms)?,
         containerd: cx.containerd.clone(),
+        registry: cx.registry.clone(),
     };
     let report = crate::targets::load_with(&bundle, &into, decryptor, &options, cx.progress)?;
     Ok(LoadSummary {
@@ -55,5 +59,6 @@ pub fn run(opts: &LoadOptions, cx: &Context) -> Result<LoadSummary> {
         encrypted: report.encrypted,
         bad_parts: bundle.rebuilt_parts(),
         skipped_blobs: report.skipped_blobs,
+        registry: report.registry,
     })
 }

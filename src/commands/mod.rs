@@ -27,6 +27,8 @@ pub struct Context<'a> {
     pub prompt_allowed: bool,
     /// containerd's socket and snapshotter (`containerd:` sources and targets).
     pub containerd: crate::containerd::Endpoint,
+    /// Options of `docker://` registries (SPEC §6).
+    pub registry: crate::registry::RegistryOptions,
 }
 
 impl Context<'_> {

@@ -579,6 +579,7 @@ pub fn flatten_command(
         }
         ImageRef::DockerDaemon(name) => Some(name.clone()).filter(|n| !n.is_empty()),
         ImageRef::Containerd { .. } => None,
+        ImageRef::Registry(r) => r.tag.clone(),
     };
     if let (Some(n), true) = (named, set.images.len() > 1) {
         return Err(Error::usage(format!(

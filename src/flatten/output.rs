@@ -43,7 +43,7 @@ pub fn spool_dir_for_target(target: &ImageRef) -> PathBuf {
     };
     match target {
         ImageRef::DockerArchive { path, .. } | ImageRef::OciArchive { path, .. } | ImageRef::OciDir { path, .. } => parent_of(path),
-        ImageRef::DockerDaemon(_) | ImageRef::Containerd { .. } => std::env::temp_dir(),
+        ImageRef::DockerDaemon(_) | ImageRef::Containerd { .. } | ImageRef::Registry(_) => std::env::temp_dir(),
     }
 }
 
@@ -55,6 +55,7 @@ pub fn describe_target(target: &ImageRef) -> String {
         ImageRef::OciDir { path, .. } => format!("oci:{}", path.display()),
         ImageRef::DockerDaemon(_) => "docker-daemon:".to_string(),
         ImageRef::Containerd { namespace, .. } => format!("containerd:{namespace}"),
+        ImageRef::Registry(r) => r.display(),
     }
 }
 
@@ -98,6 +99,10 @@ pub fn write_image_set(set: &mut ImageSet, target: &ImageRef, progress: &dyn Pro
         ImageRef::Containerd { .. } => {
             Err(Error::usage("flatten cannot write to containerd: yet; flatten into oci-archive:FILE, save and load that"))
         }
+        ImageRef::Registry(r) => Err(Error::usage(format!(
+            "{}: flatten writes to oci:, oci-archive:, docker-archive: or docker-daemon:; load the result into a registry with `ferry save` + `ferry load --into docker://`",
+            crate::untrusted::shown(&r.display())
+        ))),
     }
 }
 

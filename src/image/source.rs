@@ -63,6 +63,9 @@ pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
         ImageRef::DockerDaemon(_) => {
             return Err(Error::usage("docker-daemon: sources are handled by the engine module"));
         }
+        ImageRef::Registry(r) => {
+            return Err(Error::usage(format!("{}: saving from a registry is not supported yet", crate::untrusted::shown(&r.display()))));
+        }
     }
     Ok(set)
 }

@@ -5,6 +5,8 @@
 pub mod containerd;
 pub mod dockerd;
 pub mod podman;
+pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 
