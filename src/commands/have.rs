@@ -3,6 +3,7 @@
 //!
 //! - `oci:DIR[:REF]`: every blob reachable from its index.json;
 //! - `docker-daemon:[NAME]`: the layer chain IDs of every image (or of NAME);
+//! - `docker://HOST[/PREFIX]`: every blob of the registry's repositories under PREFIX;
 //! - a bundle (`LOCATION/STEM`, a `.sha256`, ...): the blobs it carried and the
 //!   chain IDs of its images, for a delta against an earlier release. Its
 //!   content is read, so it is checked first as `load` checks it.
@@ -66,9 +67,12 @@ fn held_by(target: &str, opts: &HaveOptions, cx: &Context) -> Result<HaveList> {
     if target.starts_with("oci:") {
         return held_by_layout(&ImageRef::parse(target)?);
     }
-    if ["docker-archive:", "oci-archive:", "docker://", "containerd:"].iter().any(|p| target.starts_with(p)) {
+    if let Some(rest) = target.strip_prefix("docker://") {
+        return crate::registry::held::held_by_registry(&crate::registry::RegistryRef::parse(rest)?, &cx.registry);
+    }
+    if ["docker-archive:", "oci-archive:", "containerd:"].iter().any(|p| target.starts_with(p)) {
         return Err(Error::usage(format!(
-            "ferry have cannot read {} yet: give oci:DIR, docker-daemon: or a bundle (LOCATION/STEM)",
+            "ferry have cannot read {} yet: give oci:DIR, docker-daemon:, docker://HOST[/PREFIX] or a bundle (LOCATION/STEM)",
             crate::untrusted::shown(target)
         )));
     }

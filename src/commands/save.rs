@@ -91,6 +91,7 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
         spool_in_place: spool_zstd_level.is_some() && spool_dir.is_some() && split.is_none() && encryptor.is_none(),
         spool_dir,
         spool_zstd_level,
+        registry: cx.registry.clone(),
     };
     let output: Arc<dyn Transport> = Arc::from(cx.open(&cmd.output)?);
     let flattened = cmd.flatten;

@@ -557,11 +557,12 @@ pub fn flatten_command(
     source: &ImageRef,
     target: &ImageRef,
     platforms: crate::image::PlatformFilter,
+    registry: &crate::registry::RegistryOptions,
     progress: &dyn Progress,
 ) -> Result<FlattenReport> {
     let tmp_dir = super::output::spool_dir_for_target(target);
     std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(format!("creating {}", tmp_dir.display()), e))?;
-    let opts = crate::image::SourceOptions { platforms, spool_dir: Some(tmp_dir.clone()), spool_zstd_level: None, spool_in_place: false };
+    let opts = crate::image::SourceOptions { platforms, spool_dir: Some(tmp_dir.clone()), spool_zstd_level: None, spool_in_place: false, registry: registry.clone() };
     let set = crate::sources::collect_images(std::slice::from_ref(source), &opts, progress)?;
     if set.images.is_empty() {
         return Err(Error::usage("the source holds no image"));
