@@ -284,6 +284,14 @@ fn jobs_do_not_change_the_bundle() {
     }
     assert!(contents[0].len() > 3);
     assert!(contents[0] == contents[1], "-j 1 and -j 4 write the same entries in the same order");
+
+    // flatten takes the same sources: one layer, which skopeo reads back.
+    let flat = work.path().join("flat");
+    ferry_reg_ok(&reg, &["flatten", &reg.url("links/app:v1"), &format!("oci:{}:flat", flat.display())]);
+    let out = Command::new("skopeo").args(["inspect", "--raw", &format!("oci:{}:flat", flat.display())]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["layers"].as_array().unwrap().len(), 1, "{m}");
 }
 
 #[test]
@@ -307,6 +315,13 @@ fn auth_and_tls_failures_are_clear() {
     assert_eq!(r.code, 4, "{}", r.stderr);
     assert!(r.stderr.contains("TLS") && r.stderr.contains("--ca-cert"), "{}", r.stderr);
     assert!(!out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(), "nothing written");
+
+    // A registry that is down: exit 4, naming it.
+    let mut reg = reg;
+    reg.kill();
+    let r = ferry_reg(&reg, &["save", &reg.url("team/app:v1"), "--retries", "0", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(r.stderr.contains(&reg.host()), "{}", r.stderr);
 }
 
 #[test]

@@ -218,3 +218,32 @@ fn add_referrers(files: &RegistryFiles, set: &mut ImageSet) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(bytes: &str, media_type: Option<&str>) -> FetchedManifest {
+        FetchedManifest { bytes: bytes.as_bytes().to_vec(), media_type: media_type.map(str::to_string), digest: None }
+    }
+
+    #[test]
+    fn manifests_are_hashed_checked_and_schema1_refused() {
+        let r = RegistryRef::parse_source("127.0.0.1:5000/team/app:v1").unwrap();
+        let doc = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","size":2},"layers":[]}"#;
+        let got = checked(&r, "v1", fetched(doc, Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"))).unwrap();
+        assert_eq!(got.descriptor.digest, Digest::of_bytes(doc.as_bytes()));
+        assert_eq!(got.descriptor.media_type, mt::OCI_MANIFEST);
+        assert_eq!(got.bytes, doc.as_bytes(), "kept byte for byte");
+
+        let other = format!("sha256:{}", "1".repeat(64));
+        let e = checked(&r, &other, fetched(doc, None)).err().expect("a pinned digest is checked");
+        assert_eq!(e.kind(), crate::error::ErrorKind::Integrity);
+
+        let schema1 = r#"{"schemaVersion":1,"name":"team/app","tag":"v1","fsLayers":[]}"#;
+        for media_type in [None, Some("application/vnd.docker.distribution.manifest.v1+prettyjws")] {
+            let e = checked(&r, "v1", fetched(schema1, media_type)).err().expect("schema 1 is refused");
+            assert!(e.to_string().contains("schema 1"), "{e}");
+        }
+    }
+}
