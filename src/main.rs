@@ -582,7 +582,13 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
     }
     for img in info.images.iter().flatten() {
         if let Some(r) = &img.referrer {
-            println!("{} {} ({}) attached to {}", shown(&r.kind), shown(img.ref_name.as_deref().unwrap_or("<untagged>")), img.digest, shown(&r.subject));
+            println!(
+                "{} {} ({}) attached to {}",
+                shown(&r.kind),
+                shown(img.ref_name.as_deref().unwrap_or("<untagged>")),
+                img.digest,
+                shown(&r.subject)
+            );
             continue;
         }
         println!("image {} ({})", shown(img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>")), img.digest);

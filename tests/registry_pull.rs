@@ -106,13 +106,20 @@ fn save_from_registry_keeps_digests_verifies_and_runs_in_docker() {
 
     // A real dockerd loads it and runs it.
     let daemon = Dockerd::start();
-    let loaded = ferry_env(&["load", out.join("app").to_str().unwrap(), "--into", "docker-daemon:", "--allow-unsigned"], &[("DOCKER_HOST", daemon.host.as_str())]);
+    let loaded = ferry_env(
+        &["load", out.join("app").to_str().unwrap(), "--into", "docker-daemon:", "--allow-unsigned"],
+        &[("DOCKER_HOST", daemon.host.as_str())],
+    );
     assert_eq!(loaded.code, 0, "load into dockerd: {}", loaded.stderr);
     let image = format!("{}/team/app:v1", reg.host());
     let run = daemon.docker_ok(&["run", "--rm", "--pull=never", "--network", "none", &image]);
     assert_eq!(run.trim_end(), "ferry fixture docker20: ok");
     let config = serde_json::from_slice::<serde_json::Value>(&manifest).unwrap()["config"]["digest"].as_str().unwrap().to_string();
-    assert_eq!(daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &image]).trim(), config, "the image ID is the registry's config digest");
+    assert_eq!(
+        daemon.docker_ok(&["image", "inspect", "-f", "{{.Id}}", &image]).trim(),
+        config,
+        "the image ID is the registry's config digest"
+    );
 
     // By digest: the same manifest, the name kept with its digest.
     let by_digest = work.path().join("d");
@@ -136,7 +143,8 @@ fn multi_arch_index_and_platform_selection() {
     push(&reg, &format!("oci-archive:{}", fixture("multiarch.oci.tar").display()), "multi/arch:v1");
     let index = raw_manifest(&reg, "multi/arch:v1");
     let parsed: serde_json::Value = serde_json::from_slice(&index).unwrap();
-    let arm64 = parsed["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").expect("an arm64 manifest");
+    let arm64 =
+        parsed["manifests"].as_array().unwrap().iter().find(|m| m["platform"]["architecture"] == "arm64").expect("an arm64 manifest");
     let arm64_digest = arm64["digest"].as_str().unwrap().to_string();
     let work = tempfile::tempdir().unwrap();
 
@@ -160,7 +168,8 @@ fn multi_arch_index_and_platform_selection() {
     assert!(blob(&files, &digest_of(&index)).is_none(), "the index is left out");
     let other = parsed["manifests"].as_array().unwrap().iter().find(|m| m["digest"] != arm64_digest.as_str()).unwrap();
     assert!(blob(&files, other["digest"].as_str().unwrap()).is_none(), "the other platform is left out");
-    let inspect: serde_json::Value = serde_json::from_str(&ferry_ok(&["inspect", one.join("m").to_str().unwrap(), "--json"]).stdout).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ferry_ok(&["inspect", one.join("m").to_str().unwrap(), "--json"]).stdout).unwrap();
     assert_eq!(inspect["images"][0]["manifests"][0]["platform"], "linux/arm64", "{inspect}");
 }
 
@@ -362,7 +371,8 @@ fn have_lists_every_blob_of_the_registry() {
     let multi = raw_manifest(&reg, "other/multi:v1");
     expected.push(digest_of(&multi));
     let idx: serde_json::Value = serde_json::from_slice(&multi).unwrap();
-    let platform_manifests: Vec<String> = idx["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect();
+    let platform_manifests: Vec<String> =
+        idx["manifests"].as_array().unwrap().iter().map(|m| m["digest"].as_str().unwrap().to_string()).collect();
     expected.extend(platform_manifests.iter().cloned());
 
     let work = tempfile::tempdir().unwrap();
@@ -376,7 +386,12 @@ fn have_lists_every_blob_of_the_registry() {
     }
     // The layers of the platform manifests too.
     for pm in &platform_manifests {
-        let out = Command::new("skopeo").args(["inspect", "--raw"]).args(reg.skopeo_args("")).arg(reg.url(&format!("other/multi@{pm}"))).output().unwrap();
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .args(reg.skopeo_args(""))
+            .arg(reg.url(&format!("other/multi@{pm}")))
+            .output()
+            .unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for l in v["layers"].as_array().unwrap() {
             assert!(text.lines().any(|x| x == l["digest"].as_str().unwrap()));

@@ -562,7 +562,13 @@ pub fn flatten_command(
 ) -> Result<FlattenReport> {
     let tmp_dir = super::output::spool_dir_for_target(target);
     std::fs::create_dir_all(&tmp_dir).map_err(|e| Error::io(format!("creating {}", tmp_dir.display()), e))?;
-    let opts = crate::image::SourceOptions { platforms, spool_dir: Some(tmp_dir.clone()), spool_zstd_level: None, spool_in_place: false, registry: registry.clone() };
+    let opts = crate::image::SourceOptions {
+        platforms,
+        spool_dir: Some(tmp_dir.clone()),
+        spool_zstd_level: None,
+        spool_in_place: false,
+        registry: registry.clone(),
+    };
     let set = crate::sources::collect_images(std::slice::from_ref(source), &opts, progress)?;
     if set.images.is_empty() {
         return Err(Error::usage("the source holds no image"));

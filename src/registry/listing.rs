@@ -41,14 +41,19 @@ impl Client {
         let context = format!("listing the referrers of {digest} in {repo}");
         let scope = Scope::pull(repo);
         let url = self.url(&format!("v2/{repo}/referrers/{digest}"));
-        let resp = self.retrying(|| self.send(&context, &scope, &|h| h.get(url.clone()).header(ACCEPT, crate::image::media_types::OCI_INDEX)))?;
+        let resp =
+            self.retrying(|| self.send(&context, &scope, &|h| h.get(url.clone()).header(ACCEPT, crate::image::media_types::OCI_INDEX)))?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => return Ok(None),
             _ => return Err(self.status_error(&context, resp)),
         }
         // A registry without the API may answer 200 with something else (an HTML page): not an index, no API.
-        let is_index = resp.headers().get("Content-Type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with(crate::image::media_types::OCI_INDEX));
+        let is_index = resp
+            .headers()
+            .get("Content-Type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with(crate::image::media_types::OCI_INDEX));
         if !is_index {
             return Ok(None);
         }

@@ -315,7 +315,10 @@ impl Read for Checked {
 
 impl Checked {
     fn damaged(&self, what: String) -> Error {
-        Error::integrity(format!("{}/{}: the registry served blob {} with {what}: nothing was written", self.registry, self.repo, self.digest))
-            .with_hint("the registry's copy of this blob is damaged: push the image to it again, or save from another registry")
+        Error::integrity(format!(
+            "{}/{}: the registry served blob {} with {what}: nothing was written",
+            self.registry, self.repo, self.digest
+        ))
+        .with_hint("the registry's copy of this blob is damaged: push the image to it again, or save from another registry")
     }
 }

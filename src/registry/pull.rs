@@ -88,8 +88,8 @@ fn checked(r: &RegistryRef, reference: &str, fetched: FetchedManifest) -> Result
     let value: serde_json::Value = crate::image::parse_json(&fetched.bytes, &format!("{where_}: manifest {reference}"))?;
     let declared = value.get("mediaType").and_then(|m| m.as_str()).map(str::to_string);
     let media_type = fetched.media_type.map(|m| m.split(';').next().unwrap_or_default().trim().to_string()).filter(|m| !m.is_empty());
-    let schema1 = value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
-        || media_type.as_deref().is_some_and(|m| SCHEMA1[..2].contains(&m));
+    let schema1 =
+        value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) || media_type.as_deref().is_some_and(|m| SCHEMA1[..2].contains(&m));
     if schema1 {
         return Err(Error::format(format!(
             "{where_}: manifest {reference} is Docker image manifest schema 1, which ferry does not read (it has no content-addressed config)"
@@ -210,10 +210,8 @@ fn add_referrers(files: &RegistryFiles, set: &mut ImageSet) -> Result<()> {
         descriptor.platform = None;
         descriptor.extra.clear();
         let Some(mut descriptor) = oci::add_tree(files, &descriptor, &PlatformFilter::default(), set)? else { continue };
-        descriptor.annotations = Some(BTreeMap::from([
-            (ANN_REFERRER_SUBJECT.to_string(), subject.to_string()),
-            (ANN_REFERRER_KIND.to_string(), kind),
-        ]));
+        descriptor.annotations =
+            Some(BTreeMap::from([(ANN_REFERRER_SUBJECT.to_string(), subject.to_string()), (ANN_REFERRER_KIND.to_string(), kind)]));
         set.images.push(Image { name: None, ref_name: tag, descriptor, docker: None });
     }
     Ok(())
