@@ -414,3 +414,28 @@ fn have_lists_every_blob_of_the_registry() {
         assert!(blob(&files, l["digest"].as_str().unwrap()).is_none(), "the registry's layer is left out");
     }
 }
+
+#[test]
+fn pulls_from_a_registry_that_wants_a_client_certificate() {
+    let reg = Registry::start(Mode::MutualTls);
+    push(&reg, &format!("oci:{}", fixture("skopeo-gzip.oci").display()), "team/app:v1");
+    let manifest = raw_manifest(&reg, "team/app:v1");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("c");
+    ferry_reg_ok(&reg, &["save", &reg.url("team/app:v1"), "-o", out.to_str().unwrap(), "-n", "c"]);
+    assert_manifest_carried(&bundle_files(&out, "c"), &manifest);
+    // Without the certificate the handshake is refused: a transport failure.
+    let auth = reg.auth_file(support::registry::PASSWORD).display().to_string();
+    let ca = reg.ca_cert().display().to_string();
+    let r = ferry(&[
+        "save",
+        &reg.url("team/app:v1"),
+        "-o",
+        work.path().join("n").to_str().unwrap(),
+        "--ca-cert",
+        &ca,
+        "--registry-auth",
+        &auth,
+    ]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+}
