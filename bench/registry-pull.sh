@@ -7,7 +7,7 @@
 # ferry/skopeo (goal <= 0.75), ferry's peak RSS (KiB) and the load average.
 #
 #   bench/registry-pull.sh [SIZE_MB]      # default 1100; image cached in $CACHE
-#   FERRY=path/to/ferry JOBS=4 RUNS=5 bench/registry-pull.sh
+#   FERRY=path/to/ferry JOBS=4 RUNS=5 FERRY_ARGS="--compress none" bench/registry-pull.sh
 #
 # Needs docker.io (to build the image once), docker-registry, skopeo, openssl,
 # htpasswd (apache2-utils), GNU time; ~4x SIZE_MB free in /var/tmp.
@@ -75,7 +75,8 @@ T=$WORK/time.txt
 ferry_times=() skopeo_times=() rss=()
 run_ferry() {
   rm -rf "$WORK/out"
-  /usr/bin/time -f "%e %M" -o "$T" "$FERRY" -q save "docker://$HOST/bench/big:1" -o "$WORK/out" -n big -j "$JOBS" \
+  # shellcheck disable=SC2086  # FERRY_ARGS: extra save flags, e.g. "--compress none"
+  /usr/bin/time -f "%e %M" -o "$T" "$FERRY" -q save "docker://$HOST/bench/big:1" -o "$WORK/out" -n big -j "$JOBS" ${FERRY_ARGS:-} \
     --ca-cert "$R/ca.crt" --registry-auth "$R/auth.json"
   ferry_times+=("$(cut -d' ' -f1 "$T")")
   rss+=("$(cut -d' ' -f2 "$T")")
