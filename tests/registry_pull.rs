@@ -261,6 +261,13 @@ fn cosign_signature_travels_and_no_referrers_leaves_it_out() {
     let docker: serde_json::Value = serde_json::from_slice(&files.iter().find(|(n, _)| n == "manifest.json").unwrap().1).unwrap();
     assert_eq!(docker.as_array().unwrap().len(), 1, "{docker}");
 
+    // Other targets take a bundle with referrers: oci: keeps the signature beside the image.
+    let layout = work.path().join("layout");
+    ferry_ok(&["load", out.join("s").to_str().unwrap(), "--into", &format!("oci:{}", layout.display()), "--allow-unsigned"]);
+    assert!(layout.join("blobs/sha256").join(signature.trim_start_matches("sha256:")).is_file());
+    let listed = std::fs::read_to_string(layout.join("index.json")).unwrap();
+    assert!(listed.contains(&signature) && listed.contains(&subject), "{listed}");
+
     let bare = work.path().join("n");
     ferry_reg_ok(&reg, &["save", &reg.url("signed/app:v1"), "--no-referrers", "-o", bare.to_str().unwrap(), "-n", "s"]);
     let files = bundle_files(&bare, "s");
