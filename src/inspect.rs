@@ -7,6 +7,7 @@ use crate::bundle::NoProgress;
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::media_types::{ANN_CONTAINERD_NAME, ANN_REF_NAME};
+use crate::registry::pull::{ANN_REFERRER_KIND, ANN_REFERRER_SUBJECT};
 use crate::seal::limits::MAX_HEADER_BYTES;
 use crate::trust::Trusted;
 use serde::Serialize;
@@ -64,6 +65,15 @@ pub struct ImageInfo {
     pub digest: Digest,
     pub media_type: String,
     pub manifests: Vec<ManifestInfo>,
+    /// A signature, attestation, SBOM or other referrer: the image it is attached to, and what it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub referrer: Option<ReferrerInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ReferrerInfo {
+    pub subject: String,
+    pub kind: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -218,6 +228,10 @@ fn fill_from(info: &mut BundleInfo, v: &Verified) {
             digest: d.digest.clone(),
             media_type: d.media_type.clone(),
             manifests,
+            referrer: d.annotation(ANN_REFERRER_SUBJECT).map(|subject| ReferrerInfo {
+                subject: subject.to_string(),
+                kind: d.annotation(ANN_REFERRER_KIND).unwrap_or("referrer").to_string(),
+            }),
         });
     }
     info.images = Some(images);

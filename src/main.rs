@@ -749,6 +749,16 @@ fn print_info(info: &ferry::inspect::BundleInfo) {
         println!("  {}  {}", shown(&p.name), p.size.map(human).unwrap_or_else(|| "?".into()));
     }
     for img in info.images.iter().flatten() {
+        if let Some(r) = &img.referrer {
+            println!(
+                "{} {} ({}) attached to {}",
+                shown(&r.kind),
+                shown(img.ref_name.as_deref().unwrap_or("<untagged>")),
+                img.digest,
+                shown(&r.subject)
+            );
+            continue;
+        }
         println!("image {} ({})", shown(img.name.as_deref().or(img.ref_name.as_deref()).unwrap_or("<untagged>")), img.digest);
         for m in &img.manifests {
             println!(

@@ -43,7 +43,9 @@ pub fn index_json(set: &ImageSet, meta: &BundleMeta) -> Vec<u8> {
         .iter()
         .map(|img| {
             let mut d = img.descriptor.clone();
-            let mut ann = BTreeMap::new();
+            // What a referrer is attached to (docs/FORMAT.md "Referrers"); other annotations are the source's.
+            let mut ann: BTreeMap<String, String> = d.annotations.take().unwrap_or_default();
+            ann.retain(|k, _| k.starts_with(crate::registry::pull::ANN_REFERRER_PREFIX));
             if let Some(name) = &img.name {
                 ann.insert(ANN_REF_NAME.to_string(), name.tag.clone());
                 ann.insert(ANN_CONTAINERD_NAME.to_string(), name.full());

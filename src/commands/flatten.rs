@@ -23,6 +23,6 @@ pub fn run(opts: &FlattenOptions, cx: &Context) -> Result<FlattenSummary> {
     let source = ImageRef::parse(&opts.source)?;
     let target = ImageRef::parse_target(&opts.target)?;
     let platforms = PlatformFilter::parse(&opts.platforms)?;
-    let report = crate::flatten::image::flatten_command(&source, &target, platforms, cx.progress)?;
+    let report = crate::flatten::image::flatten_command(&source, &target, platforms, &cx.registry, cx.progress)?;
     Ok(FlattenSummary { target: crate::flatten::output::describe_target(&target), report })
 }

@@ -4,6 +4,7 @@
 //! - `oci:DIR[:REF]`: every blob reachable from its index.json;
 //! - `docker-daemon:[NAME]`: the layer chain IDs of every image (or of NAME);
 //! - `containerd:[NAMESPACE]`: the blobs and layer chain IDs of every image;
+//! - `docker://HOST[/PREFIX]`: every blob of the registry's repositories under PREFIX;
 //! - a bundle (`LOCATION/STEM`, a `.sha256`, ...): the blobs it carried and the
 //!   chain IDs of its images, for a delta against an earlier release. Its
 //!   content is read, so it is checked first as `load` checks it.
@@ -71,9 +72,12 @@ fn held_by(target: &str, opts: &HaveOptions, cx: &Context) -> Result<HaveList> {
         let namespace = crate::reference::containerd_namespace(Some(namespace))?;
         return crate::containerd::held::held(&cx.containerd, &namespace);
     }
-    if ["docker-archive:", "oci-archive:", "docker://"].iter().any(|p| target.starts_with(p)) {
+    if let Some(rest) = target.strip_prefix("docker://") {
+        return crate::registry::held::held_by_registry(&crate::registry::RegistryRef::parse(rest)?, &cx.registry);
+    }
+    if ["docker-archive:", "oci-archive:"].iter().any(|p| target.starts_with(p)) {
         return Err(Error::usage(format!(
-            "ferry have cannot read {} yet: give oci:DIR, docker-daemon: or a bundle (LOCATION/STEM)",
+            "ferry have cannot read {} yet: give oci:DIR, docker-daemon:, docker://HOST[/PREFIX] or a bundle (LOCATION/STEM)",
             crate::untrusted::shown(target)
         )));
     }

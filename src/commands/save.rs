@@ -97,6 +97,7 @@ pub fn run(cmd: &SaveCommand, cx: &Context) -> Result<SaveSummary> {
         spool_dir,
         spool_zstd_level,
         containerd: cx.containerd.clone(),
+        registry: cx.registry.clone(),
     };
     let output: Arc<dyn Transport> = Arc::from(cx.open(&cmd.output)?);
     let flattened = cmd.flatten;

@@ -557,6 +557,7 @@ pub fn flatten_command(
     source: &ImageRef,
     target: &ImageRef,
     platforms: crate::image::PlatformFilter,
+    registry: &crate::registry::RegistryOptions,
     progress: &dyn Progress,
 ) -> Result<FlattenReport> {
     let tmp_dir = super::output::spool_dir_for_target(target);
@@ -566,6 +567,7 @@ pub fn flatten_command(
         spool_dir: Some(tmp_dir.clone()),
         spool_zstd_level: None,
         spool_in_place: false,
+        registry: registry.clone(),
         ..Default::default()
     };
     let set = crate::sources::collect_images(std::slice::from_ref(source), &opts, progress)?;

@@ -84,6 +84,8 @@ pub enum BlobSource {
     /// spool file, `digest` taken of the uncompressed bytes on the way in. A
     /// zstd bundle of the same `level` takes the frames as they are.
     Zstd { path: PathBuf, offset: u64, stored: u64, level: i32, digest: Digest },
+    /// A blob of a `docker://` source, pulled when it is read (src/registry/prefetch.rs).
+    Registry { pull: Arc<crate::registry::prefetch::Prefetch>, digest: Digest, size: u64 },
     /// A blob streamed from a service when read (containerd's content store).
     Remote(Arc<dyn OpenBlob>),
 }
@@ -107,6 +109,7 @@ impl BlobSource {
                 Ok(Box::new(zstd::stream::read::Decoder::with_buffer(frames)?))
             }
             BlobSource::Remote(blob) => blob.open(),
+            BlobSource::Registry { pull, digest, size } => pull.open(digest, *size),
         }
     }
 
@@ -126,7 +129,7 @@ impl BlobSource {
     /// The spool or archive file the bytes live in, if any.
     pub fn file(&self) -> Option<&PathBuf> {
         match self {
-            BlobSource::Bytes(_) | BlobSource::Remote(_) => None,
+            BlobSource::Bytes(_) | BlobSource::Remote(_) | BlobSource::Registry { .. } => None,
             BlobSource::FileRange { path, .. } | BlobSource::Zstd { path, .. } => Some(path),
         }
     }

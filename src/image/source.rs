@@ -26,6 +26,8 @@ pub struct SourceOptions {
     pub spool_in_place: bool,
     /// The containerd socket of `containerd:` sources.
     pub containerd: crate::containerd::Endpoint,
+    /// How `docker://` sources are reached (TLS, credentials, jobs, referrers).
+    pub registry: crate::registry::RegistryOptions,
 }
 
 pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
@@ -63,9 +65,7 @@ pub fn open_source(image: &ImageRef, opts: &SourceOptions) -> Result<ImageSet> {
         ImageRef::DockerDaemon(_) => {
             return Err(Error::usage("docker-daemon: sources are handled by the engine module"));
         }
-        ImageRef::Registry(r) => {
-            return Err(Error::usage(format!("{}: saving from a registry is not supported yet", crate::untrusted::shown(&r.display()))));
-        }
+        ImageRef::Registry(r) => crate::registry::pull::read_registry(r, opts, &mut set)?,
     }
     Ok(set)
 }

@@ -63,7 +63,7 @@ const USER_AGENT: &str = concat!("ferry/", env!("CARGO_PKG_VERSION"));
 
 /// The scopes a request needs, as the token endpoint spells them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scope(Vec<String>);
+pub struct Scope(pub(super) Vec<String>);
 
 impl Scope {
     pub fn pull(repo: &str) -> Scope {
@@ -174,7 +174,7 @@ impl Client {
         })
     }
 
-    fn url(&self, path: &str) -> Url {
+    pub(super) fn url(&self, path: &str) -> Url {
         self.base.join(path).expect("API paths join")
     }
 
@@ -185,7 +185,7 @@ impl Client {
     }
 
     /// A small JSON answer (a token, a tag list page), bounded.
-    fn read_json(&self, resp: Response, context: &str) -> Result<serde_json::Value, RegistryError> {
+    pub(super) fn read_json(&self, resp: Response, context: &str) -> Result<serde_json::Value, RegistryError> {
         use std::io::Read;
         let mut bytes = Vec::new();
         resp.take(crate::image::MAX_DOCUMENT + 1).read_to_end(&mut bytes).map_err(|e| RegistryError::Network {
@@ -199,7 +199,7 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| self.protocol(context, format!("the answer is not JSON: {e}")))
     }
 
-    fn protocol(&self, context: &str, detail: impl Into<String>) -> RegistryError {
+    pub(super) fn protocol(&self, context: &str, detail: impl Into<String>) -> RegistryError {
         RegistryError::Protocol { registry: self.registry.clone(), context: context.into(), detail: detail.into() }
     }
 
@@ -223,7 +223,7 @@ impl Client {
     }
 
     /// An error status as a [`RegistryError`], with the registry's own message when it sent one.
-    fn status_error(&self, context: &str, resp: Response) -> RegistryError {
+    pub(super) fn status_error(&self, context: &str, resp: Response) -> RegistryError {
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return self.auth_error(context, status);
@@ -622,7 +622,7 @@ fn range_end(headers: &HeaderMap) -> std::result::Result<u64, String> {
 }
 
 /// `<url>; rel="next"`
-fn link_next(link: &str) -> Option<String> {
+pub(super) fn link_next(link: &str) -> Option<String> {
     link.split(',').find(|l| l.contains("rel=\"next\"")).and_then(|l| Some(l.split_once('<')?.1.split_once('>')?.0.to_string()))
 }
 

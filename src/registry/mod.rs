@@ -3,6 +3,10 @@
 pub mod auth;
 pub mod client;
 mod error;
+pub mod held;
+mod listing;
+pub mod prefetch;
+pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod referrers;
