@@ -235,20 +235,7 @@ mod tests {
         let dest = DirTransport::new(dir.path());
         let part = CHUNK * 2 + 777;
         let sizes = [part, part, 4242];
-        let mut x = 0x2545f4914f6cdd1du64;
-        let data: Vec<Vec<u8>> = sizes
-            .iter()
-            .map(|&n| {
-                (0..n)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            })
-            .collect();
+        let data = super::super::code::testing::random_parts(0x2545f4914f6cdd1d, &sizes);
         let mut writer = ParityWriter::start(&dest, "t", 2).unwrap();
         for (i, d) in data.iter().enumerate() {
             let (a, b) = d.split_at(d.len().min(CHUNK + CHUNK / 2));
@@ -256,13 +243,10 @@ mod tests {
             writer.write(i, a.len() as u64, b).unwrap();
         }
         let records = writer.finish(&dest, part as u64).unwrap();
-        for (j, record) in records.iter().enumerate() {
-            let mut expected = vec![0u8; part];
-            for (i, d) in data.iter().enumerate() {
-                mul_slice_xor(coefficient(j, i), d, &mut expected[..d.len()]);
-            }
+        let parity = super::super::code::testing::reference_parity(&data, 2, part);
+        for (record, expected) in records.iter().zip(parity) {
             let got = std::fs::read(dir.path().join(&record.name)).unwrap();
-            assert!(got == expected, "parity part {j}");
+            assert!(got == expected, "parity part {}", record.name);
             assert_eq!(record.digest, crate::digest::Digest::of_bytes(&expected));
         }
     }

@@ -197,27 +197,10 @@ mod tests {
     fn rebuilds_every_part_across_many_rows() {
         let dir = tempfile::tempdir().unwrap();
         let g = Geometry::new(3, 2, (CHUNK * 2 + 1000) as u64, 5000).unwrap();
-        let mut x = 0x9e3779b97f4a7c15u64;
-        let data: Vec<Vec<u8>> = (0..3)
-            .map(|i| {
-                (0..g.size_of(i))
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        x as u8
-                    })
-                    .collect()
-            })
-            .collect();
+        let sizes: Vec<usize> = (0..3).map(|i| g.size_of(i) as usize).collect();
+        let data = code::testing::random_parts(0x9e3779b97f4a7c15, &sizes);
         let mut parts = data.clone();
-        for j in 0..2 {
-            let mut p = vec![0u8; g.part_size as usize];
-            for (i, d) in data.iter().enumerate() {
-                mul_slice_xor(code::coefficient(j, i), d, &mut p[..d.len()]);
-            }
-            parts.push(p);
-        }
+        parts.extend(code::testing::reference_parity(&data, 2, g.part_size as usize));
         let lines: Vec<ChecksumLine> = parts
             .iter()
             .enumerate()
