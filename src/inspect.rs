@@ -47,7 +47,7 @@ pub struct ParityInfo {
     pub may_lose: usize,
     pub part_size: u64,
     pub code: &'static str,
-    /// Parts missing or of the wrong size now (sizes only: `verify` hashes them).
+    /// Parts bad now: by size, and in a local directory where one is, by checksum too.
     pub bad_parts: Vec<crate::parity::BadPart>,
 }
 
@@ -131,14 +131,14 @@ pub fn inspect(bundle: &Trusted, decryptor: Option<Decryptor>) -> Result<BundleI
         notes: Vec::new(),
     };
     if let Some(g) = &bundle.parity {
-        // Sizes only: inspect reads no more than the documents (verify hashes every part).
-        let bad = crate::parity::survey::survey(
-            &*bundle.transport,
-            g,
-            &bundle.checksums.lines,
-            crate::parity::survey::Depth::Sizes,
-            &NoProgress,
-        )?;
+        // Sizes only (inspect reads no more than the documents), unless a part is bad: then a
+        // rebuild must not draw on a damaged part, so a local bundle's parts are hashed too.
+        use crate::parity::survey::{survey, Depth};
+        let (transport, lines) = (&*bundle.transport, &bundle.checksums.lines);
+        let mut bad = survey(transport, g, lines, Depth::Sizes, &NoProgress)?;
+        if !bad.is_empty() && transport.local_dir().is_some() {
+            bad = survey(transport, g, lines, Depth::Hashes, &NoProgress)?;
+        }
         let _ = bundle.bad_parts.set(bad.clone());
         info.parity = Some(ParityInfo {
             data_parts: g.data,

@@ -108,14 +108,14 @@ fn one_part_deleted_and_one_damaged_verify_load_and_repair() {
     let tags = sh(&format!("umoci ls --layout {}", oci.display()));
     assert!(tags.contains("v1"), "umoci reads the loaded layout: {tags}");
 
-    // Inspect shows the redundancy and the missing part (sizes only).
+    // Inspect shows the redundancy and the bad parts (a part missing: every part is hashed).
     let r = ferry_ok(&["inspect", usb.to_str().unwrap(), "--json"]);
     let info = json(&r.stdout);
     assert_eq!(
         (info["parity"]["data_parts"].as_u64(), info["parity"]["parity_parts"].as_u64(), info["parity"]["may_lose"].as_u64()),
         (Some(8), Some(2), Some(2))
     );
-    assert_eq!(bad_names(&info["parity"], "bad_parts"), vec![files[2].clone()]);
+    assert_eq!(bad_names(&info["parity"], "bad_parts"), vec![files[2].clone(), files[5].clone()]);
     let r = ferry_ok(&["inspect", usb.to_str().unwrap()]);
     assert!(r.stdout.contains("8 data + 2 parity parts") && r.stdout.contains("any 2 may be lost"), "{}", r.stdout);
 

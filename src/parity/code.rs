@@ -65,23 +65,40 @@ fn invert(mut m: Vec<Vec<u8>>) -> Option<Vec<Vec<u8>>> {
     Some(inv)
 }
 
+/// Test data and the parity the code gives for it, computed the plain way.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod testing {
     use reed_solomon_erasure::galois_8::mul_slice_xor;
 
-    fn encode(data: &[Vec<u8>], parity: usize) -> Vec<Vec<u8>> {
-        let len = data[0].len();
+    /// Pseudo-random parts of the given sizes (xorshift from `seed`).
+    pub fn random_parts(mut x: u64, sizes: &[usize]) -> Vec<Vec<u8>> {
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        };
+        sizes.iter().map(|&n| (0..n).map(|_| next()).collect()).collect()
+    }
+
+    /// `parity` parity parts of `len` bytes for `data`.
+    pub fn reference_parity(data: &[Vec<u8>], parity: usize, len: usize) -> Vec<Vec<u8>> {
         (0..parity)
             .map(|j| {
                 let mut p = vec![0u8; len];
                 for (i, d) in data.iter().enumerate() {
-                    mul_slice_xor(coefficient(j, i), d, &mut p[..d.len()]);
+                    mul_slice_xor(super::coefficient(j, i), d, &mut p[..d.len()]);
                 }
                 p
             })
             .collect()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reed_solomon_erasure::galois_8::mul_slice_xor;
 
     proptest::proptest! {
         /// Any `data` surviving shards give back every lost one.
@@ -91,7 +108,7 @@ mod tests {
             let mut next = || { x ^= x << 13; x ^= x >> 7; x ^= x << 17; x as u8 };
             let len = 37;
             let shards: Vec<Vec<u8>> = (0..data).map(|_| (0..len).map(|_| next()).collect()).collect();
-            let all: Vec<Vec<u8>> = shards.iter().cloned().chain(encode(&shards, parity)).collect();
+            let all: Vec<Vec<u8>> = shards.iter().cloned().chain(super::testing::reference_parity(&shards, parity, len)).collect();
             // Lose `parity` shards, chosen by lost_seed.
             let mut order: Vec<usize> = (0..data + parity).collect();
             let mut y = lost_seed | 1;

@@ -86,7 +86,7 @@ impl ParityWriter {
     }
 
     /// `data` was written to data part `part` at `offset`.
-    pub fn write(&mut self, part: usize, offset: u64, mut data: &[u8]) -> io::Result<()> {
+    pub fn write(&mut self, part: usize, mut offset: u64, mut data: &[u8]) -> io::Result<()> {
         while !data.is_empty() {
             let p = &self.pending;
             if !p.data.is_empty() && (p.part != part || p.offset + p.data.len() as u64 != offset) {
@@ -100,6 +100,7 @@ impl ParityWriter {
             let n = room.min(data.len());
             self.pending.data.extend_from_slice(&data[..n]);
             data = &data[n..];
+            offset += n as u64;
             if self.pending.data.len() == CHUNK {
                 self.send()?;
             }
@@ -220,4 +221,33 @@ fn upload(transport: &dyn Transport, name: &str, file: &mut File) -> Result<crat
     }
     upload.commit()?;
     Ok(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_transports::DirTransport;
+
+    /// Writes larger than a chunk, in uneven pieces, into parts longer than a chunk.
+    #[test]
+    fn parity_matches_the_code_for_large_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = DirTransport::new(dir.path());
+        let part = CHUNK * 2 + 777;
+        let sizes = [part, part, 4242];
+        let data = super::super::code::testing::random_parts(0x2545f4914f6cdd1d, &sizes);
+        let mut writer = ParityWriter::start(&dest, "t", 2).unwrap();
+        for (i, d) in data.iter().enumerate() {
+            let (a, b) = d.split_at(d.len().min(CHUNK + CHUNK / 2));
+            writer.write(i, 0, a).unwrap();
+            writer.write(i, a.len() as u64, b).unwrap();
+        }
+        let records = writer.finish(&dest, part as u64).unwrap();
+        let parity = super::super::code::testing::reference_parity(&data, 2, part);
+        for (record, expected) in records.iter().zip(parity) {
+            let got = std::fs::read(dir.path().join(&record.name)).unwrap();
+            assert!(got == expected, "parity part {}", record.name);
+            assert_eq!(record.digest, crate::digest::Digest::of_bytes(&expected));
+        }
+    }
 }
