@@ -22,6 +22,7 @@ struct Cli {
     net: NetArgs,
     #[command(flatten)]
     containerd: ContainerdArgs,
+    #[command(flatten)]
     registry: RegistryArgs,
     #[command(subcommand)]
     command: Command,

@@ -533,50 +533,9 @@ impl Client {
         })
     }
 
-    /// The registry's repositories (`/v2/_catalog`), at most `max`; empty where the
-    /// registry does not offer a catalog.
-    pub fn catalog(&self, max: usize) -> Result<Vec<String>, RegistryError> {
-        let context = "listing the registry's repositories".to_string();
-        let scope = Scope(vec!["registry:catalog:*".into()]);
-        let mut url = self.url("v2/_catalog");
-        url.query_pairs_mut().append_pair("n", &max.min(1000).to_string());
-        let mut repos = Vec::new();
-        while repos.len() < max {
-            let resp = match self.retrying(|| self.send(&context, &scope, &|h| h.get(url.clone()))) {
-                Ok(r) => r,
-                Err(RegistryError::Auth { .. }) => return Ok(repos),
-                Err(e) => return Err(e),
-            };
-            if !resp.status().is_success() {
-                return Ok(repos);
-            }
-            let next = resp.headers().get("Link").and_then(|v| v.to_str().ok()).and_then(link_next).and_then(|n| resp.url().join(&n).ok());
-            let v = self.read_json(resp, &context)?;
-            repos.extend(
-                v.get("repositories").and_then(|t| t.as_array()).into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)),
-            );
-            match next {
-                Some(n) => url = n,
-                None => break,
-            }
-        }
-        repos.truncate(max);
-        Ok(repos)
-    }
-
     /// Whether the registry serves the OCI 1.1 referrers API (`GET /v2/<repo>/referrers/<digest>`).
     pub fn has_referrers_api(&self, repo: &str, subject: &Digest) -> Result<bool, RegistryError> {
-        let context = format!("asking for the referrers of {subject} in {repo}");
-        let scope = Scope::pull(repo);
-        let url = self.url(&format!("v2/{repo}/referrers/{subject}"));
-        let resp = self
-            .retrying(|| self.send(&context, &scope, &|h| h.get(url.clone()).header(ACCEPT, "application/vnd.oci.image.index.v1+json")))?;
-        let is_index = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("application/vnd.oci.image.index.v1+json"));
-        Ok(resp.status() == StatusCode::OK && is_index)
+        Ok(self.referrers(repo, subject)?.is_some())
     }
 
     /// Every tag of `repo` (following `Link` pagination).

@@ -334,7 +334,9 @@ impl<'a> RegistryPush<'a> {
                 }
             }
             if elsewhere.is_none() {
-                let all = client.catalog(MAX_CATALOG)?;
+                // A registry that keeps its catalog to itself offers no other repositories to mount from.
+                let mut all = client.catalog().unwrap_or_default();
+                all.truncate(MAX_CATALOG);
                 elsewhere = Some(
                     all.into_iter()
                         .filter(|r| prefix.is_empty() || r.starts_with(&format!("{prefix}/")))
