@@ -497,15 +497,22 @@ impl LyingServer {
     }
 }
 
-fn serve(mut conn: TcpStream, files: &[(String, Vec<u8>)], artifact: &str, excess: u64, sent: &AtomicU64) -> std::io::Result<()> {
+/// An HTTP request's head, read a byte at a time up to its blank line
+/// (`None`: the client closed first).
+fn read_request_head(conn: &mut TcpStream) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         if conn.read(&mut byte)? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         head.push(byte[0]);
     }
+    Ok(Some(head))
+}
+
+fn serve(mut conn: TcpStream, files: &[(String, Vec<u8>)], artifact: &str, excess: u64, sent: &AtomicU64) -> std::io::Result<()> {
+    let Some(head) = read_request_head(&mut conn)? else { return Ok(()) };
     let head = String::from_utf8_lossy(&head).into_owned();
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
@@ -668,13 +675,8 @@ fn ls_of_a_server_whose_index_never_ends_is_refused_within_bounds() {
         for conn in listener.incoming() {
             let Ok(mut conn) = conn else { continue };
             std::thread::spawn(move || -> std::io::Result<()> {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if conn.read(&mut byte)? == 0 {
-                        return Ok(());
-                    }
-                    head.push(byte[0]);
+                if read_request_head(&mut conn)?.is_none() {
+                    return Ok(());
                 }
                 conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>\n")?;
                 let line = b"<a href=\"x.sha256\">x.sha256</a>   01-Jan-2026 00:00   64\n".repeat(1024);
