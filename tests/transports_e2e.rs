@@ -765,3 +765,45 @@ fn http_server_stalled_mid_download_ends_with_exit_4() {
     let server = Nginx::start();
     stalled_server_ends_with_exit_4(&http_site(&server), &server.proc);
 }
+
+/// A drop with more entries than ferry's listing bound (100 000): `ls` ends with
+/// exit 4 naming the bound, within bounded memory, instead of collecting whatever
+/// the server sends (suppaftp's LIST and ssh2's readdir read it all).
+fn listing_past_the_bound_is_refused(site: &Site) {
+    let bound = ferry_transports::MAX_LISTING_ENTRIES;
+    fs::create_dir_all(&site.data_dir).unwrap();
+    for n in 0..=bound {
+        fs::File::create(site.data_dir.join(format!("f{n:06}"))).unwrap();
+    }
+    let args = site.args(&["ls", &site.url]);
+    let home = site.home.path().to_str().unwrap();
+    let t0 = Instant::now();
+    let (r, kib) = common::ferry_rss_without(&args, &[("HOME", home)], &["SSH_AUTH_SOCK", "NETRC"]);
+    let label = site.label;
+    eprintln!("[{label}] ls of {} files: exit {} in {:?}, peak RSS {} KiB: {}", bound + 1, r.code, t0.elapsed(), kib, r.stderr.trim());
+    assert_eq!(r.code, 4, "[{label}] ls of an oversized directory:\n{}", r.stderr);
+    assert!(r.stderr.contains(&format!("more than {bound} entries")), "[{label}] the bound is named:\n{}", r.stderr);
+    assert!(kib < common::HOSTILE_RSS_LIMIT_KIB, "[{label}] peak RSS {kib} KiB");
+    // One entry fewer is an ordinary listing.
+    fs::remove_file(site.data_dir.join(format!("f{bound:06}"))).unwrap();
+    let r = site.run(&["ls", &site.url]);
+    assert_eq!(r.code, 0, "[{label}] ls at the bound:\n{}", r.stderr);
+}
+
+#[test]
+fn ftp_listing_past_the_bound_is_refused() {
+    let server = Vsftpd::anonymous();
+    listing_past_the_bound_is_refused(&ftp_site(&server));
+}
+
+#[test]
+fn sftp_listing_past_the_bound_is_refused() {
+    let server = Sshd::start();
+    listing_past_the_bound_is_refused(&sftp_site(&server));
+}
+
+#[test]
+fn http_listing_past_the_bound_is_refused() {
+    let server = Nginx::start();
+    listing_past_the_bound_is_refused(&http_site(&server));
+}

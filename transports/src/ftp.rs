@@ -182,6 +182,22 @@ impl FtpTransport {
     }
 }
 
+/// `LIST`'s reply read within [`crate::MAX_LISTING_BYTES`] (suppaftp's `list`
+/// collects however much the server sends): its non-empty lines. Past the bound
+/// `too_large` is set and the connection given up (its data channel is mid-transfer).
+fn read_listing(ftp: &mut Ftp, too_large: &mut bool) -> Result<Vec<String>, FtpError> {
+    let (_, mut stream) = ftp.custom_data_command("LIST", &[Status::AboutToSend, Status::AlreadyOpen])?;
+    let mut body = Vec::new();
+    (&mut stream).take(crate::MAX_LISTING_BYTES + 1).read_to_end(&mut body).map_err(FtpError::ConnectionError)?;
+    if body.len() as u64 > crate::MAX_LISTING_BYTES {
+        *too_large = true;
+        return Err(FtpError::ConnectionError(io::Error::other("directory listing too large")));
+    }
+    stream.finish()?;
+    let lines = body.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l)).filter(|l| !l.is_empty());
+    Ok(lines.map(|l| String::from_utf8_lossy(l).into_owned()).collect())
+}
+
 fn is_status(e: &FtpError, codes: &[u32]) -> bool {
     matches!(e, FtpError::UnexpectedResponse(r) if codes.contains(&r.status.code()))
 }
@@ -320,7 +336,16 @@ impl Transport for FtpTransport {
     }
 
     fn list(&self) -> Result<Vec<Entry>> {
-        let lines = self.with_conn(|ftp| ftp.list(None))?.map_err(|e| self.err("listing (LIST)", e))?;
+        const CONTEXT: &str = "listing (LIST)";
+        let mut too_large = false;
+        let listed = self.with_conn(|ftp| read_listing(ftp, &mut too_large))?;
+        if too_large {
+            return Err(crate::listing_too_large(&self.remote, CONTEXT));
+        }
+        let lines = listed.map_err(|e| self.err(CONTEXT, e))?;
+        if lines.len() > crate::MAX_LISTING_ENTRIES {
+            return Err(crate::too_many_entries(&self.remote, CONTEXT));
+        }
         let mut entries = Vec::new();
         for line in lines {
             let file = match ListParser::parse_posix(&line).or_else(|_| ListParser::parse_dos(&line)) {

@@ -18,7 +18,10 @@
 //!   netrc) or a bearer token (`$FERRY_HTTP_TOKEN`).
 use crate::options::{Secret, TransportOptions};
 use crate::remote::{decode, Remote};
-use crate::{check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload};
+use crate::{
+    check_name, partial_name, Capabilities, Entry, PutMode, Result, Transport, TransportError, Upload, MAX_LISTING_BYTES,
+    MAX_LISTING_ENTRIES,
+};
 use bytes::Bytes;
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_RANGE, RANGE};
@@ -464,10 +467,10 @@ impl Transport for HttpTransport {
         // A directory index is read within a bound: a hostile server cannot make `ls`
         // (or an unattended watcher) take unbounded memory.
         let mut body = String::new();
-        let mut limited = self.silence_limited(resp, context)?.take(MAX_INDEX_BYTES + 1);
+        let mut limited = self.silence_limited(resp, context)?.take(MAX_LISTING_BYTES + 1);
         limited.read_to_string(&mut body).map_err(|e| TransportError::io(&self.remote.display, context, e))?;
-        if body.len() as u64 > MAX_INDEX_BYTES {
-            return Err(self.remote.protocol_error(context, format!("the directory index is larger than {} MiB", MAX_INDEX_BYTES >> 20)));
+        if body.len() as u64 > MAX_LISTING_BYTES {
+            return Err(crate::listing_too_large(&self.remote, context));
         }
         if !is_html {
             return Err(TransportError::Unsupported {
@@ -477,7 +480,11 @@ impl Transport for HttpTransport {
         }
         let mut entries = Vec::new();
         let mut asked = 0usize;
-        for (name, size) in parse_index(&body) {
+        let links = parse_index(&body);
+        if links.len() > MAX_LISTING_ENTRIES {
+            return Err(crate::too_many_entries(&self.remote, context));
+        }
+        for (name, size) in links {
             let size = match size {
                 Some(s) => s,
                 // Each unsized link costs a request: bounded too.
@@ -541,8 +548,6 @@ impl Transport for HttpTransport {
     }
 }
 
-/// Largest directory index page `list` reads.
-const MAX_INDEX_BYTES: u64 = 16 << 20;
 /// Most files without a size on the page that `list` asks about with HEAD.
 const MAX_INDEX_HEADS: usize = 4096;
 
@@ -591,6 +596,10 @@ pub(crate) fn parse_index(html: &str) -> Vec<(String, Option<u64>)> {
             .filter(|t| t.chars().all(|c| c.is_ascii_digit()))
             .and_then(|t| t.parse().ok());
         out.push((name, size));
+        // One past the bound is enough for the caller to refuse the page.
+        if out.len() > crate::MAX_LISTING_ENTRIES {
+            break;
+        }
     }
     out
 }

@@ -44,6 +44,23 @@ use std::io::{Read, Write};
 /// Suffix of the temporary name an upload is written under before commit.
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
+/// Most entries a listing may hold (`ls`, `watch`, pulls that look for parts): a
+/// hostile or runaway server cannot make a listing cost unbounded memory. A drop
+/// has a few files per bundle; 100 000 is far beyond any real one.
+pub const MAX_LISTING_ENTRIES: usize = 100_000;
+/// Most bytes of a listing's text (an FTP `LIST` reply, an HTTP directory index).
+pub const MAX_LISTING_BYTES: u64 = 16 << 20;
+
+/// The error of a listing past [`MAX_LISTING_ENTRIES`].
+pub(crate) fn too_many_entries(remote: &remote::Remote, context: &str) -> TransportError {
+    remote.protocol_error(context, format!("the directory holds more than {MAX_LISTING_ENTRIES} entries (ferry's listing limit)"))
+}
+
+/// The error of a listing past [`MAX_LISTING_BYTES`].
+pub(crate) fn listing_too_large(remote: &remote::Remote, context: &str) -> TransportError {
+    remote.protocol_error(context, format!("the directory listing is larger than {} MiB (ferry's listing limit)", MAX_LISTING_BYTES >> 20))
+}
+
 /// The temporary name under which `name` is uploaded before it is committed.
 pub fn partial_name(name: &str) -> String {
     format!("{name}{PARTIAL_SUFFIX}")

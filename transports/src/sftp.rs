@@ -491,8 +491,13 @@ impl Transport for SftpTransport {
     }
 
     fn list(&self) -> Result<Vec<Entry>> {
-        let entries =
-            self.with_conn(|c| c.sftp.readdir(&self.dir))?.map_err(|e| self.ssh_err(format!("listing {}", self.dir.display()), e))?;
+        let context = format!("listing {}", self.dir.display());
+        let mut too_many = false;
+        let listed = self.with_conn(|c| read_dir_bounded(&c.sftp, &self.dir, &mut too_many))?;
+        if too_many {
+            return Err(crate::too_many_entries(&self.remote, &context));
+        }
+        let entries = listed.map_err(|e| self.ssh_err(context, e))?;
         let mut out: Vec<Entry> = entries
             .into_iter()
             .filter(|(_, st)| st.is_file())
@@ -639,4 +644,30 @@ fn _assert_send() {
     fn is_send<T: Send>() {}
     is_send::<SftpUpload>();
     is_send::<SftpReader>();
+}
+
+/// libssh2's code for the end of a directory listing (and other file errors).
+const LIBSSH2_ERROR_FILE: i32 = -16;
+
+/// `dir`'s entries (not `.` and `..`), read one by one so that a listing stops at
+/// [`crate::MAX_LISTING_ENTRIES`] (ssh2's `readdir` collects however many the
+/// server sends); past it `too_many` is set and what was read is dropped.
+fn read_dir_bounded(sftp: &Sftp, dir: &Path, too_many: &mut bool) -> Result<Vec<(PathBuf, ssh2::FileStat)>, ssh2::Error> {
+    let mut handle = sftp.opendir(dir)?;
+    let mut entries = Vec::new();
+    loop {
+        match handle.readdir() {
+            Ok((name, _)) if name == Path::new(".") || name == Path::new("..") => {}
+            Ok((name, stat)) => {
+                if entries.len() == crate::MAX_LISTING_ENTRIES {
+                    *too_many = true;
+                    return Ok(Vec::new());
+                }
+                entries.push((dir.join(name), stat));
+            }
+            // libssh2's end of the directory (LIBSSH2_ERROR_FILE), as ssh2's readdir reads it.
+            Err(e) if e.code() == ErrorCode::Session(LIBSSH2_ERROR_FILE) => return Ok(entries),
+            Err(e) => return Err(e),
+        }
+    }
 }
