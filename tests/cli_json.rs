@@ -104,6 +104,24 @@ fn every_command_reports_json() {
     let flat = t.join("flat.tar");
     let f = json_ok(&["flatten", &image, &format!("docker-archive:{}", flat.display())]);
     assert_eq!(python(&f, "[d['target'].startswith('docker-archive:'), len(d['manifests'])]"), serde_json::json!([true, 1]));
+
+    // have (issue 17) and repair (issue 20): the newer commands report JSON as well;
+    // watch's --json events are read in tests/watch.rs.
+    let have = t.join("have.txt");
+    let h = json_ok(&["have", &format!("oci:{}", oci.display()), "-o", have.to_str().unwrap()]);
+    assert_eq!(
+        python(&h, "[d['blobs'] > 0, d['chains'], d['targets'][0]['target'].startswith('oci:')]"),
+        serde_json::json!([true, 0, true])
+    );
+    let par = t.join("par");
+    ferry_ok(&["-q", "save", &image, "-o", par.to_str().unwrap(), "-n", "p", "--split", "200K", "--parity", "1", "--compress", "none"]);
+    std::fs::remove_file(par.join("p.tar.002")).unwrap();
+    let fixed = t.join("fixed");
+    let r = json_ok(&["repair", par.join("p.sha256").to_str().unwrap(), "-o", fixed.to_str().unwrap()]);
+    assert_eq!(
+        python(&r, "[[(p['name'], p['problem']) for p in d['rebuilt']], d['written'] > 2]"),
+        serde_json::json!([[["p.tar.002", "missing"]], true])
+    );
 }
 
 #[test]
