@@ -446,3 +446,63 @@ fn pulls_from_a_registry_that_wants_a_client_certificate() {
     ]);
     assert_eq!(r.code, 4, "{}", r.stderr);
 }
+
+/// Bytes in the files of `dir` (a save's output growing).
+fn bytes_in(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map(|rd| rd.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+}
+
+#[test]
+fn a_pull_cut_off_by_a_registry_restart_resumes_where_it_stopped() {
+    // The peers' users lose whole layers at "EOF at 3.4 of 3.9 GiB": ferry asks
+    // again from the byte it reached (Range), so only the rest travels twice.
+    let mut reg = Registry::start(Mode::TlsAuth);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("big-oci");
+    random_image(&layout, 1, 192);
+    push(&reg, &format!("oci:{}:big", layout.display()), "big/one:1");
+    // The layer as the registry holds it (skopeo may have compressed it on the way).
+    let manifest: serde_json::Value = serde_json::from_slice(&raw_manifest(&reg, "big/one:1")).unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+
+    let mut args: Vec<String> = ["-q", "save", &reg.url("big/one:1"), "-o", work.path().join("out").to_str().unwrap(), "-n", "one"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    // One job streams the layer straight into the bundle (the spooled path resumes the same way).
+    args.extend(["-j", "1", "--retries", "8"].map(String::from));
+    args.extend(reg.ferry_args());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ferry"))
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while bytes_in(&work.path().join("out")) < 48 << 20 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            panic!("ferry finished before the registry could be restarted ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(120), "the download did not get going");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    reg.restart();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "the pull did not survive the restart: {stderr}");
+
+    // The restarted registry served the rest of the layer, not all of it again.
+    let log = reg.log();
+    let served: Vec<&str> = log.lines().filter(|l| l.contains(&format!("GET /v2/big/one/blobs/sha256:{layer}"))).collect();
+    let partial =
+        served.iter().find(|l| l.contains("\" 206 ")).unwrap_or_else(|| panic!("no ranged GET of the layer:\n{}", served.join("\n")));
+    let sent: u64 = partial.split("\" 206 ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap();
+    assert!(sent < size - (32 << 20), "the restarted registry sent {sent} of the layer's {size} bytes: the pull started over");
+
+    // And the bundle is whole: verify hashes every blob again.
+    ferry_ok(&["verify", work.path().join("out/one.sha256").to_str().unwrap()]);
+    let files = bundle_files(&work.path().join("out"), "one");
+    assert!(blob(&files, &format!("sha256:{layer}")).is_some_and(|b| b.len() as u64 == size));
+}

@@ -9,7 +9,7 @@ use super::error::RegistryError;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
-use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderMap, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -378,6 +378,25 @@ impl Client {
                 _ => Err(self.status_error(&context, resp)),
             }
         })
+    }
+
+    /// `digest`'s bytes from `offset` on (`Range: bytes=OFFSET-`), to pick a
+    /// download up where a dropped connection left it. A registry that ignores
+    /// the range (200, the whole blob) is answered by the caller skipping
+    /// `offset` bytes: the flag says which it got.
+    pub fn get_blob_from(&self, repo: &str, digest: &Digest, offset: u64) -> Result<(Response, bool), RegistryError> {
+        let context = format!("reading blob {digest} from {repo} from byte {offset} on");
+        let scope = Scope::pull(repo);
+        let url = self.url(&format!("v2/{repo}/blobs/{digest}"));
+        let resp = self.send(&context, &scope, &|h| h.get(url.clone()).header(RANGE, format!("bytes={offset}-")))?;
+        match resp.status() {
+            StatusCode::PARTIAL_CONTENT => Ok((resp, true)),
+            StatusCode::OK => Ok((resp, false)),
+            StatusCode::NOT_FOUND => {
+                Err(RegistryError::NotFound { registry: self.registry.clone(), what: format!("blob {digest} in {repo}") })
+            }
+            _ => Err(self.status_error(&context, resp)),
+        }
     }
 
     /// Mount `digest` from repository `from` into `repo`: `true` if the registry did.

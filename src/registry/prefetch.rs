@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -38,6 +39,8 @@ struct Inner {
     spool_dir: PathBuf,
     workers: usize,
     retries: u32,
+    /// Blobs picked up again (`Range`) after a lost connection.
+    resumed: Arc<AtomicU64>,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -83,10 +86,16 @@ impl Prefetch {
             spool_dir,
             workers: jobs.max(1) - 1,
             retries,
+            resumed: Arc::new(AtomicU64::new(0)),
             state: Mutex::new(state),
             changed: Condvar::new(),
         };
         Prefetch { inner: Arc::new(inner), workers: Mutex::new(Vec::new()) }
+    }
+
+    /// Blobs picked up again after a lost connection so far.
+    pub fn resumed(&self) -> u64 {
+        self.inner.resumed.load(Ordering::Relaxed)
     }
 
     /// The blobs (digest, size) in the order the writer will ask for them;
@@ -253,6 +262,9 @@ impl Inner {
             digest: digest.clone(),
             registry: self.client.registry.clone(),
             repo: self.repo.clone(),
+            client: self.client.clone(),
+            retries: self.retries,
+            resumed: self.resumed.clone(),
         })
     }
 }
@@ -271,6 +283,9 @@ impl Read for Spooled {
 
 /// A blob's bytes from the registry: an error instead of the last bytes when
 /// they do not hash to the digest, or when there are more or fewer than promised.
+/// A connection lost part way (a reset, a registry restarted, a body cut short)
+/// is picked up where it stopped, with `Range`, up to `retries` times in a row
+/// with backoff: a 10 GB layer does not start over at 9 GB.
 pub struct Checked {
     inner: Box<dyn Read + Send>,
     hasher: Option<Hasher>,
@@ -279,18 +294,30 @@ pub struct Checked {
     digest: Digest,
     registry: String,
     repo: String,
+    client: Arc<Client>,
+    retries: u32,
+    /// Blobs picked up again after a lost connection (all of this pull's).
+    resumed: Arc<AtomicU64>,
 }
 
 impl Read for Checked {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = match self.inner.read(buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                let context = format!("reading blob {} from {} (at byte {})", self.digest, self.repo, self.count);
-                let lost = RegistryError::Network { registry: self.registry.clone(), context, detail: crate::error::plain_io(&e) };
+        let mut failures = 0;
+        let n = loop {
+            let lost = match self.inner.read(buf) {
+                Ok(0) if self.count < self.size => format!("the registry sent {} of its {} bytes", self.count, self.size),
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+                Err(e) => crate::error::plain_io(&e),
+            };
+            let context = format!("reading blob {} from {} (at byte {})", self.digest, self.repo, self.count);
+            let lost = RegistryError::Network { registry: self.registry.clone(), context, detail: lost };
+            if self.hasher.is_none() || failures >= self.retries {
                 return Err(Error::Registry(lost).into_io());
             }
+            std::thread::sleep(super::client::backoff(failures));
+            failures += 1;
+            self.resume().map_err(Error::into_io)?;
         };
         self.count += n as u64;
         if self.count > self.size {
@@ -298,11 +325,6 @@ impl Read for Checked {
         }
         let Some(hasher) = self.hasher.as_mut() else { return Ok(n) };
         hasher.update(&buf[..n]);
-        if n == 0 && self.count < self.size {
-            let context = format!("reading blob {} from {}", self.digest, self.repo);
-            let detail = format!("the registry sent {} of its {} bytes", self.count, self.size);
-            return Err(Error::Registry(RegistryError::Network { registry: self.registry.clone(), context, detail }).into_io());
-        }
         if self.count == self.size {
             let actual = self.hasher.take().expect("checked above").finish();
             if actual != self.digest {
@@ -314,6 +336,32 @@ impl Read for Checked {
 }
 
 impl Checked {
+    /// Ask again for the bytes from `count` on. Failing to reach the registry
+    /// is not final here: the next read fails and comes back (bounded above).
+    fn resume(&mut self) -> Result<()> {
+        let (response, partial) = match self.client.get_blob_from(&self.repo, &self.digest, self.count) {
+            Ok(r) => r,
+            Err(e) if e.is_retryable() => {
+                self.inner = Box::new(io::Cursor::new(Vec::new()));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut body: Box<dyn Read + Send> = Box::new(response);
+        if !partial {
+            // The whole blob again: the bytes already hashed pass by unread.
+            let skipped =
+                io::copy(&mut (&mut body).take(self.count), &mut io::sink()).map_err(|e| Error::io("skipping what was read", e))?;
+            if skipped < self.count {
+                self.inner = Box::new(io::Cursor::new(Vec::new()));
+                return Ok(());
+            }
+        }
+        self.inner = body;
+        self.resumed.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn damaged(&self, what: String) -> Error {
         Error::integrity(format!(
             "{}/{}: the registry served blob {} with {what}: nothing was written",
