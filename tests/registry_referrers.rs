@@ -254,6 +254,14 @@ fn signature_and_oci_referrer_travel_from_one_registry_to_another() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(digest_of(&out.stdout), planted.referrer);
 
+    // Into one named repository and tag: the signature and the referrer go along.
+    ferry_reg_ok(&b, &["load", "--allow-unsigned", stem.to_str().unwrap(), "--into", &b.url("renamed/app:v2")]);
+    let mut want = vec!["v2".to_string(), planted.sig_tag.clone(), planted.fallback_tag.clone()];
+    want.sort();
+    assert_eq!(api_b.tags("renamed/app"), want);
+    assert_eq!(api_b.manifest("renamed/app", &planted.sig_tag).map(|m| digest_of(&m)), Some(planted.signature.clone()));
+    assert_eq!(api_b.manifest("renamed/app", &planted.referrer).map(|m| digest_of(&m)), Some(planted.referrer.clone()));
+
     // Saved again from B: the same set (B's fallback index is found like A's).
     let again = work.path().join("again");
     ferry_reg_ok(&b, &["save", &b.url(&format!("{repo}:v1")), "-o", again.to_str().unwrap(), "-n", "s"]);
