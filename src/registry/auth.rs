@@ -1,9 +1,11 @@
 //! Registry credentials: where they come from (`--registry-auth FILE`, else
 //! `$REGISTRY_AUTH_FILE`, `~/.docker/config.json`,
-//! `${XDG_RUNTIME_DIR}/containers/auth.json`, the first with an entry for the
-//! registry) and the `WWW-Authenticate` challenges they answer (Basic, and
-//! Bearer through the realm's token endpoint). A password is never printed:
-//! `Debug` of [`Credentials`] shows `***`, errors name only the user and file.
+//! `${XDG_RUNTIME_DIR}/containers/auth.json`, the first with credentials for
+//! the registry, inline or from a Docker credential helper) and the
+//! `WWW-Authenticate` challenges they answer (Basic, and Bearer through the
+//! realm's token endpoint). A password is never printed: `Debug` of
+//! [`Credentials`] shows `***`, errors name only the user and the file or helper.
+use super::credential_helper::{self, Answer};
 use crate::error::{Error, Result};
 use base64::Engine;
 use std::path::{Path, PathBuf};
@@ -47,7 +49,10 @@ pub fn auth_files(explicit: Option<&Path>) -> Vec<PathBuf> {
 }
 
 /// The credentials for `registry` (`HOST[:PORT]`) from the first auth file
-/// that has an entry for it. A file given explicitly must exist.
+/// that has them: an `auths` entry, or a credential helper that knows the
+/// registry. A file given explicitly must exist. A helper that fails or says
+/// "not found" gives none (the lookup goes on): the registry may not ask for
+/// any, and if it does, the 401 names what was tried.
 pub fn lookup(registry: &str, explicit: Option<&Path>) -> Result<Found> {
     let files = auth_files(explicit);
     let mut looked = Vec::new();
@@ -57,12 +62,26 @@ pub fn lookup(registry: &str, explicit: Option<&Path>) -> Result<Found> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => continue,
             Err(e) => return Err(Error::io(format!("reading the registry auth file {}", file.display()), e)),
         };
-        looked.push(file.display().to_string());
-        if let Some(c) = entry_for(&bytes, registry).map_err(|why| {
+        let entry = entry_for(&bytes, registry).map_err(|why| {
             Error::usage(format!("the registry auth file {} is not valid: {why}", file.display()))
                 .with_hint("fix or remove the file (its format is Docker's config.json: {\"auths\": {\"HOST\": {\"auth\": \"base64(user:password)\"}}})")
-        })? {
-            return Ok(Found { described: format!("user {} from {}", c.username, file.display()), credentials: Some(c) });
+        })?;
+        match entry {
+            None => looked.push(file.display().to_string()),
+            Some(Entry::Inline(c)) => {
+                return Ok(Found { described: format!("user {} from {}", c.username, file.display()), credentials: Some(c) })
+            }
+            Some(Entry::Helper { name, field }) => {
+                let helper = format!("{} ({field} in {})", credential_helper::program(&name), file.display());
+                match credential_helper::get(&name, &helper_server(registry), credential_helper::TIMEOUT) {
+                    Ok(Answer::Found(c)) => {
+                        return Ok(Found { described: format!("user {} from {helper}", c.username), credentials: Some(c) })
+                    }
+                    Ok(Answer::NotFound) => looked.push(format!("{helper}: credentials not found")),
+                    Ok(Answer::IdentityToken) => looked.push(format!("{helper}: an identity token, which ferry does not use")),
+                    Err(why) => looked.push(format!("{helper}: {why}")),
+                }
+            }
         }
     }
     let described = if looked.is_empty() {
@@ -73,11 +92,51 @@ pub fn lookup(registry: &str, explicit: Option<&Path>) -> Result<Found> {
     Ok(Found { credentials: None, described })
 }
 
-/// The `auths` entry of a Docker config.json / containers auth.json for `registry`.
-fn entry_for(bytes: &[u8], registry: &str) -> std::result::Result<Option<Credentials>, String> {
+/// What an auth file holds for a registry.
+#[derive(Debug)]
+enum Entry {
+    /// `auths` → `auth` (or `username`/`password`).
+    Inline(Credentials),
+    /// Ask `docker-credential-NAME`: `credHelpers` names it for the host, or `credsStore` for every host.
+    Helper { name: String, field: &'static str },
+}
+
+/// The server a credential helper is asked about: what `docker login` stored it under.
+fn helper_server(registry: &str) -> String {
+    if super::reference::is_docker_hub(registry) {
+        "https://index.docker.io/v1/".into()
+    } else {
+        registry.to_string()
+    }
+}
+
+/// The entry of a Docker config.json / containers auth.json for `registry`:
+/// a `credHelpers` helper for the host first (as docker does), then an
+/// `auths` entry with credentials, then the `credsStore` helper.
+fn entry_for(bytes: &[u8], registry: &str) -> std::result::Result<Option<Entry>, String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
-    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else { return Ok(None) };
     let wanted = host_key(registry);
+    let helper = v
+        .get("credHelpers")
+        .and_then(|h| h.as_object())
+        .and_then(|h| h.iter().find(|(key, _)| host_key(key) == wanted))
+        .and_then(|(_, name)| name.as_str())
+        .filter(|name| !name.is_empty());
+    if let Some(name) = helper {
+        return Ok(Some(Entry::Helper { name: name.to_string(), field: "credHelpers" }));
+    }
+    if let Some(c) = auths_entry(&v, &wanted)? {
+        return Ok(Some(Entry::Inline(c)));
+    }
+    match v.get("credsStore").and_then(|s| s.as_str()).filter(|s| !s.is_empty()) {
+        Some(store) => Ok(Some(Entry::Helper { name: store.to_string(), field: "credsStore" })),
+        None => Ok(None),
+    }
+}
+
+/// The credentials of the `auths` entry for host `wanted` (an entry without them, as `docker login` with a helper leaves, is none).
+fn auths_entry(v: &serde_json::Value, wanted: &str) -> std::result::Result<Option<Credentials>, String> {
+    let Some(auths) = v.get("auths").and_then(|a| a.as_object()) else { return Ok(None) };
     for (key, entry) in auths {
         if host_key(key) != wanted {
             continue;
@@ -187,12 +246,36 @@ mod tests {
         let file = format!(
             r#"{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{b64}"}}, "127.0.0.1:5000": {{"username": "bob", "password": "pw"}}}}}}"#
         );
-        let hub = entry_for(file.as_bytes(), "docker.io").unwrap().unwrap();
+        let inline = |registry: &str| match entry_for(file.as_bytes(), registry).unwrap() {
+            Some(Entry::Inline(c)) => Some(c),
+            None => None,
+            other => panic!("{other:?}"),
+        };
+        let hub = inline("docker.io").unwrap();
         assert_eq!((hub.username.as_str(), hub.password.as_str()), ("alice", "s3:cret"));
-        let local = entry_for(file.as_bytes(), "127.0.0.1:5000").unwrap().unwrap();
-        assert_eq!(local.username, "bob");
-        assert!(entry_for(file.as_bytes(), "127.0.0.1:5001").unwrap().is_none());
+        assert_eq!(inline("127.0.0.1:5000").unwrap().username, "bob");
+        assert!(inline("127.0.0.1:5001").is_none());
         assert!(!format!("{hub:?}").contains("s3:cret"), "Debug shows no password");
         assert!(entry_for(br#"{"auths": {"h": {"auth": "!!"}}}"#, "h").is_err());
+    }
+
+    #[test]
+    fn credential_helpers_of_the_config() {
+        let b64 = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+        let file = format!(
+            r#"{{"auths": {{"a.example": {{"auth": "{b64}"}}, "b.example": {{"auth": "{b64}"}}, "c.example": {{}}}}, "credHelpers": {{"https://b.example": "pass", "d.example": "ecr-login"}}, "credsStore": "desktop"}}"#
+        );
+        let helper = |registry: &str| match entry_for(file.as_bytes(), registry).unwrap() {
+            Some(Entry::Helper { name, field }) => format!("{field}:{name}"),
+            other => format!("{other:?}"),
+        };
+        assert!(matches!(entry_for(file.as_bytes(), "a.example").unwrap(), Some(Entry::Inline(_))), "an inline entry before credsStore");
+        assert_eq!(helper("b.example"), "credHelpers:pass", "credHelpers first, as docker does");
+        assert_eq!(helper("c.example"), "credsStore:desktop", "an entry docker login left empty is the store's");
+        assert_eq!(helper("d.example"), "credHelpers:ecr-login");
+        assert_eq!(helper("elsewhere.example"), "credsStore:desktop");
+        assert!(entry_for(br#"{"auths": {}}"#, "x").unwrap().is_none());
+        assert_eq!(helper_server("docker.io"), "https://index.docker.io/v1/");
+        assert_eq!(helper_server("127.0.0.1:5000"), "127.0.0.1:5000");
     }
 }

@@ -46,7 +46,7 @@ impl RegistryError {
     pub fn hint(&self) -> String {
         match self {
             RegistryError::Tls { .. } => "is the registry's certificate signed by a CA this machine trusts? give it with --ca-cert FILE (PEM); for a client certificate, --cert FILE [--cert-key FILE]; --plain-http only for a registry without TLS".into(),
-            RegistryError::Auth { .. } => "check the credentials for this registry: --registry-auth FILE, $REGISTRY_AUTH_FILE, ~/.docker/config.json or ${XDG_RUNTIME_DIR}/containers/auth.json (docker login / skopeo login write them), and that the user may push/pull this repository".into(),
+            RegistryError::Auth { .. } => "check the credentials for this registry: --registry-auth FILE, $REGISTRY_AUTH_FILE, ~/.docker/config.json or ${XDG_RUNTIME_DIR}/containers/auth.json (docker login / skopeo login write them; a credsStore or credHelpers helper must be on PATH), and that the user may push/pull this repository".into(),
             RegistryError::Network { .. } => "check that the registry runs and is reachable (host, port, --plain-http); run the command again: uploads resume where the registry stopped".into(),
             RegistryError::Status { status, .. } if *status >= 500 => "the registry failed; its log may say more; run the command again: uploads resume where the registry stopped".into(),
             RegistryError::Status { .. } => "the registry refused the request; its log may say more".into(),

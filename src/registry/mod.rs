@@ -2,6 +2,7 @@
 //! distribution API, and the registry as a load target (push).
 pub mod auth;
 pub mod client;
+mod credential_helper;
 mod error;
 pub mod held;
 mod listing;

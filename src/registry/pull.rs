@@ -9,7 +9,7 @@
 //! index.json entries (docs/FORMAT.md "Referrers").
 use super::client::{Client, FetchedManifest};
 use super::prefetch::Prefetch;
-use super::RegistryRef;
+use super::{RegistryError, RegistryRef};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::files::SourceFiles;
@@ -130,10 +130,25 @@ impl RegistryFiles {
 
     /// Fetch a manifest by tag or digest and remember its bytes.
     fn fetch(&self, reference: &str) -> Result<Document> {
-        let fetched = self.client.get_manifest(&self.source.repository, reference, MAX_DOCUMENT)?;
+        self.fetch_if_there(reference)?.ok_or_else(|| {
+            RegistryError::NotFound {
+                registry: self.source.registry.clone(),
+                what: format!("manifest {}:{reference}", self.source.repository),
+            }
+            .into()
+        })
+    }
+
+    /// [`Self::fetch`], `None` when the registry does not have it.
+    fn fetch_if_there(&self, reference: &str) -> Result<Option<Document>> {
+        let fetched = match self.client.get_manifest(&self.source.repository, reference, MAX_DOCUMENT) {
+            Ok(fetched) => fetched,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
         let doc = checked(&self.source, reference, fetched)?;
         self.documents.borrow_mut().insert(doc.descriptor.digest.clone(), doc.bytes.clone());
-        Ok(doc)
+        Ok(Some(doc))
     }
 }
 
@@ -172,7 +187,8 @@ impl SourceFiles for RegistryFiles {
 const TAG_KINDS: [(&str, &str); 3] = [(".sig", "signature"), (".att", "attestation"), (".sbom", "sbom")];
 
 /// Every manifest attached to a manifest or index of the image: OCI 1.1
-/// referrers when the registry has the API, and the cosign tag schema.
+/// referrers from the API, or from the tag-schema fallback index where the
+/// registry has no API; and the cosign tag schema.
 fn add_referrers(files: &RegistryFiles, set: &mut ImageSet) -> Result<()> {
     let subjects: Vec<Digest> = set.blobs().iter().filter(|b| matches!(b.source, BlobSource::Bytes(_))).map(|b| b.digest.clone()).collect();
     let repo = &files.source.repository;
@@ -193,6 +209,15 @@ fn add_referrers(files: &RegistryFiles, set: &mut ImageSet) -> Result<()> {
         }
     }
     let tags = files.client.list_tags(repo)?;
+    if !api {
+        for subject in &subjects {
+            for (kind, descriptor) in fallback_referrers(files, subject, &tags)? {
+                if !attached.iter().any(|(_, _, _, d)| d.digest == descriptor.digest) {
+                    attached.push((subject.clone(), None, kind, descriptor));
+                }
+            }
+        }
+    }
     for subject in &subjects {
         for (suffix, kind) in TAG_KINDS {
             let tag = format!("sha256-{}{suffix}", subject.hex());
@@ -215,6 +240,34 @@ fn add_referrers(files: &RegistryFiles, set: &mut ImageSet) -> Result<()> {
         set.images.push(Image { name: None, ref_name: tag, descriptor, docker: None });
     }
     Ok(())
+}
+
+/// The referrers the fallback index `sha256-<subject hex>` lists (OCI
+/// distribution spec 1.1, "Referrers tag schema"), each with its kind (its
+/// `artifactType`). The index is what clients keep, not the registry, so it is
+/// trusted no further than it checks out: an entry the registry no longer has
+/// (a deleted referrer) or whose manifest names another subject is passed over.
+fn fallback_referrers(files: &RegistryFiles, subject: &Digest, tags: &[String]) -> Result<Vec<(String, Descriptor)>> {
+    let tag = super::referrers::fallback_tag(subject);
+    if !tags.contains(&tag) {
+        return Ok(Vec::new());
+    }
+    let Some(index) = files.fetch_if_there(&tag)? else { return Ok(Vec::new()) };
+    let listed: crate::image::Index = crate::image::parse_document(&index.bytes)
+        .map_err(|e| Error::format(format!("{}:{tag} is not a referrers index: {e}", files.describe())))?;
+    let mut found = Vec::new();
+    for entry in listed.manifests {
+        let Some(doc) = files.fetch_if_there(entry.digest.as_str())? else { continue };
+        let Some(referrer) = super::referrers::referrer_of(&doc.descriptor.digest, &doc.descriptor.media_type, &doc.bytes) else {
+            continue;
+        };
+        if referrer.subject != *subject {
+            continue;
+        }
+        let kind = referrer.descriptor.extra.get("artifactType").and_then(|a| a.as_str()).unwrap_or("referrer").to_string();
+        found.push((kind, doc.descriptor));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

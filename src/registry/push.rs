@@ -56,6 +56,12 @@ fn entry_name(d: &Descriptor) -> Option<(String, Option<String>)> {
         .or_else(|| d.annotation(ANN_REF_NAME).filter(|n| n.contains('/') || n.contains(':')).and_then(parse))
 }
 
+/// The tag-schema tag (`sha256-<hex>.sig`, ...) a referrer entry without a
+/// repository name keeps in its ref.name.
+fn referrer_tag(d: &Descriptor) -> Option<String> {
+    d.annotation(ANN_REF_NAME).filter(|t| super::referrers::is_referrer_tag(t)).map(str::to_string)
+}
+
 /// Repositories searched for a delta's base layers outside the bundle's own.
 const MAX_CATALOG: usize = 1000;
 
@@ -161,7 +167,7 @@ impl<'a> RegistryPush<'a> {
     fn place(&self, d: &Descriptor, all: &[Descriptor]) -> Result<(Option<String>, Option<String>)> {
         let named = entry_name(d);
         if !self.target.is_single_image() {
-            let Some((path, tag)) = named else { return Ok((None, None)) };
+            let Some((path, tag)) = named else { return Ok((None, referrer_tag(d))) };
             let repo = if self.target.repository.is_empty() { path } else { format!("{}/{path}", self.target.repository) };
             return Ok((Some(repo), tag));
         }
@@ -169,6 +175,7 @@ impl<'a> RegistryPush<'a> {
         let repo = Some(self.target.repository.clone());
         match named {
             Some((_, Some(tag))) if super::referrers::is_referrer_tag(&tag) => return Ok((repo, Some(tag))),
+            None if referrer_tag(d).is_some() => return Ok((repo, referrer_tag(d))),
             None if all.len() > 1 => return Ok((None, None)),
             _ => {}
         }
@@ -199,6 +206,12 @@ impl<'a> RegistryPush<'a> {
         Ok(())
     }
 
+    /// The subject index.json gives an entry that named no repository (docs/FORMAT.md "Referrers").
+    fn unnamed_subject(&self, digest: &Digest) -> Option<Digest> {
+        let root = self.roots.iter().find(|r| r.repo.is_empty() && &r.descriptor.digest == digest)?;
+        Digest::parse(root.descriptor.annotation(super::pull::ANN_REFERRER_SUBJECT)?).ok()
+    }
+
     fn expect(&mut self, d: &Descriptor, role: Role, repos: &[String]) {
         self.roles.entry(d.digest.clone()).or_insert(role);
         let have = self.repos.entry(d.digest.clone()).or_default();
@@ -217,6 +230,8 @@ impl<'a> RegistryPush<'a> {
             return Ok(());
         }
         let subject = value.get("subject").and_then(|s| s.get("digest")).and_then(|d| d.as_str()).and_then(|d| Digest::parse(d).ok());
+        // A cosign-style signature names its image only in index.json (a bundle saved from a registry).
+        let subject = subject.or_else(|| self.unnamed_subject(digest));
         if !self.no_referrers || subject.is_none() {
             self.place_unnamed(digest, subject.as_ref())?;
         }
