@@ -220,19 +220,23 @@ impl FinishWrite for Zstd {
 
 /// Already-compressed data (gzip, zstd layers) written in segments of
 /// [`STORE_SEGMENT`]: each segment as one frame of raw (stored) blocks,
-/// unless a quick zstd pass at [`PROBE_LEVEL`] saves [`PROBE_KEEP`] of it,
-/// then as that frame. zstd -3 barely shrinks most gzip layers (0.3–0.5 %
-/// on the bench image's) but it costs a core; a few shrink 5–10 % (the
-/// bench's layer of jars and .gz files, with copies of files a few MiB apart):
-/// the probe keeps about half of that. Neither frame kind has a content
-/// checksum: the artifact's sha256 and each blob's digest cover the bytes.
+/// unless a quick zstd pass at [`PROBE_LEVEL`] saves 1/[`PROBE_KEEP`] of it,
+/// then as that frame. zstd -3 barely shrinks most gzip layers (0.3–0.5 % on
+/// four of the bench image's five), but it costs a core; some shrink 10 %
+/// (the bench's layer of jars and .gz files, copies of files a few MiB apart
+/// that gzip's 32 KiB window cannot see). A sample of a blob's first MiB does
+/// not tell them apart (0.99 for that layer too): the probe runs on every
+/// segment and its output is used, not thrown away. Neither frame kind has a
+/// content checksum: the artifact's sha256 and each blob's digest cover them.
 ///
-/// Why by hand: libzstd cannot be told to store. Measured on 256 MiB of the
-/// bench image's gzip layers (examples/stored_frames_speed.rs, one thread,
-/// loaded machine): level 3 815 MB/s (2 workers: 530 MB/s wall), level 1
-/// 1.3 GB/s, level -5 2.1 GB/s, the lowest level (-131072) 3.1 GB/s, all
-/// 0.99–1.0 of the size; raw blocks 9.3 GB/s (a copy). The probe at level -1
-/// per 4 MiB: 1.4–2.7 GB/s of CPU, and its output is used, not thrown away.
+/// Why by hand: libzstd has no stored mode; every level searches for
+/// matches. Measured with bench/stored_frames_speed.rs on 256 MiB of the bench
+/// image's gzip layers (one thread, load 3–8 on 2 cores, so MB/s are rough):
+/// level 3 815 MB/s (NbWorkers 2: 530 MB/s wall), level 1 1.3 GB/s, level -5
+/// 2.1 GB/s, the lowest level (-131072) 3.1 GB/s, sizes 0.992–1.000; raw
+/// blocks 9.3 GB/s (a copy), 1.000. The probe (level -1, window and segment
+/// 4 MiB): 2.0–3.0 GB/s of CPU; 0.998 of the size there, 0.924 on the jar
+/// layer (zstd -3: 0.896).
 struct StoredFrames {
     probe: zstd::bulk::Compressor<'static>,
     segment: Box<[u8]>,
