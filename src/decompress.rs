@@ -1,8 +1,10 @@
 //! Bounded decoders for the compressed streams ferry reads (artifacts,
 //! archive sources, layers). A zstd frame may ask for a window of at most
 //! [`MAX_ZSTD_WINDOW`] (the decoder allocates it): ferry writes level-3
-//! frames with 2 MiB windows, and no `zstd` level without `--long` asks for
-//! more than 128 MiB. What is wrong with the compressed bytes themselves (a
+//! frames with 2 MiB windows, stored frames of already-compressed layers with
+//! 128 KiB windows and their probe frames with at most 4 MiB
+//! (src/compress.rs), and no `zstd` level without `--long` asks for more than
+//! 128 MiB. What is wrong with the compressed bytes themselves (a
 //! window over the cap, data between or after frames that is not a frame, a
 //! truncated or corrupt frame, a bad gzip stream) is a [`CorruptStream`]
 //! error, told apart from errors of the reader below, which pass unchanged.

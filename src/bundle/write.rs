@@ -10,9 +10,9 @@ use super::tarstream::TarWriter;
 use crate::compress::{self, Compression, FinishWrite};
 use crate::digest::HashingReader;
 use crate::error::{Error, Result};
-use crate::image::{BlobSource, ImageSet};
+use crate::image::{media_types, BlobSource, ImageSet};
 use ferry_transports::{PutMode, Transport};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -161,7 +161,12 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
                 _ => {
                     let source = blob.source.open().map_err(reading)?;
                     let mut reader = HashingReader::new(ProgressReader { inner: source, progress });
-                    tar.add_reader(&digest.blob_path(), blob.size, &mut reader).map_err(io_err)?;
+                    let declared = media_types::layer_compression(&blob.media_type);
+                    if opts.compression == Compression::Zstd && declared != Compression::None {
+                        add_compressed(&mut tar, &digest.blob_path(), blob.size, declared, &mut reader).map_err(io_err)?;
+                    } else {
+                        tar.add_reader(&digest.blob_path(), blob.size, &mut reader).map_err(io_err)?;
+                    }
                     reader.finish().0
                 }
             };
@@ -188,6 +193,38 @@ pub fn write_bundle(set: &ImageSet, transport: Arc<dyn Transport>, mut opts: Sav
             Err(e)
         }
     }
+}
+
+/// A blob whose media type says `declared` (gzip, zstd): if its first bytes
+/// say so too, its bytes go into the zstd stream (mostly) stored, not
+/// compressed again (see [`FinishWrite::store`]); otherwise as any blob.
+fn add_compressed(
+    tar: &mut TarWriter<Counting<Box<dyn FinishWrite>>>,
+    path: &str,
+    size: u64,
+    declared: Compression,
+    data: &mut dyn Read,
+) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(4);
+    data.take(4.min(size)).read_to_end(&mut head)?;
+    let mut rest = std::io::Cursor::new(&head[..]).chain(data).take(size);
+    if Compression::detect(&head) != declared {
+        return tar.add_reader(path, size, &mut rest);
+    }
+    tar.add_with(path, size, |out| {
+        let stored = match out.inner.store(&mut rest)? {
+            Some(n) => n,
+            None => compress::copy_with_buffer(&mut vec![0u8; 256 << 10], &mut rest, &mut out.inner)?,
+        };
+        if stored < size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{path}: source ended {} bytes early", size - stored),
+            ));
+        }
+        out.count += size;
+        Ok(())
+    })
 }
 
 /// The oci-layout, index.json, manifest.json and blob directories that open the tar.
