@@ -249,6 +249,10 @@ const STORE_SEGMENT: usize = 4 << 20;
 const PROBE_LEVEL: i32 = -1;
 /// A probe's frame is kept if it is at least this fraction (1/50) smaller.
 const PROBE_KEEP: usize = 50;
+/// Probes that did not pay, in a row, before probing thins out to every
+/// [`PROBE_EVERY`]-th segment (1 in 8: 32 MiB apart).
+const PROBE_TRIES: usize = 2;
+const PROBE_EVERY: usize = 8;
 /// RFC 8878 §3.1.1.2: a block holds at most min(window, 128 KiB).
 const RAW_BLOCK: usize = 128 << 10;
 /// Frame header descriptor: no content size, not single-segment, no checksum, no dictionary.
@@ -271,21 +275,30 @@ impl StoredFrames {
 
     fn write(&mut self, from: &mut dyn Read, out: &mut dyn Write) -> io::Result<u64> {
         let mut total = 0u64;
-        loop {
+        // Probes in a row that did not pay: after PROBE_TRIES of them only every
+        // PROBE_EVERY-th segment is probed (most gzip layers never pay, and the
+        // probe runs on the writer's thread); one that pays probes every segment again.
+        let mut misses = 0usize;
+        for segment in 0usize.. {
             let n = read_full(from, &mut self.segment)?;
             if n == 0 {
                 return Ok(total);
             }
             let data = &self.segment[..n];
             self.frame.clear();
-            let probed = self.probe.compress_to_buffer(data, &mut self.frame)?;
-            if probed > n - n / PROBE_KEEP {
+            let probe = misses < PROBE_TRIES || segment % PROBE_EVERY == 0;
+            let paid = probe && self.probe.compress_to_buffer(data, &mut self.frame)? <= n - n / PROBE_KEEP;
+            if paid {
+                misses = 0;
+            } else {
+                misses += usize::from(probe);
                 self.frame.clear();
                 stored_frame(data, &mut self.frame);
             }
             out.write_all(&self.frame)?;
             total += n as u64;
         }
+        unreachable!("segments are counted until the blob ends")
     }
 }
 
