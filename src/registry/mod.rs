@@ -5,6 +5,7 @@ pub mod client;
 mod error;
 pub mod held;
 mod listing;
+pub mod pool;
 pub mod prefetch;
 pub mod pull;
 pub mod push;
