@@ -79,11 +79,13 @@ measure() { # NAME COMMAND... → "NAME seconds peak_kib"
   echo "$name $(cat "$work/time")"
 }
 echo "# $(date -u +%FT%TZ) size=${size}MiB runs=$runs load: $(cut -d' ' -f1-3 /proc/loadavg) cores: $(nproc)"
+# The loop runs in a pipeline's subshell: it stops its own last registry (the EXIT trap does not see its pid).
 for r in $(seq "$runs"); do
   start
   measure ferry "$ferry" -q load --allow-unsigned --plain-http "$bundle/bench.sha256" --into "docker://127.0.0.1:$port/f"
   start
   measure skopeo skopeo copy -q --dest-tls-verify=false "oci:$layout:bench" "docker://127.0.0.1:$port/s/bench:v1"
+  [ "$r" = "$runs" ] && stop
 done | tee "$work/results"
 awk '{t[$1]+=$2; n[$1]++; if ($3>m[$1]) m[$1]=$3} END {
   printf "ferry  mean %.1f s  peak RSS %.0f MiB\nskopeo mean %.1f s  peak RSS %.0f MiB\nratio ferry/skopeo %.2f (goal <= 0.8)\n",

@@ -541,3 +541,93 @@ fn a_registry_with_token_auth_takes_a_push() {
         assert_eq!(format!("sha256:{}", sha256_hex(&out.stdout)), digest);
     }
 }
+
+/// Upload sessions (the `UUID` of `/blobs/uploads/UUID`) of the PATCHes in the access log, in log order.
+fn patch_sessions(reg: &Registry) -> Vec<String> {
+    reg.requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH "))
+        .filter_map(|r| r.split("/blobs/uploads/").nth(1)?.split(['?', ' ']).next().map(str::to_string))
+        .collect()
+}
+
+/// Whether some session's PATCHes have another session's PATCH between them.
+fn interleaved(sessions: &[String]) -> bool {
+    sessions.iter().enumerate().any(|(i, s)| {
+        let last = sessions.iter().rposition(|t| t == s).unwrap();
+        sessions[i..last].iter().any(|t| t != s)
+    })
+}
+
+#[test]
+fn four_jobs_and_one_push_the_same_image_and_four_overlap() {
+    let reg = Registry::start(Mode::TlsAuth);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    // Four layers of three chunks each and more (chunked uploads), and a small config.
+    let layers = random_image(&layout, 4, 20);
+    let bundle = save(&format!("oci:{}", layout.display()), &work.path().join("b"), "four", &["--compress", "none"]);
+    let want = bundle_digests(&bundle);
+
+    let serial = push(&reg, work.path(), &bundle, &reg.url("serial"), &["-j", "1"]);
+    assert_eq!(serial.code, 0, "{}", serial.stderr);
+    let one = patch_sessions(&reg);
+    assert!(!interleaved(&one), "-j 1 sends one blob after another: {one:#?}");
+    let parallel = push(&reg, work.path(), &bundle, &reg.url("parallel"), &["-j", "4"]);
+    assert_eq!(parallel.code, 0, "{}", parallel.stderr);
+    let four = patch_sessions(&reg)[one.len()..].to_vec();
+    assert!(interleaved(&four), "-j 4 has uploads in flight at once: {four:#?}");
+
+    use ferry::registry::{Client, RegistryOptions};
+    let opts = RegistryOptions { ca_cert: Some(reg.ca_cert()), auth_file: Some(reg.auth_file(PASSWORD)), ..Default::default() };
+    let client = Client::connect(&reg.host(), &opts).unwrap();
+    for (run, prefix) in [(&serial, "serial"), (&parallel, "parallel")] {
+        let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert_eq!(report["registry"]["blobs_uploaded"].as_u64(), Some(layers.len() as u64 + 1), "layers and config: {report}");
+        let (name, digest) = &pushed(&report)[0];
+        assert_eq!(name, &format!("{}/{prefix}/ferry/big:v1", reg.host()));
+        assert_eq!(vec![digest.clone()], want);
+        assert_eq!(format!("sha256:{}", sha256_hex(&raw_manifest(&reg, name))), *digest, "skopeo reads the bundle's manifest");
+        for (hex, _) in &layers {
+            let d = ferry::digest::Digest::parse(&format!("sha256:{hex}")).unwrap();
+            assert!(client.blob_exists(&format!("{prefix}/ferry/big"), &d).unwrap(), "layer {hex} is in {prefix}");
+        }
+    }
+    // skopeo copies the parallel push back whole (every layer's digest checked).
+    let mut copy = vec!["copy".to_string()];
+    copy.extend(reg.skopeo_args("src"));
+    copy.push(format!("docker://{}/parallel/ferry/big:v1", reg.host()));
+    copy.push(format!("oci:{}:x", work.path().join("back").display()));
+    let out = skopeo(&copy);
+    assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_tampered_layer_with_four_jobs_exits_3_finalizes_it_not_and_tags_nothing() {
+    let reg = Registry::start(Mode::TlsAuth);
+    let work = tempfile::tempdir().unwrap();
+    let layout = work.path().join("oci");
+    let layers = random_image(&layout, 4, 20);
+    let dir = work.path().join("b");
+    let bundle = save(&format!("oci:{}", layout.display()), &dir, "t", &["--compress", "none"]);
+    // A byte in the middle of the artifact (inside a layer), the checksum file made to agree.
+    let artifact = dir.join("t.tar");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x55;
+    std::fs::write(&artifact, &bytes).unwrap();
+    std::fs::write(&bundle, format!("{}  t.tar\n", sha256_hex(&bytes))).unwrap();
+
+    let run = push(&reg, work.path(), &bundle, &reg.url("tampered"), &["-j", "4"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert_eq!(reg.count("PUT", "/manifests/"), 0, "no manifest or tag was stored:\n{:#?}", reg.requests());
+    use ferry::registry::{Client, RegistryOptions};
+    let opts = RegistryOptions { ca_cert: Some(reg.ca_cert()), auth_file: Some(reg.auth_file(PASSWORD)), ..Default::default() };
+    let client = Client::connect(&reg.host(), &opts).unwrap();
+    let stored = layers
+        .iter()
+        .filter(|(hex, _)| client.blob_exists("tampered/ferry/big", &ferry::digest::Digest::parse(&format!("sha256:{hex}")).unwrap()).unwrap())
+        .count();
+    assert!(stored < layers.len(), "the damaged layer was not finalized ({stored} of {} stored)", layers.len());
+    assert!(client.list_tags("tampered/ferry/big").unwrap().is_empty(), "a tag was left behind");
+}

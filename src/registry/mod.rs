@@ -6,6 +6,7 @@ mod credential_helper;
 mod error;
 pub mod held;
 mod listing;
+pub mod pool;
 pub mod prefetch;
 pub mod pull;
 pub mod push;

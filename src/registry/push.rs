@@ -8,8 +8,9 @@
 //! that fails verification leaves no manifest and no tag, only blobs nothing
 //! refers to (harmless; a registry's garbage collection removes them).
 use super::client::{Client, RegistryOptions};
+use super::pool::Pool;
 use super::reference::RegistryRef;
-use super::upload::{ChunkWriter, ChunkedUpload, Sender, Sessions, CHUNK};
+use super::upload::{ChunkWriter, ChunkedUpload, Sender, Sessions, Uploaded, CHUNK};
 use crate::bundle::verify::{Sink, Verified};
 use crate::delta::Delta;
 use crate::digest::Digest;
@@ -95,12 +96,49 @@ enum Current {
     Held { role: Role, bytes: Vec<u8> },
     /// Chunks going to the sending thread; `skip` bytes the registry holds already.
     Chunked { skip: u64, buf: Vec<u8> },
+    /// Spooled for the upload workers (`-j N`, N > 1): blob `id` of the pool.
+    Spooled { id: usize },
+}
+
+/// Who sends the blobs.
+enum Uploads {
+    /// `-j 1`: one thread, fed chunks as the verified stream delivers them
+    /// (nothing spooled: with one upload at a time, running ahead of it would
+    /// buy nothing but disk use).
+    Streamed(Sender),
+    /// `-j N`: N workers uploading blobs spooled as they stream.
+    Pooled(Pool),
+}
+
+impl Uploads {
+    fn wait(&mut self) -> Result<Vec<Uploaded>> {
+        match self {
+            Uploads::Streamed(sender) => sender.wait(),
+            Uploads::Pooled(pool) => pool.finish(),
+        }
+    }
+
+    fn abort(&mut self) {
+        match self {
+            Uploads::Streamed(sender) => {
+                let _ = sender.wait();
+            }
+            Uploads::Pooled(pool) => pool.abort(),
+        }
+    }
+
+    fn sender(&mut self) -> &mut Sender {
+        match self {
+            Uploads::Streamed(sender) => sender,
+            Uploads::Pooled(_) => unreachable!("chunks go to the sending thread only with -j 1"),
+        }
+    }
 }
 
 pub struct RegistryPush<'a> {
     client: &'a Arc<Client>,
     sessions: &'a Arc<Sessions>,
-    sender: Sender,
+    uploads: Uploads,
     target: RegistryRef,
     retries: u32,
     roots: Vec<Root>,
@@ -143,7 +181,11 @@ impl<'a> RegistryPush<'a> {
         RegistryPush {
             client: &to.client,
             sessions: &to.sessions,
-            sender: Sender::spawn(to.client.clone()),
+            uploads: if opts.jobs > 1 {
+                Uploads::Pooled(Pool::spawn(to.client.clone(), to.sessions.clone(), opts.jobs, opts.retries))
+            } else {
+                Uploads::Streamed(Sender::spawn(to.client.clone()))
+            },
             target: target.clone(),
             retries: opts.retries,
             roots: Vec::new(),
@@ -405,18 +447,24 @@ impl<'a> Sink for RegistryPush<'a> {
             };
             if self.ensure_blob(&repo, digest)? {
                 Current::Skip
+            } else if let Uploads::Pooled(pool) = &self.uploads {
+                Current::Spooled { id: pool.begin(&repo, digest, size)? }
             } else if size <= CHUNK as u64 {
                 Current::Held { role, bytes: Vec::with_capacity(size as usize) }
             } else {
                 let upload = ChunkedUpload::open(self.client, self.sessions, &repo, digest, size, self.retries)?;
                 let skip = upload.offset();
-                self.sender.start(upload)?;
+                self.uploads.sender().start(upload)?;
                 Current::Chunked { skip, buf: Vec::new() }
             }
         };
         self.current = Some(current);
         match self.current.as_mut().expect("just set") {
-            Current::Chunked { skip, buf } => Ok(Box::new(ChunkWriter { sender: &mut self.sender, skip, buf })),
+            Current::Chunked { skip, buf } => Ok(Box::new(ChunkWriter { sender: self.uploads.sender(), skip, buf })),
+            Current::Spooled { id } => match &self.uploads {
+                Uploads::Pooled(pool) => Ok(Box::new(pool.writer(*id))),
+                Uploads::Streamed(_) => unreachable!("spooled only with -j N"),
+            },
             other => Ok(Box::new(CurrentWriter(other))),
         }
     }
@@ -426,17 +474,21 @@ impl<'a> Sink for RegistryPush<'a> {
             None | Some(Current::Skip) => {}
             Some(Current::Held { role: Role::Blob, bytes }) => {
                 let repo = self.repos.get(digest).and_then(|r| r.first()).cloned().expect("placed in begin_blob");
-                self.sender.small(&repo, digest, Bytes::from(bytes))?;
+                self.uploads.sender().small(&repo, digest, Bytes::from(bytes))?;
             }
             Some(Current::Held { role, bytes }) => return self.read_document(digest, role, bytes),
             // Finished by the sending thread; other repositories get it (mounted) at commit.
-            Some(Current::Chunked { buf, .. }) => self.sender.finish(Bytes::from(buf))?,
+            Some(Current::Chunked { buf, .. }) => self.uploads.sender().finish(Bytes::from(buf))?,
+            Some(Current::Spooled { id }) => match &self.uploads {
+                Uploads::Pooled(pool) => pool.verified(id)?,
+                Uploads::Streamed(_) => unreachable!("spooled only with -j N"),
+            },
         }
         Ok(())
     }
 
     fn commit(&mut self, _verified: &Verified) -> Result<()> {
-        for up in self.sender.wait()? {
+        for up in self.uploads.wait()? {
             self.present.insert((up.repo, up.digest));
             self.report.blobs_uploaded += 1;
             self.report.bytes_uploaded += up.sent.bytes;
@@ -475,7 +527,7 @@ impl<'a> Sink for RegistryPush<'a> {
     fn abort(&mut self) {
         // An unfinished upload stays open on the registry (and remembered): a rerun resumes it.
         self.current = None;
-        let _ = self.sender.wait();
+        self.uploads.abort();
     }
 
     fn delta(&mut self, delta: &Delta) -> Result<()> {

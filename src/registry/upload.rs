@@ -162,7 +162,7 @@ impl ChunkedUpload {
     }
 
     /// Send `chunk` at `self.offset`; after a lost connection, ask what arrived and send the rest.
-    fn send(&mut self, chunk: Bytes) -> Result<(), RegistryError> {
+    pub(super) fn send(&mut self, chunk: Bytes) -> Result<(), RegistryError> {
         let start = self.offset;
         let mut attempt = 0;
         loop {
@@ -209,7 +209,7 @@ impl ChunkedUpload {
     }
 
     /// The blob checked out: its last bytes and the digest (the registry checks it too).
-    fn finish(mut self, last: Bytes) -> Result<Uploaded> {
+    pub(super) fn finish(mut self, last: Bytes) -> Result<Uploaded> {
         let mut attempt = 0;
         loop {
             match self.client.finish_upload(&self.repo, &self.location, &self.digest, last.clone()) {
