@@ -231,53 +231,6 @@ fn wrong_password_and_unknown_ca_are_clear_transport_errors() {
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
-/// An OCI layout holding one image of `layers` layers, each a tar of one file
-/// of `mib` MiB of random bytes (nothing compresses, nothing is shared).
-fn random_image(dir: &Path, layers: usize, mib: usize) -> Vec<(String, u64)> {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let mut made = Vec::new();
-    for n in 0..layers {
-        sh(&format!(
-            "cd {d} && head -c {size} /dev/urandom > big{n}.bin && tar cf layer.tar big{n}.bin && rm big{n}.bin",
-            d = dir.display(),
-            size = mib << 20
-        ));
-        let layer = dir.join("layer.tar");
-        let hex = sh(&format!("sha256sum {} | cut -d' ' -f1", layer.display())).trim().to_string();
-        made.push((hex.clone(), layer.metadata().unwrap().len()));
-        std::fs::rename(&layer, blobs.join(&hex)).unwrap();
-    }
-    let diff_ids: Vec<String> = made.iter().map(|(h, _)| format!("\"sha256:{h}\"")).collect();
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","config":{{}},"rootfs":{{"type":"layers","diff_ids":[{}]}}}}"#,
-        diff_ids.join(",")
-    );
-    let config_hex = sha256_hex(config.as_bytes());
-    std::fs::write(blobs.join(&config_hex), &config).unwrap();
-    let layer_descs: Vec<String> = made
-        .iter()
-        .map(|(h, size)| format!(r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{h}","size":{size}}}"#))
-        .collect();
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{config_hex}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        layer_descs.join(",")
-    );
-    let manifest_hex = sha256_hex(manifest.as_bytes());
-    std::fs::write(blobs.join(&manifest_hex), &manifest).unwrap();
-    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        dir.join("index.json"),
-        format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{manifest_hex}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"big","io.containerd.image.name":"docker.io/ferry/big:v1"}}}}]}}"#,
-            manifest.len()
-        ),
-    )
-    .unwrap();
-    made
-}
-
 /// A ≥256 MiB bundle of four 64 MiB random layers, uncompressed.
 fn big_bundle(work: &Path) -> (PathBuf, Vec<(String, u64)>) {
     let layout = work.join("big-oci");
