@@ -5,6 +5,7 @@
 # wall time and peak RSS of each (`/usr/bin/time -f '%e %M'`).
 #
 #   bash bench/registry.sh [--size MIB] [--runs N] [--workdir DIR] [--ferry PATH]
+#   FERRY_ARGS="-j 1" bash bench/registry.sh ...   (extra global flags for ferry)
 #
 # The image: an OCI layout of four gzip layers of random bytes (what registries
 # mostly hold: compressed layers), SIZE MiB in all (default 1024), cached in
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift ;;
     --workdir) work=$2; shift ;;
     --ferry) ferry=$2; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "registry.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -82,7 +83,8 @@ echo "# $(date -u +%FT%TZ) size=${size}MiB runs=$runs load: $(cut -d' ' -f1-3 /p
 # The loop runs in a pipeline's subshell: it stops its own last registry (the EXIT trap does not see its pid).
 for r in $(seq "$runs"); do
   start
-  measure ferry "$ferry" -q load --allow-unsigned --plain-http "$bundle/bench.sha256" --into "docker://127.0.0.1:$port/f"
+  # shellcheck disable=SC2086 # FERRY_ARGS are words, e.g. "-j 1"
+  measure ferry "$ferry" -q ${FERRY_ARGS:-} load --allow-unsigned --plain-http "$bundle/bench.sha256" --into "docker://127.0.0.1:$port/f"
   start
   measure skopeo skopeo copy -q --dest-tls-verify=false "oci:$layout:bench" "docker://127.0.0.1:$port/s/bench:v1"
   [ "$r" = "$runs" ] && stop
