@@ -579,7 +579,9 @@ fn a_tampered_layer_with_four_jobs_exits_3_finalizes_it_not_and_tags_nothing() {
     let client = Client::connect(&reg.host(), &opts).unwrap();
     let stored = layers
         .iter()
-        .filter(|(hex, _)| client.blob_exists("tampered/ferry/big", &ferry::digest::Digest::parse(&format!("sha256:{hex}")).unwrap()).unwrap())
+        .filter(|(hex, _)| {
+            client.blob_exists("tampered/ferry/big", &ferry::digest::Digest::parse(&format!("sha256:{hex}")).unwrap()).unwrap()
+        })
         .count();
     assert!(stored < layers.len(), "the damaged layer was not finalized ({stored} of {} stored)", layers.len());
     assert!(client.list_tags("tampered/ferry/big").unwrap().is_empty(), "a tag was left behind");
