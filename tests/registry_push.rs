@@ -292,10 +292,15 @@ fn registry_killed_mid_upload_then_a_rerun_sends_only_the_rest() {
     let (name, digest) = &pushed(&report)[0];
     assert_eq!(format!("sha256:{}", sha256_hex(&raw_manifest(&reg, name))), *digest);
     // skopeo reads the whole image back (the registry checked every layer's digest on its final PUT).
+    skopeo_copies_back(&reg, name, &work.path().join("back"));
+}
+
+/// `skopeo copy docker://NAME oci:DIR:x` succeeds: the registry serves the whole image.
+fn skopeo_copies_back(reg: &Registry, name: &str, dir: &Path) {
     let mut copy = vec!["copy".to_string()];
     copy.extend(reg.skopeo_args("src"));
     copy.push(format!("docker://{name}"));
-    copy.push(format!("oci:{}:x", work.path().join("back").display()));
+    copy.push(format!("oci:{}:x", dir.display()));
     let out = skopeo(&copy);
     assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
 }
@@ -547,12 +552,7 @@ fn four_jobs_and_one_push_the_same_image_and_four_overlap() {
         }
     }
     // skopeo copies the parallel push back whole (every layer's digest checked).
-    let mut copy = vec!["copy".to_string()];
-    copy.extend(reg.skopeo_args("src"));
-    copy.push(format!("docker://{}/parallel/ferry/big:v1", reg.host()));
-    copy.push(format!("oci:{}:x", work.path().join("back").display()));
-    let out = skopeo(&copy);
-    assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+    skopeo_copies_back(&reg, &format!("{}/parallel/ferry/big:v1", reg.host()), &work.path().join("back"));
 }
 
 #[test]
