@@ -10,7 +10,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # Tests start their own dockerd/vsftpd/sshd/nginx on loopback; two jobs suit 2 cores.
 cargo build --workspace --all-targets --locked
-cargo test --workspace --all-targets --locked -- --test-threads="${FERRY_TEST_THREADS:-2}"
+cargo test --workspace --all-targets --locked --no-fail-fast -- --test-threads="${FERRY_TEST_THREADS:-2}"
 # Doc tests: the compile_fail examples prove the trust type cannot be bypassed.
 cargo test --workspace --doc --locked
 if [ -x bench/run.sh ]; then

@@ -692,6 +692,6 @@ fn ls_of_a_server_whose_index_never_ends_is_refused_within_bounds() {
     let (r, kib) = ferry_rss(&["ls", &url], &[("HOME", home.path().to_str().unwrap())]);
     report("ls of an endless directory index", &r, kib);
     assert_eq!(r.code, 4, "{}", r.stderr);
-    assert!(r.stderr.contains("the directory index is larger than 16 MiB"), "{}", r.stderr);
+    assert!(r.stderr.contains("the directory listing is larger than 16 MiB"), "{}", r.stderr);
     assert!(kib < HOSTILE_RSS_LIMIT_KIB, "peak RSS {kib} KiB");
 }
