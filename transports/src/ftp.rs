@@ -186,6 +186,11 @@ impl FtpTransport {
 /// collects however much the server sends): its non-empty lines. Past the bound
 /// `too_large` is set and the connection given up (its data channel is mid-transfer).
 fn read_listing(ftp: &mut Ftp, too_large: &mut bool) -> Result<Vec<String>, FtpError> {
+    // Past the bound once is enough: `with_conn`'s retry on a fresh connection
+    // would read another 16 MiB only to refuse them too.
+    if *too_large {
+        return Ok(Vec::new());
+    }
     let (_, mut stream) = ftp.custom_data_command("LIST", &[Status::AboutToSend, Status::AlreadyOpen])?;
     let mut body = Vec::new();
     (&mut stream).take(crate::MAX_LISTING_BYTES + 1).read_to_end(&mut body).map_err(FtpError::ConnectionError)?;
