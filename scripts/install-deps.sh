@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Install the Debian packages that ferry's tests, fixtures and interop checks need.
-# Idempotent: a machine that already has every package runs no apt at all.
+# Install the Debian packages that ferry's tests, fixtures and interop checks need,
+# then the one test tool that is no Debian package: ferro-oci-server, an OCI
+# distribution 1.1 registry with the referrers API (tests/registry_referrers_api.rs),
+# built with cargo into target/tools of the repository (CI caches the repository,
+# nothing outside it).
+# Idempotent: a machine that already has every package runs no apt at all, and one
+# that has the registry at the pinned version runs no cargo install.
 # Works as root with no stdin (CI). Usage: scripts/install-deps.sh
 set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+FERRO_OCI_VERSION=1.0.0
 
 PACKAGES=(
   docker.io podman buildah skopeo umoci containerd
@@ -38,31 +46,48 @@ for c in "${COMMANDS[@]}"; do
   have_cmd "$c" || missing_cmds+=("$c")
 done
 
-if [ ${#missing_pkgs[@]} -eq 0 ] && [ ${#missing_cmds[@]} -eq 0 ]; then
-  echo "install-deps: all packages present"
-  exit 0
-fi
-
-echo "install-deps: missing packages: ${missing_pkgs[*]:-none}; missing commands: ${missing_cmds[*]:-none}"
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO=(sudo -n); else
-    echo "install-deps: not root and no sudo; install: ${PACKAGES[*]}" >&2; exit 1
+install_apt_packages() {
+  if [ ${#missing_pkgs[@]} -eq 0 ] && [ ${#missing_cmds[@]} -eq 0 ]; then
+    echo "install-deps: all packages present"
+    return 0
   fi
-else
-  SUDO=()
-fi
+  echo "install-deps: missing packages: ${missing_pkgs[*]:-none}; missing commands: ${missing_cmds[*]:-none}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo -n); else
+      echo "install-deps: not root and no sudo; install: ${PACKAGES[*]}" >&2; exit 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update </dev/null
+  # Install the whole list: apt skips what is already there.
+  "${sudo[@]}" apt-get install -y --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${PACKAGES[@]}" </dev/null
+  local still=()
+  for c in "${COMMANDS[@]}"; do have_cmd "$c" || still+=("$c"); done
+  if [ ${#still[@]} -ne 0 ]; then
+    echo "install-deps: still missing after install: ${still[*]}" >&2
+    exit 1
+  fi
+}
 
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get update </dev/null
-# Install the whole list: apt skips what is already there.
-"${SUDO[@]}" apt-get install -y --no-install-recommends \
-  -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-  "${PACKAGES[@]}" </dev/null
+# ferro-oci-server at the pinned version in target/tools (cargo's own record
+# of what it installed there says which version is present).
+install_ferro_oci_server() {
+  local root="$repo/target/tools"
+  if [ -x "$root/bin/ferro-oci-server" ] &&
+    cargo install --list --root "$root" 2>/dev/null | grep -qx "ferro-oci-server v$FERRO_OCI_VERSION:"; then
+    echo "install-deps: ferro-oci-server $FERRO_OCI_VERSION present"
+    return 0
+  fi
+  if ! command -v cargo >/dev/null 2>&1; then
+    echo "install-deps: cargo not found; it builds ferro-oci-server into $root" >&2; exit 1
+  fi
+  echo "install-deps: building ferro-oci-server $FERRO_OCI_VERSION into $root (about a minute on 2 cores)"
+  cargo install ferro-oci-server --version "$FERRO_OCI_VERSION" --locked --root "$root" </dev/null
+}
 
-still=()
-for c in "${COMMANDS[@]}"; do have_cmd "$c" || still+=("$c"); done
-if [ ${#still[@]} -ne 0 ]; then
-  echo "install-deps: still missing after install: ${still[*]}" >&2
-  exit 1
-fi
+install_apt_packages
+install_ferro_oci_server
 echo "install-deps: done"
