@@ -1,9 +1,11 @@
-//! Shared helpers for ferry's integration tests (std + tempfile only).
+//! Shared helpers for ferry's integration tests (std and tempfile; oci_api also reqwest and serde_json).
 //! Use from a test crate with `mod support;`.
 #![allow(dead_code)]
 
 pub mod containerd;
 pub mod dockerd;
+pub mod ferro;
+pub mod oci_api;
 pub mod podman;
 pub mod registry;
 pub mod token;
