@@ -539,14 +539,25 @@ impl Client {
     }
 
     /// Store a manifest (or index) under `reference` (its digest, or a tag).
-    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: bytes::Bytes) -> Result<(), RegistryError> {
+    /// Store a manifest or index under `reference`. Returns the `OCI-Subject`
+    /// header of the answer: a registry with the referrers API names the
+    /// subject it indexed the manifest under (distribution spec 1.1).
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<Option<String>, RegistryError> {
         let context = format!("storing manifest {repo}:{reference}");
         let scope = Scope::push(repo);
         let url = self.url(&format!("v2/{repo}/manifests/{reference}"));
         self.retrying(|| {
             let resp = self.send(&context, &scope, &|h| h.put(url.clone()).header(CONTENT_TYPE, media_type).body(bytes.clone()))?;
             match resp.status() {
-                StatusCode::CREATED | StatusCode::OK | StatusCode::ACCEPTED => Ok(()),
+                StatusCode::CREATED | StatusCode::OK | StatusCode::ACCEPTED => {
+                    Ok(resp.headers().get("OCI-Subject").and_then(|v| v.to_str().ok()).map(str::to_string))
+                }
                 _ => Err(self.status_error(&context, resp)),
             }
         })

@@ -158,6 +158,8 @@ pub struct RegistryPush<'a> {
     referrers: Vec<super::referrers::Referrer>,
     /// Documents not pushed (`--no-referrers`).
     left_out: HashSet<Digest>,
+    /// The `OCI-Subject` a registry answered a manifest's PUT with, by repository and manifest.
+    oci_subjects: HashMap<(String, Digest), String>,
     pub report: PushReport,
 }
 
@@ -199,6 +201,7 @@ impl<'a> RegistryPush<'a> {
             no_referrers: opts.no_referrers,
             referrers: Vec::new(),
             left_out: HashSet::new(),
+            oci_subjects: HashMap::new(),
             report: PushReport::default(),
         }
     }
@@ -366,7 +369,9 @@ impl<'a> RegistryPush<'a> {
                 self.report.manifests_skipped += 1;
                 continue;
             }
-            self.client.put_manifest(&repo, digest.as_str(), &media_type, bytes.clone())?;
+            if let Some(subject) = self.client.put_manifest(&repo, digest.as_str(), &media_type, bytes.clone())? {
+                self.oci_subjects.insert((repo, digest.clone()), subject);
+            }
             self.report.manifests_pushed += 1;
         }
         Ok(())
@@ -516,7 +521,8 @@ impl<'a> Sink for RegistryPush<'a> {
         }
         for referrer in std::mem::take(&mut self.referrers) {
             for repo in self.repos.get(&referrer.descriptor.digest).cloned().unwrap_or_default() {
-                if super::referrers::attach(self.client, &repo, &referrer)? {
+                let oci_subject = self.oci_subjects.get(&(repo.clone(), referrer.descriptor.digest.clone()));
+                if super::referrers::attach(self.client, &repo, &referrer, oci_subject.map(String::as_str))? {
                     self.report.referrers_indexed += 1;
                 }
             }

@@ -49,8 +49,15 @@ pub fn referrer_of(digest: &Digest, media_type: &str, bytes: &[u8]) -> Option<Re
 /// List `referrer` among its subject's referrers in `repo`: nothing to do
 /// where the registry has the referrers API; else the fallback index, read,
 /// extended and stored again. `true` if the fallback index was written.
-pub fn attach(client: &Client, repo: &str, referrer: &Referrer) -> Result<bool> {
-    if client.has_referrers_api(repo, &referrer.subject)? {
+///
+/// `oci_subject` is the `OCI-Subject` header the registry answered the
+/// referrer's PUT with (`None` when ferry did not PUT it: it was there):
+/// naming the subject, the registry indexed it (distribution spec 1.1), and
+/// no request more is needed. Without it the referrers API is asked, so a
+/// registry that has the API but sends no header (or a referrer pushed by an
+/// earlier run) gets no stray fallback tag.
+pub fn attach(client: &Client, repo: &str, referrer: &Referrer, oci_subject: Option<&str>) -> Result<bool> {
+    if oci_subject == Some(referrer.subject.as_str()) || client.has_referrers_api(repo, &referrer.subject)? {
         return Ok(false);
     }
     let tag = fallback_tag(&referrer.subject);
